@@ -1,0 +1,170 @@
+"""Load, validate and split RuSentiment.
+
+Train = random + preselected posts; a stratified validation split with a fixed seed is carved
+from it for model selection. The test file is returned separately and is only for final reports.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+log = logging.getLogger(__name__)
+
+LABELS = ("negative", "neutral", "positive", "skip", "speech")
+ENV_VAR = "RUSENTIMENT_DATA_DIR"
+FILES = {
+    "random": ("rusentiment_random_posts.csv", "bfa850dd0548aaea682bcfa3f1106763c4ed1ed8f5341cec75fed61fda8ff2f3"),
+    "preselected": ("rusentiment_preselected_posts.csv", "f25f1a73dcb7be5d932cb65b931cf5ed2576c1c983df5fc98c1596ea48d28d88"),
+    "test": ("rusentiment_test.csv", "35964a82c1ecf360e6d4a9fe31cf8532225213cf610ba13bb7eacb081446dc10"),
+}
+SOURCE_URL = "https://raw.githubusercontent.com/strawberrypie/rusentiment/master/Dataset/{name}"
+
+
+class DataError(ValueError):
+    """Bad or missing input data; the message names the file, row and the fix."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("RUSENTIMENT_KD_CACHE", Path.home() / ".cache" / "rusentiment-kd"))
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def download(dest: Path) -> Path:
+    """Fetch the three CSVs into ``dest``, verifying each sha256; files appear only when complete."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, digest in FILES.values():
+        target = dest / name
+        if target.is_file() and sha256_bytes(target.read_bytes()) == digest:
+            continue
+        url = SOURCE_URL.format(name=name)
+        log.info("downloading %s", url)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r:
+                data = r.read()
+        except OSError as e:
+            raise DataError(
+                f"could not download {url} ({e}); pass --data-dir DIR or set {ENV_VAR}=DIR "
+                f"to a directory holding {', '.join(n for n, _ in FILES.values())}"
+            ) from e
+        if sha256_bytes(data) != digest:
+            raise DataError(f"{url}: sha256 {sha256_bytes(data)} != expected {digest}; not saved")
+        tmp = target.with_suffix(".part")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    return dest
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, allow_download: bool = True) -> Path:
+    """The data directory: the flag, else ``$RUSENTIMENT_DATA_DIR``, else a downloaded cache."""
+    chosen = data_dir or os.environ.get(ENV_VAR)
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_dir():
+            src = "--data-dir" if data_dir else f"${ENV_VAR}"
+            raise DataError(f"data directory {path} (from {src}) does not exist; point it at the folder "
+                            f"holding {FILES['random'][0]} and the other RuSentiment CSVs")
+        return path
+    if not allow_download:
+        raise DataError(f"no data directory: pass --data-dir DIR or set {ENV_VAR}=DIR")
+    return download(cache_root() / "data")
+
+
+def read_labelled_csv(path: Path) -> pd.DataFrame:
+    """Read one ``label,text`` CSV; any problem raises DataError naming the file and row."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; the data directory must hold {path.name}")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{path}: file is empty; expected a 'label,text' header and rows")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line}: bytes are not UTF-8 ({e.reason} at byte {e.start}); "
+                        f"re-save the file as UTF-8") from e
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, csv.Error) as e:
+        raise DataError(f"{path}: not a valid CSV ({e}); expected quoted 'label,text' rows") from e
+    missing = [c for c in ("label", "text") if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}, "
+                        f"expected a header 'label,text'")
+    if df.empty:
+        raise DataError(f"{path}: has a header but no rows")
+    labels = df["label"].str.strip()
+    bad = ~labels.isin(LABELS)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path}: row {i + 1} (after the header) has unknown label {df['label'].iloc[i]!r}; "
+                        f"allowed: {', '.join(LABELS)}")
+    empty = df["text"].str.strip() == ""
+    if empty.any():
+        i = int(np.flatnonzero(empty.to_numpy())[0])
+        raise DataError(f"{path}: row {i + 1} (after the header) has an empty or whitespace-only text; "
+                        f"remove the row or fill in its text")
+    return pd.DataFrame({"text": df["text"].astype(str), "label": labels.map(LABELS.index).astype(np.int64),
+                         "source": path.stem})
+
+
+@dataclass
+class Splits:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    checksums: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
+
+    def describe(self) -> dict:
+        def dist(df):
+            return {LABELS[k]: int(v) for k, v in sorted(df["label"].value_counts().items())}
+        return {"seed": self.seed, "checksums": self.checksums,
+                "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
+                "classes": {"train": dist(self.train), "val": dist(self.val), "test": dist(self.test)}}
+
+
+def load_splits(data_dir: str | os.PathLike | None = None, val_fraction: float = 0.1, seed: int = 13,
+                max_train_samples: int | None = None) -> Splits:
+    """Train (random + preselected minus validation), validation (stratified, seeded) and test."""
+    root = resolve_data_dir(data_dir)
+    frames = {key: read_labelled_csv(root / name) for key, (name, _) in FILES.items()}
+    checksums = {FILES[k][0]: sha256_bytes((root / FILES[k][0]).read_bytes()) for k in FILES}
+    for key, (name, digest) in FILES.items():
+        if checksums[name] != digest:
+            log.warning("%s: sha256 differs from the published file (%s); results are not comparable",
+                        root / name, checksums[name][:12])
+    pool = pd.concat([frames["random"], frames["preselected"]], ignore_index=True)
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    train, val = train_test_split(pool, test_size=val_fraction, random_state=seed, stratify=pool["label"])
+    train, val = train.reset_index(drop=True), val.reset_index(drop=True)
+    test = frames["test"].reset_index(drop=True)
+    if max_train_samples is not None:
+        if max_train_samples <= 0:
+            raise DataError(f"--max-train-samples must be positive, got {max_train_samples}")
+        if max_train_samples < len(train):
+            train = _stratified_head(train, max_train_samples, seed)
+            val = _stratified_head(val, max(50, int(max_train_samples * val_fraction)), seed)
+            test = _stratified_head(test, max(50, int(max_train_samples * val_fraction)), seed)
+    log.info("data from %s: train %d, val %d, test %d", root, len(train), len(val), len(test))
+    return Splits(train, val, test, checksums, seed)
+
+
+def _stratified_head(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    if n >= len(df):
+        return df
+    keep, _ = train_test_split(df, train_size=n, random_state=seed, stratify=df["label"])
+    return keep.reset_index(drop=True)

@@ -1,0 +1,74 @@
+"""A Hugging Face encoder with a pooled linear head; saves itself as a folder.
+
+Layout of a saved classifier::
+
+    classifier.json      ClassifierConfig (labels, pooling, prefix, max length)
+    head.safetensors     the linear head
+    encoder/             a standard Hugging Face model directory (config, weights, tokenizer)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoTokenizer
+
+
+@dataclass
+class ClassifierConfig:
+    labels: tuple[str, ...]
+    pooling: str = "mean"   # "mean" over the attention mask (how e5 was trained) or "cls"
+    dropout: float = 0.1
+    text_prefix: str = ""   # e5 expects "query: "
+    max_length: int = 128
+
+    def __post_init__(self):
+        self.labels = tuple(self.labels)
+        if self.pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
+
+
+class EncoderClassifier(nn.Module):
+    def __init__(self, encoder, config: ClassifierConfig):
+        super().__init__()
+        self.encoder, self.config = encoder, config
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, len(config.labels))
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False):
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           output_hidden_states=output_hidden_states)
+        logits = self.head(self.dropout(self.pool(out.last_hidden_state, attention_mask)))
+        return (logits, out.hidden_states) if output_hidden_states else logits
+
+    def save(self, path: Path, tokenizer) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(path / "encoder")
+        tokenizer.save_pretrained(path / "encoder")
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(path / "head.safetensors"))
+        (path / "classifier.json").write_text(json.dumps(asdict(self.config), indent=2, ensure_ascii=False))
+        return path
+
+    @classmethod
+    def load(cls, path: Path):
+        """Returns (classifier, tokenizer)."""
+        path = Path(path)
+        cfg_file = path / "classifier.json"
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"{path} is not a saved classifier: {cfg_file.name} is missing")
+        config = ClassifierConfig(**json.loads(cfg_file.read_text()))
+        encoder = AutoModel.from_pretrained(path / "encoder")
+        model = cls(encoder, config)
+        model.head.load_state_dict(load_file(str(path / "head.safetensors")))
+        return model, AutoTokenizer.from_pretrained(path / "encoder")

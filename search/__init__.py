@@ -1,0 +1,1 @@
+"""The driver: teacher stage, then the student search (Ray Tune + Optuna)."""

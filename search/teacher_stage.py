@@ -1,0 +1,131 @@
+"""Teacher stage: resolve the teacher, trim its vocabulary to the training pieces, fine-tune it with
+Ray Tune (a small sweep if asked), then cache the best teacher's logits for distillation."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from corpus import Splits, encode_texts
+from modeling import EncoderClassifier, classification_metrics
+from modeling.vocab import choose_kept_ids, piece_counts, trim_embeddings, trim_tokenizer
+from teachers import load_encoder, resolve_teacher
+from trainables.loop import predict_logits
+from trainables.teacher import TeacherData, TeacherTrainConfig, train_teacher
+
+log = logging.getLogger(__name__)
+METRIC = "val_weighted_f1"
+LR_GRID = (8e-5, 5e-5, 1.2e-4, 3e-5, 1.6e-4)
+
+
+@dataclass
+class TeacherStageConfig:
+    teacher: str = "e5-small"
+    trials: int = 1
+    epochs: int = 3
+    lr: float = 8e-5
+    batch_size: int = 32
+    max_length: int = 128
+    cpus_per_trial: int = 2
+    seed: int = 13
+
+
+def teacher_dir(experiment: Path) -> Path:
+    return experiment / "teacher"
+
+
+def load_cached_teacher(experiment: Path, spec: str) -> dict | None:
+    info_file = teacher_dir(experiment) / "teacher.json"
+    if not info_file.is_file():
+        return None
+    info = json.loads(info_file.read_text())
+    if info["stage"]["teacher"] != spec:
+        raise ValueError(f"{experiment} already holds a teacher trained from {info['stage']['teacher']!r}, "
+                         f"not {spec!r}; use another --name or the same --teacher")
+    return info
+
+
+def prepare_base(cfg: TeacherStageConfig, splits: Splits, out: Path, cache: Path):
+    """Teacher encoder with its vocabulary trimmed to the pieces of train + validation."""
+    source = resolve_teacher(cfg.teacher, cache / "teachers")
+    encoder, tokenizer = load_encoder(source)
+    texts = list(splits.train.text) + list(splits.val.text)
+    full = encode_texts(texts, tokenizer, cfg.max_length, source.text_prefix, cache / "encoded")
+    original = len(tokenizer)
+    keep = choose_kept_ids(piece_counts(full, original), tokenizer)
+    log.info("vocabulary: keeping %d of %d pieces (those seen in train+validation, plus specials)",
+             len(keep), len(tokenizer))
+    trim_embeddings(encoder, keep)
+    tokenizer = trim_tokenizer(tokenizer, keep)
+    encoder.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return source, tokenizer, {"kept_pieces": int(len(keep)), "original_pieces": original,
+                               "rule": "pieces seen in train+validation, plus specials; unseen text is "
+                                       "re-segmented into kept pieces (Unigram) or mapped to <unk>"}
+
+
+def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path, cache: Path) -> dict:
+    from ray import tune
+
+    cached = load_cached_teacher(experiment, cfg.teacher)
+    if cached:
+        log.info("teacher: reusing %s (val weighted F1 %.4f)", teacher_dir(experiment), cached["val"]["weighted_f1"])
+        return cached
+    t0 = time.time()
+    tdir = teacher_dir(experiment)
+    tdir.mkdir(parents=True, exist_ok=True)
+    source, tokenizer, vocab_info = prepare_base(cfg, splits, tdir / "base", cache)
+    enc = {name: encode_texts(df.text, tokenizer, cfg.max_length, source.text_prefix, cache / "encoded")
+           for name, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+    data = TeacherData(str(tdir / "base"), tokenizer.pad_token_id, enc["train"], splits.train.label.to_numpy(),
+                       enc["val"], splits.val.label.to_numpy())
+    space = asdict(TeacherTrainConfig(lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                                      pooling=source.pooling, text_prefix=source.text_prefix,
+                                      max_length=cfg.max_length, seed=cfg.seed, threads=cfg.cpus_per_trial))
+    if cfg.trials > 1:
+        grid = [cfg.lr] + [lr for lr in LR_GRID if lr != cfg.lr]
+        space["lr"] = tune.grid_search(grid[: cfg.trials])
+    trainable = tune.with_resources(tune.with_parameters(train_teacher, data=data), {"cpu": cfg.cpus_per_trial})
+    tuner = tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(metric=METRIC, mode="max"),
+        run_config=tune.RunConfig(
+            name="teacher_trials", storage_path=str(experiment.resolve()),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
+                                                    checkpoint_score_order="max"),
+            failure_config=tune.FailureConfig(max_failures=1), verbose=1),
+    )
+    results = tuner.fit()
+    best = results.get_best_result(METRIC, "max", scope="all")
+    if best.error or best.get_best_checkpoint(METRIC, "max") is None:
+        raise RuntimeError(f"no teacher trial finished: {best.error}")
+    train_s = time.time() - t0
+    with best.get_best_checkpoint(METRIC, "max").as_directory() as d:
+        model, _ = EncoderClassifier.load(Path(d) / "model")
+        model.save(tdir / "model", tokenizer)
+    log.info("teacher: computing logits on train / val / test for distillation and the report")
+    import torch
+    torch.set_num_threads(cfg.cpus_per_trial)
+    info = {"stage": asdict(cfg), "vocab": vocab_info, "source": asdict(source),
+            "best_config": {k: v for k, v in best.config.items()}, "trials": []}
+    for name, df in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+        logits = predict_logits(model, enc[name], tokenizer.pad_token_id)
+        np.save(tdir / f"logits_{name}.npy", logits)
+        m = classification_metrics(df.label.to_numpy(), logits.argmax(1))
+        info[name] = {k: round(v, 4) for k, v in m.items()}
+    df = results.get_dataframe(filter_metric=METRIC, filter_mode="max")
+    for _, row in df.iterrows():
+        info["trials"].append({"lr": row.get("config/lr"), "epochs": row.get("config/epochs"),
+                               "best_epoch": int(row["epoch"]), METRIC: round(float(row[METRIC]), 4)})
+    info["wall_time_s"] = {"fine_tuning": round(train_s, 1), "total": round(time.time() - t0, 1)}
+    tmp = tdir / "teacher.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False, default=str))
+    tmp.replace(tdir / "teacher.json")
+    log.info("teacher: val weighted F1 %.4f, test weighted F1 %.4f (accuracy %.4f, macro F1 %.4f), %.0f s",
+             info["val"]["weighted_f1"], info["test"]["weighted_f1"], info["test"]["accuracy"],
+             info["test"]["macro_f1"], info["wall_time_s"]["total"])
+    return info

@@ -1,0 +1,54 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import tiny_texts, write_tiny_bert, write_tiny_rusentiment
+
+REAL_DATA = os.environ.get("RUSENTIMENT_DATA_DIR")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Caches (rebuilt e5, tokenised data) go to a temporary folder, never the user's."""
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("RUSENTIMENT_KD_CACHE")
+    os.environ["RUSENTIMENT_KD_CACHE"] = str(cache)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    yield cache
+    if old is None:
+        os.environ.pop("RUSENTIMENT_KD_CACHE", None)
+    else:
+        os.environ["RUSENTIMENT_KD_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    return write_tiny_rusentiment(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    import random
+
+    rng = random.Random(1)
+    texts = [t for label in ("negative", "neutral", "positive", "skip", "speech") for t in tiny_texts(label, 50, rng)]
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), texts)
+
+
+@pytest.fixture(scope="session")
+def e5_dir(isolated_cache) -> Path:
+    from teachers.e5 import export_e5_small
+
+    return export_e5_small(isolated_cache / "teachers" / "e5-small")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    yield
+    ray.shutdown()

@@ -1,0 +1,66 @@
+"""Tiny offline fixtures built in code: a RuSentiment-shaped data set and a rubert-tiny2-shaped BERT."""
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+from corpus.rusentiment import FILES, LABELS
+
+WORDS = {
+    "negative": ["ужасно", "плохо", "грустно", "ненавижу", "отвратительно", "злой", "обидно", "кошмар"],
+    "neutral": ["сегодня", "завтра", "поеду", "город", "работа", "встреча", "новости", "фото"],
+    "positive": ["отлично", "люблю", "счастье", "прекрасно", "класс", "радость", "ура", "супер"],
+    "skip": ["http", "vk", "com", "repost", "ссылка", "конкурс", "подписка", "реклама"],
+    "speech": ["поздравляю", "спасибо", "днем", "рождения", "с", "праздником", "желаю", "благодарю"],
+}
+FILLER = ["и", "я", "мы", "это", "все", "там", "вот", "ну", "😀", "!!!"]
+
+
+def tiny_texts(label: str, n: int, rng: random.Random) -> list[str]:
+    out = []
+    for _ in range(n):
+        words = rng.choices(WORDS[label], k=rng.randint(2, 5)) + rng.choices(FILLER, k=rng.randint(0, 3))
+        rng.shuffle(words)
+        out.append(" ".join(words).capitalize())
+    return out
+
+
+def write_tiny_rusentiment(root: Path, per_class: int = 40, seed: int = 0) -> Path:
+    """Three CSVs with RuSentiment's names and columns (``label,text``), separable by word choice."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for key, (name, _) in FILES.items():
+        n = per_class if key == "random" else max(8, per_class // 3)
+        rows = [(label, text) for label in LABELS for text in tiny_texts(label, n, rng)]
+        rng.shuffle(rows)
+        with open(root / name, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, quoting=csv.QUOTE_MINIMAL)
+            w.writerow(["label", "text"])
+            w.writerows(rows)
+    return root
+
+
+def write_tiny_bert(out: Path, texts: list[str]) -> Path:
+    """A random BERT in rubert-tiny2's shape (312 hidden, 3 layers, 12 heads, FFN 600) with a
+    WordPiece tokenizer trained on ``texts``, saved with ``save_pretrained``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=2048)
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=312, num_hidden_layers=3,
+                        num_attention_heads=12, intermediate_size=600, max_position_embeddings=2048,
+                        pad_token_id=tok.token_to_id("[PAD]"))
+    BertModel(config).save_pretrained(out)
+    fast.save_pretrained(out)
+    return out

@@ -1,0 +1,87 @@
+import shutil
+
+import pytest
+
+from corpus import LABELS, DataError, load_splits, resolve_data_dir
+from corpus.rusentiment import ENV_VAR, FILES, download, read_labelled_csv
+from tests.conftest import REAL_DATA
+
+
+def _copy(tiny_data, tmp_path):
+    d = tmp_path / "data"
+    shutil.copytree(tiny_data, d)
+    return d
+
+
+def test_splits_are_stratified_seeded_and_disjoint(tiny_data):
+    a = load_splits(tiny_data, seed=3)
+    b = load_splits(tiny_data, seed=3)
+    assert a.val.text.tolist() == b.val.text.tolist()
+    assert set(a.val.label) == set(range(len(LABELS)))
+    assert len(a.train) + len(a.val) == 5 * 40 + 5 * 13  # random + preselected
+    assert set(a.test.source) == {"rusentiment_test"}
+    assert "rusentiment_test" not in set(a.train.source) | set(a.val.source)
+    c = load_splits(tiny_data, seed=4)
+    assert c.val.text.tolist() != a.val.text.tolist()
+
+
+def test_max_train_samples_subsets(tiny_data):
+    s = load_splits(tiny_data, max_train_samples=50)
+    assert len(s.train) == 50
+
+
+def test_env_var_names_the_directory(tiny_data, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(tiny_data))
+    assert resolve_data_dir(None) == tiny_data
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"", "file is empty"),
+    (b"label,text\n", "no rows"),
+    (b"label,body\nneutral,hi\n", "missing column(s) ['text']"),
+    (b"label,text\nneutral,ok\nhappy,hi\n", "row 2 (after the header) has unknown label 'happy'"),
+    (b"label,text\nneutral,ok\nneutral,\"   \"\n", "row 2 (after the header) has an empty or whitespace-only text"),
+    (b"label,text\nneutral,ok\nneutral,\xff\xfe bad\n", "line 3: bytes are not UTF-8"),
+])
+def test_bad_csv_gets_one_clear_error(tiny_data, tmp_path, content, fragment):
+    d = _copy(tiny_data, tmp_path)
+    (d / FILES["random"][0]).write_bytes(content)
+    with pytest.raises(DataError) as e:
+        load_splits(d)
+    assert fragment in str(e.value)
+    assert FILES["random"][0] in str(e.value)
+
+
+def test_missing_file_and_directory(tiny_data, tmp_path):
+    d = _copy(tiny_data, tmp_path)
+    (d / FILES["test"][0]).unlink()
+    with pytest.raises(DataError, match="rusentiment_test.csv: file not found"):
+        load_splits(d)
+    with pytest.raises(DataError, match="does not exist"):
+        load_splits(tmp_path / "nowhere")
+
+
+def test_download_verifies_checksums_and_leaves_nothing_half_written(tmp_path, monkeypatch, tiny_data):
+    import corpus.rusentiment as r
+
+    monkeypatch.setattr(r, "SOURCE_URL", (tiny_data.as_uri() + "/{name}"))
+    with pytest.raises(DataError, match="sha256"):
+        download(tmp_path / "dl")  # the tiny files do not match the published checksums
+    assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_download_failure_names_the_flag(tmp_path, monkeypatch):
+    import corpus.rusentiment as r
+
+    monkeypatch.setattr(r, "SOURCE_URL", (tmp_path / "missing").as_uri() + "/{name}")
+    with pytest.raises(DataError, match="--data-dir"):
+        download(tmp_path / "dl")
+
+
+@pytest.mark.skipif(not REAL_DATA, reason="RUSENTIMENT_DATA_DIR not set")
+def test_real_files_match_published_checksums():
+    s = load_splits(REAL_DATA)
+    for name, digest in FILES.values():
+        assert s.checksums[name] == digest
+    assert (len(s.train), len(s.val), len(s.test)) == (25396, 2822, 2967)
+    assert len(read_labelled_csv(resolve_data_dir(REAL_DATA) / FILES["test"][0])) == 2967

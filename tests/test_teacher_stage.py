@@ -1,0 +1,80 @@
+"""The teacher stage end to end through ``search/run.py`` on tiny data, offline."""
+import json
+
+import numpy as np
+import pytest
+
+from search.run import main
+
+
+def _run(args):
+    return main(args)
+
+
+def test_hub_shaped_teacher_sweep_through_the_entry_point(tiny_data, tiny_bert, tmp_path, ray_local):
+    rc = _run(["--teacher", str(tiny_bert), "--data-dir", str(tiny_data), "--storage", str(tmp_path),
+               "--name", "bert", "--teacher-trials", "2", "--teacher-epochs", "2", "--stage", "teacher",
+               "--teacher-lr", "3e-4"])
+    assert rc == 0
+    tdir = tmp_path / "bert" / "teacher"
+    info = json.loads((tdir / "teacher.json").read_text())
+    assert len(info["trials"]) == 2 and {t["lr"] for t in info["trials"]} == {3e-4, 8e-5}
+    assert info["source"]["pooling"] == "cls"
+    data = json.loads((tmp_path / "bert" / "data.json").read_text())
+    for split in ("train", "val", "test"):
+        logits = np.load(tdir / f"logits_{split}.npy")
+        assert logits.shape == (data["sizes"][split], 5) and np.isfinite(logits).all()
+        assert 0 <= info[split]["weighted_f1"] <= 1
+    # the saved teacher is a standard HF directory plus head, loadable on its own
+    from modeling import EncoderClassifier
+
+    model, tok = EncoderClassifier.load(tdir / "model")
+    assert model.encoder.config.hidden_size == 312 and len(tok) == model.encoder.config.vocab_size
+    # a second run reuses the cached teacher instead of retraining it
+    mtime = (tdir / "teacher.json").stat().st_mtime
+    assert _run(["--teacher", str(tiny_bert), "--data-dir", str(tiny_data), "--storage", str(tmp_path),
+                 "--name", "bert", "--stage", "teacher"]) == 0
+    assert (tdir / "teacher.json").stat().st_mtime == mtime
+
+
+def test_offline_e5_teacher_default(tiny_data, tmp_path, ray_local):
+    rc = _run(["--data-dir", str(tiny_data), "--storage", str(tmp_path), "--name", "e5",
+               "--teacher-epochs", "1", "--max-train-samples", "40", "--stage", "teacher"])
+    assert rc == 0
+    info = json.loads((tmp_path / "e5" / "teacher" / "teacher.json").read_text())
+    assert info["source"]["text_prefix"] == "query: " and info["source"]["pooling"] == "mean"
+    assert info["vocab"]["original_pieces"] == 250002 and info["vocab"]["kept_pieces"] < 1000
+
+
+def test_hub_id_offline_fails_fast_naming_the_alternatives(tiny_data, tmp_path, monkeypatch, caplog):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t = time.time()
+    rc = _run(["--teacher", "cointegrated/rubert-tiny2", "--data-dir", str(tiny_data),
+               "--storage", str(tmp_path), "--stage", "teacher"])
+    assert rc == 2 and time.time() - t < 30
+    assert "--teacher e5-small" in caplog.text and "--teacher /path/to/a/local/model/dir" in caplog.text
+
+
+@pytest.mark.parametrize("teacher, fragment", [
+    ("not-a-model", "not an existing directory nor a hub id"),
+    ("./missing/dir", "not an existing directory nor a hub id"),
+])
+def test_unknown_teacher(tiny_data, tmp_path, caplog, teacher, fragment):
+    assert _run(["--teacher", teacher, "--data-dir", str(tiny_data), "--storage", str(tmp_path),
+                 "--stage", "teacher"]) == 2
+    assert fragment in caplog.text
+
+
+def test_help_and_bad_numbers(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--teacher", "--data-dir", "--storage", "--name", "--seed", "--max-train-samples", "--teacher-trials"):
+        assert opt in out
+    with pytest.raises(SystemExit) as e:
+        main(["--max-train-samples", "0"])
+    assert e.value.code == 2
+    assert "expected a positive integer, got 0" in capsys.readouterr().err

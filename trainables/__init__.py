@@ -1,0 +1,1 @@
+"""Ray Tune trainables: teacher fine-tuning (and, next, student distillation)."""

@@ -1,0 +1,99 @@
+"""Training and inference loops shared by the teacher and student trainables."""
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import nullcontext
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from corpus.encode import Encoded
+
+log = logging.getLogger(__name__)
+
+
+def setup_worker_logging(level: int = logging.INFO) -> None:
+    """Ray workers start with Python logging unconfigured; show this package's progress lines."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 autocast only pays off with native bf16 matmuls (AMX or AVX-512 BF16)."""
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def autocast_context(mode: str):
+    """``mode``: "auto" (bf16 when the CPU has native bf16), "bf16" or "off"."""
+    if mode not in ("auto", "bf16", "off"):
+        raise ValueError(f"bf16 must be 'auto', 'bf16' or 'off', got {mode!r}")
+    use = mode == "bf16" or (mode == "auto" and cpu_has_fast_bf16())
+    return torch.autocast("cpu", dtype=torch.bfloat16) if use else nullcontext()
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Batches of similar length (little padding). With ``rng``: shuffled within 50-batch pools
+    and in batch order; without: sorted, for inference."""
+    n = len(lengths)
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    perm = rng.permutation(n)
+    pool = batch_size * 50
+    batches = []
+    for start in range(0, n, pool):
+        chunk = perm[start:start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(encoded: Encoded, index: np.ndarray, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = [encoded.row(int(i)) for i in index]
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for j, r in enumerate(rows):
+        ids[j, :len(r)] = r
+        mask[j, :len(r)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+@torch.no_grad()
+def predict_logits(model, encoded: Encoded, pad_id: int, batch_size: int = 128, bf16: str = "auto") -> np.ndarray:
+    model.eval()
+    out = np.zeros((len(encoded), len(model.config.labels)), dtype=np.float32)
+    for index in length_batches(encoded.lengths(), batch_size, None):
+        ids, mask = collate(encoded, index, pad_id)
+        with autocast_context(bf16):
+            logits = model(ids, mask)
+        out[index] = logits.float().numpy()
+    return out
+
+
+def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return math.ceil(n / batch_size)

@@ -1,0 +1,139 @@
+"""Ray Tune trainable that fine-tunes a teacher encoder for RuSentiment classification.
+
+Pooling: mean over the attention mask for e5 (the pooling it was pre-trained with, so the
+pooled vector is meaningful from step 0), CLS for BERT-style hub checkpoints.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from corpus import LABELS
+from corpus.encode import Encoded
+from modeling import ClassifierConfig, EncoderClassifier, classification_metrics
+
+from .loop import setup_worker_logging, autocast_context, collate, length_batches, linear_warmup_decay, predict_logits, steps_per_epoch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TeacherTrainConfig:
+    lr: float = 8e-5
+    epochs: int = 3
+    batch_size: int = 32
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    layer_decay: float = 1.0     # layer-wise lr decay (1.0 = off)
+    dropout: float = 0.1
+    pooling: str = "mean"
+    text_prefix: str = ""
+    max_length: int = 128
+    seed: int = 13
+    threads: int = 2
+    bf16: str = "auto"
+
+
+@dataclass
+class TeacherData:
+    """What a teacher trial needs; shipped to workers through Ray's object store."""
+    base_dir: str             # Hugging Face model directory of the (vocabulary-trimmed) encoder
+    pad_id: int
+    train: Encoded
+    train_labels: np.ndarray
+    val: Encoded
+    val_labels: np.ndarray
+
+
+def param_groups(model: EncoderClassifier, cfg: TeacherTrainConfig) -> list[dict]:
+    """AdamW groups: no decay on biases/LayerNorm; lr x layer_decay^(depth from the top)."""
+    n_layers = model.encoder.config.num_hidden_layers
+    groups: dict[tuple[float, float], list] = {}
+    for name, p in model.named_parameters():
+        if name.startswith("encoder.embeddings"):
+            depth = n_layers + 1
+        elif ".layer." in name:
+            depth = n_layers - int(name.split(".layer.")[1].split(".")[0])
+        else:
+            depth = 0
+        lr = cfg.lr * cfg.layer_decay ** depth
+        wd = 0.0 if p.ndim == 1 else cfg.weight_decay
+        groups.setdefault((lr, wd), []).append(p)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def build_teacher(data: TeacherData, cfg: TeacherTrainConfig) -> EncoderClassifier:
+    from transformers import AutoModel
+
+    from transformers import AutoConfig
+
+    kwargs = {"add_pooling_layer": False} if AutoConfig.from_pretrained(data.base_dir).model_type == "bert" else {}
+    encoder = AutoModel.from_pretrained(data.base_dir, **kwargs)
+    return EncoderClassifier(encoder, ClassifierConfig(labels=LABELS, pooling=cfg.pooling, dropout=cfg.dropout,
+                                                       text_prefix=cfg.text_prefix, max_length=cfg.max_length))
+
+
+def train_teacher(config: dict, data: TeacherData) -> None:
+    """Ray Tune function trainable: one epoch = one report (validation metrics + checkpoint)."""
+    from ray import tune
+    from transformers import AutoTokenizer
+
+    setup_worker_logging()
+    cfg = TeacherTrainConfig(**config)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_teacher(data, cfg)
+    tokenizer = AutoTokenizer.from_pretrained(data.base_dir)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
+    total = steps_per_epoch(len(data.train), cfg.batch_size) * cfg.epochs
+    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
+    start_epoch = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            model, _ = EncoderClassifier.load(Path(d) / "model")
+            optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
+            scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
+            state = torch.load(Path(d) / "train_state.pt", weights_only=False)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            rng = state["rng"]
+            start_epoch = state["epoch"]
+    labels = torch.as_tensor(data.train_labels)
+    for epoch in range(start_epoch, cfg.epochs):
+        t0, losses = time.time(), []
+        model.train()
+        batches = length_batches(data.train.lengths(), cfg.batch_size, rng)
+        for step, index in enumerate(batches):
+            ids, mask = collate(data.train, index, data.pad_id)
+            with autocast_context(cfg.bf16):
+                logits = model(ids, mask)
+            loss = F.cross_entropy(logits.float(), labels[index])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            if step % 100 == 0:
+                log.info("epoch %d step %d/%d loss %.4f (%.1fs)", epoch + 1, step, len(batches),
+                         np.mean(losses[-100:]), time.time() - t0)
+        train_time = time.time() - t0
+        val_logits = predict_logits(model, data.val, data.pad_id, bf16=cfg.bf16)
+        metrics = classification_metrics(data.val_labels, val_logits.argmax(1), prefix="val_")
+        metrics.update(epoch=epoch + 1, train_loss=float(np.mean(losses)), epoch_train_s=train_time,
+                       epoch_total_s=time.time() - t0)
+        with tempfile.TemporaryDirectory() as d:
+            model.save(Path(d) / "model", tokenizer)
+            torch.save({"optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "rng": rng, "epoch": epoch + 1},
+                       Path(d) / "train_state.pt")
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
