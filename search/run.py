@@ -35,6 +35,10 @@ class RunConfig:
     cpus_per_trial: int
     address: str | None
     stage: str
+    trials: int
+    max_epochs: int
+    resume: bool
+    time_budget_s: float | None
 
 
 def positive_int(text: str) -> int:
@@ -65,12 +69,17 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     p.add_argument("--cpus-per-trial", type=positive_int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--address", default=None, help="Ray cluster address (auto or ray://HOST:PORT); default: local")
     p.add_argument("--stage", choices=("teacher", "all"), default="all",
-                   help="stop after the teacher stage, or run everything available")
+                   help="stop after the teacher stage, or run the student search too")
+    p.add_argument("--trials", type=positive_int, default=40, help="student trials (Optuna samples)")
+    p.add_argument("--max-epochs", type=positive_int, default=8, help="largest student epoch count in the space")
+    p.add_argument("--resume", action="store_true", help="continue the student search stored in --storage/--name")
+    p.add_argument("--time-budget-s", type=float, default=None, help="stop starting/continuing trials after this")
     a = p.parse_args(argv)
     return RunConfig(teacher=a.teacher, data_dir=a.data_dir, storage=a.storage, name=a.name, seed=a.seed,
                      max_train_samples=a.max_train_samples, teacher_trials=a.teacher_trials,
                      teacher_epochs=a.teacher_epochs, teacher_lr=a.teacher_lr,
-                     cpus_per_trial=a.cpus_per_trial, address=a.address, stage=a.stage)
+                     cpus_per_trial=a.cpus_per_trial, address=a.address, stage=a.stage, trials=a.trials,
+                     max_epochs=a.max_epochs, resume=a.resume, time_budget_s=a.time_budget_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from corpus import DataError, load_splits
     from corpus.rusentiment import cache_root
     from search.provenance import provenance
+    from search.student_stage import StudentStageConfig, run_student_stage
     from search.teacher_stage import TeacherStageConfig, run_teacher_stage
     from teachers import TeacherError
 
@@ -96,16 +106,36 @@ def main(argv: list[str] | None = None) -> int:
             TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
                                lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed),
             splits, experiment, cache_root())
-    except (DataError, TeacherError) as e:
+        search = None
+        if cfg.stage == "all":
+            search = run_student_stage(
+                StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial,
+                                   seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume),
+                splits, experiment, cache_root())
+    except (DataError, TeacherError, FileNotFoundError) as e:
         log.error("%s", e)
         return 2
     run_info = {"provenance": provenance(), "wall_time_s": round(time.time() - t0, 1),
                 "teacher_test": teacher["test"], "teacher_val": teacher["val"]}
     (experiment / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
     print(f"teacher: test weighted F1 {teacher['test']['weighted_f1']:.4f} "
-          f"(accuracy {teacher['test']['accuracy']:.4f}, macro F1 {teacher['test']['macro_f1']:.4f}); "
-          f"experiment in {experiment}")
+          f"(accuracy {teacher['test']['accuracy']:.4f}, macro F1 {teacher['test']['macro_f1']:.4f})")
+    if search:
+        print_front(search, experiment)
+    print(f"experiment: {experiment}")
     return 0
+
+
+def print_front(search: dict, experiment: Path) -> None:
+    import pandas as pd
+
+    front = pd.DataFrame(search["front"])
+    cols = [c for c in ("trial_id", "layers", "hidden", "heads", "ffn", "vocab", "int8_val_weighted_f1",
+                        "test_weighted_f1", "latency_ms_p50", "size_mib", "params") if c in front]
+    print(f"student search: {search['trials']} trials {search['status_counts']} in {search['wall_time_s']:.0f} s")
+    print("Pareto front (int8 validation weighted F1 vs median batch-1 latency vs size):")
+    print(front[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(f"trials table: {experiment / 'trials.csv'}; front: {experiment / 'pareto.csv'}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""Serialise CPU benchmarks: a single named Ray actor (max_concurrency=1) runs them all.
+
+A trial sends its model folder's bytes and waits (its own CPUs idle), so two benchmarks never
+overlap and a benchmark never overlaps its own trial's training. With one trial per machine (the
+default on small machines: --cpus-per-trial = all cores) nothing else runs beside it either. On a
+cluster, give one node the custom resource ``benchmark`` and no trials; the actor is pinned there.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import ray
+
+ACTOR_NAME = "rusentiment_kd_benchmark"
+NAMESPACE = "rusentiment_kd"
+
+
+@ray.remote(max_concurrency=1, num_cpus=0)
+class BenchmarkSlot:
+    def run(self, files: dict[str, bytes], texts: list[str]) -> dict:
+        from inference.benchmark import benchmark
+
+        with tempfile.TemporaryDirectory() as d:
+            for name, blob in files.items():
+                (Path(d) / name).write_bytes(blob)
+            return benchmark(Path(d), texts)
+
+
+def start_benchmark_slot(resource: str | None = None):
+    opts = {"name": ACTOR_NAME, "namespace": NAMESPACE, "get_if_exists": True, "lifetime": "detached"}
+    if resource:
+        opts["resources"] = {resource: 1}
+    return BenchmarkSlot.options(**opts).remote()
+
+
+def benchmark_serialised(folder: Path, texts: list[str]) -> dict:
+    files = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
+    try:
+        slot = ray.get_actor(ACTOR_NAME, namespace=NAMESPACE)
+    except ValueError:  # no driver-started slot (e.g. a trainable run by hand): measure in place
+        from inference.benchmark import benchmark
+
+        return benchmark(Path(folder), texts)
+    return ray.get(slot.run.remote(files, texts[:2000]))

@@ -1,0 +1,159 @@
+"""Student search: Ray Tune Tuner + OptunaSearch (multi-objective) + ASHA over ``spaces.student``."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from corpus import Splits
+from spaces.student import sample_student
+from trainables.student import StudentData, train_student
+
+log = logging.getLogger(__name__)
+OBJECTIVES = {"int8_val_weighted_f1": "max", "latency_ms_p50": "min", "size_mib": "min"}
+ASHA_METRIC = "val_weighted_f1"
+TUNER_DIR = "student_trials"
+
+
+@dataclass
+class StudentStageConfig:
+    trials: int = 40
+    max_epochs: int = 8
+    cpus_per_trial: int = 2
+    seed: int = 13
+    time_budget_s: float | None = None
+    resume: bool = False
+    batch_size: int = 64
+    evals_per_epoch: int = 4
+
+
+def make_data(splits: Splits, experiment: Path, cache: Path, cfg: StudentStageConfig) -> StudentData:
+    tdir = experiment / "teacher"
+    return StudentData(
+        teacher_model_dir=str(tdir / "model"), cache_dir=str(cache / "encoded"),
+        train_texts=splits.train.text.tolist(), train_labels=splits.train.label.to_numpy(),
+        train_logits=np.load(tdir / "logits_train.npy"), val_texts=splits.val.text.tolist(),
+        val_labels=splits.val.label.to_numpy(),
+        fixed={"threads": cfg.cpus_per_trial, "seed": cfg.seed, "batch_size": cfg.batch_size,
+               "evals_per_epoch": cfg.evals_per_epoch},
+    )
+
+
+def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    trainable = tune.with_resources(tune.with_parameters(train_student, data=data), {"cpu": cfg.cpus_per_trial})
+    path = experiment.resolve() / TUNER_DIR
+    if cfg.resume:
+        if not tune.Tuner.can_restore(str(path)):
+            raise FileNotFoundError(f"--resume: no student search to resume in {path}; run without --resume")
+        log.info("resuming the student search in %s", path)
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    searcher = OptunaSearch(space=partial(sample_student, max_epochs=cfg.max_epochs),
+                            metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=cfg.seed)
+    scheduler = ASHAScheduler(time_attr="round", metric=ASHA_METRIC, mode="max",
+                              max_t=cfg.max_epochs * cfg.evals_per_epoch, grace_period=1, reduction_factor=3)
+    cpus = int(ray.cluster_resources().get("CPU", cfg.cpus_per_trial))
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=cfg.trials,
+                                    max_concurrent_trials=max(1, cpus // cfg.cpus_per_trial),
+                                    time_budget_s=cfg.time_budget_s),
+        run_config=tune.RunConfig(
+            name=TUNER_DIR, storage_path=str(experiment.resolve()),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=1), verbose=1),
+    )
+
+
+CONFIG_COLUMNS = ["layers", "hidden", "heads", "ffn", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs", "init"]
+METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
+                  "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "latency_ms_p50",
+                  "latency_ms_p95", "tokenize_ms_p50", "throughput_b32_per_s", "size_mib", "params", "vocab_size",
+                  "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
+
+
+def collect_trials(results, experiment: Path) -> pd.DataFrame:
+    """One row per trial (config, status, fp32 and int8 metrics, speed, size); copies each trial's
+    int8 model folder to ``students/<trial_id>``."""
+    rows = []
+    out_dir = experiment / "students"
+    out_dir.mkdir(exist_ok=True)
+    for r in results:
+        m = r.metrics or {}
+        trial_id = m.get("trial_id") or Path(r.path).name
+        row = {"trial_id": trial_id}
+        row.update({c: r.config.get(c) for c in CONFIG_COLUMNS})
+        row.update({c: m.get(c) for c in METRIC_COLUMNS})
+        if r.error:
+            row["status"], row["error"] = "error", str(r.error).strip().splitlines()[-1][:300]
+        elif m.get("epoch") is not None and m["epoch"] < r.config.get("epochs", 0):
+            row["status"], row["error"] = "stopped_by_asha", ""
+        else:
+            row["status"], row["error"] = "completed", ""
+        if r.checkpoint is not None:
+            with r.checkpoint.as_directory() as d:
+                if (Path(d) / "model").is_dir():
+                    dest = out_dir / trial_id
+                    shutil.rmtree(dest, ignore_errors=True)
+                    shutil.copytree(Path(d) / "model", dest)
+                    row["model_dir"] = str(dest.relative_to(experiment))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
+    """Trials not dominated on (int8 val weighted F1 up, latency down, size down)."""
+    ok = df[df["status"] != "error"].dropna(subset=list(OBJECTIVES))
+    pts = ok[list(OBJECTIVES)].to_numpy(dtype=float) * np.array([-1.0, 1.0, 1.0])
+    keep = [not any(np.all(q <= p) and np.any(q < p) for q in pts) for p in pts]
+    return ok[keep].sort_values("latency_ms_p50")
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def evaluate_on_test(front: pd.DataFrame, splits: Splits, experiment: Path) -> pd.DataFrame:
+    """Test figures for front members only (never used for selection)."""
+    from inference import SentimentClassifier
+    from modeling import classification_metrics
+
+    rows = []
+    for _, r in front.iterrows():
+        if not isinstance(r.get("model_dir"), str):
+            continue
+        clf = SentimentClassifier.load(experiment / r["model_dir"], threads=2)
+        pred = clf.logits(splits.test.text.tolist(), 64).argmax(1)
+        rows.append({"trial_id": r["trial_id"], **classification_metrics(splits.test.label.to_numpy(), pred, "test_")})
+    return front.merge(pd.DataFrame(rows), on="trial_id", how="left") if rows else front
+
+
+def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path, cache: Path) -> dict:
+    from search.bench_slot import start_benchmark_slot
+
+    t0 = time.time()
+    data = make_data(splits, experiment, cache, cfg)
+    start_benchmark_slot()
+    tuner = make_tuner(cfg, data, experiment)
+    results = tuner.fit()
+    df = collect_trials(results, experiment)
+    write_csv_atomic(df, experiment / "trials.csv")
+    front = evaluate_on_test(pareto_front(df), splits, experiment)
+    write_csv_atomic(front, experiment / "pareto.csv")
+    summary = {"trials": len(df), "status_counts": df["status"].value_counts().to_dict(),
+               "wall_time_s": round(time.time() - t0, 1), "front": front.to_dict(orient="records")}
+    (experiment / "search.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

@@ -1,0 +1,77 @@
+"""Student search end to end (tiny teacher, tiny data), the export path and the space."""
+import json
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from search.run import main
+from spaces.student import HEADS_FOR_HIDDEN, StudentConfig, sample_student
+from trainables.student import build_student
+
+REQUIRED = ["trial_id", "layers", "hidden", "heads", "ffn", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs",
+            "init", "status", "val_weighted_f1", "int8_val_weighted_f1", "int8_val_accuracy", "int8_val_macro_f1",
+            "int8_fp32_agreement", "latency_ms_p50", "latency_ms_p95", "throughput_b32_per_s", "size_mib", "params",
+            "model_dir"]
+
+
+@pytest.fixture(scope="module")
+def searched(tiny_data, tiny_bert, tmp_path_factory, ray_local):
+    storage = tmp_path_factory.mktemp("exp")
+    rc = main(["--teacher", str(tiny_bert), "--data-dir", str(tiny_data), "--storage", str(storage),
+               "--name", "smoke", "--trials", "2", "--max-epochs", "2", "--teacher-epochs", "1"])
+    assert rc == 0
+    return storage / "smoke"
+
+
+def test_two_trial_search_writes_complete_trials_table(searched):
+    df = pd.read_csv(searched / "trials.csv")
+    assert len(df) == 2
+    assert df[REQUIRED].notna().all().all(), df[REQUIRED].T
+    assert set(df.status) <= {"completed", "stopped_by_asha"}
+    for d in df.model_dir:
+        assert (searched / d / "model.onnx").is_file()
+    assert ((df.int8_fp32_agreement >= 0) & (df.int8_fp32_agreement <= 1)).all()
+    summary = json.loads((searched / "search.json").read_text())
+    assert summary["trials"] == 2 and len(summary["front"]) >= 1
+    assert "test_weighted_f1" in pd.read_csv(searched / "pareto.csv")
+
+
+def test_onnx_fp32_matches_torch_and_int8_agrees(tiny_bert, tiny_data, tmp_path):
+    from corpus import load_splits
+    from inference import SentimentClassifier
+    from modeling import ClassifierConfig, EncoderClassifier
+    from modeling.onnx_export import export_folder
+    from teachers import load_encoder, resolve_teacher
+
+    src = resolve_teacher(str(tiny_bert), tmp_path)
+    encoder, tok = load_encoder(src)
+    teacher = EncoderClassifier(encoder, ClassifierConfig(labels=("a", "b", "c", "d", "e"), pooling="cls"))
+    texts = load_splits(tiny_data).val.text.tolist()
+    cfg = StudentConfig(layers=2, hidden=96, heads=3, ffn=192, vocab=0, init="teacher", threads=1)
+    student, stok = build_student(cfg, teacher, tok, texts, None)
+    student.eval()
+    fp32 = SentimentClassifier.load(export_folder(student, stok, tmp_path / "fp32", quantize=False))
+    int8 = SentimentClassifier.load(export_folder(student, stok, tmp_path / "int8"))
+    enc = stok(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.no_grad():
+        ref = student(enc["input_ids"], enc["attention_mask"]).numpy()
+    onnx32 = fp32.logits(texts, batch_size=8)
+    assert np.allclose(ref, onnx32, atol=1e-4)
+    assert (ref.argmax(1) == onnx32.argmax(1)).all()
+    agreement = (int8.logits(texts).argmax(1) == ref.argmax(1)).mean()
+    assert agreement >= 0.8
+    assert (tmp_path / "int8" / "model.onnx").stat().st_size < (tmp_path / "fp32" / "model.onnx").stat().st_size
+
+
+def test_space_never_samples_invalid_heads():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(200):
+        t = study.ask()
+        fixed = sample_student(t)
+        hidden = t.params["hidden"]
+        assert fixed["heads"] in HEADS_FOR_HIDDEN[hidden] and hidden % fixed["heads"] == 0
+        assert 1 <= fixed["layers"] <= 4 and fixed["ffn"] in (hidden, 2 * hidden, 4 * hidden)
+        study.tell(t, 0.0)

@@ -1,0 +1,206 @@
+"""Ray Tune trainable for one student: KD from cached teacher logits -> int8 PTQ -> CPU benchmark.
+
+Every epoch reports fp32 and int8 validation metrics (so ASHA can stop weak trials and any trial,
+stopped or not, ends with an int8 result); latency and size depend only on the architecture and
+are measured once, after the first epoch, by the serialised benchmark actor.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from corpus import encode_texts
+from modeling import ClassifierConfig, EncoderClassifier, classification_metrics
+from modeling.onnx_export import export_folder
+from modeling.vocab import choose_kept_ids, piece_counts, trim_tokenizer
+from spaces.student import StudentConfig
+
+from .loop import collate, length_batches, linear_warmup_decay, predict_logits, setup_worker_logging, steps_per_epoch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudentData:
+    """Shared by every trial; shipped through Ray's object store."""
+    teacher_model_dir: str
+    cache_dir: str
+    train_texts: list[str]
+    train_labels: np.ndarray
+    train_logits: np.ndarray
+    val_texts: list[str]
+    val_labels: np.ndarray
+    fixed: dict = field(default_factory=dict)  # StudentConfig fields not searched (threads, seed...)
+
+
+def student_config(config: dict, fixed: dict) -> StudentConfig:
+    keep = {k: v for k, v in config.items() if k in StudentConfig.__dataclass_fields__}
+    return StudentConfig(**{**fixed, **keep})
+
+
+def _pca_projection(table: torch.Tensor, dim: int) -> torch.Tensor:
+    """[d_in, dim]: the top principal directions of ``table`` rows."""
+    centred = table - table.mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(centred.float(), full_matrices=False)
+    proj = v[:dim].T
+    if proj.shape[1] < dim:  # fewer rows than dimensions (tiny vocabularies): fill orthogonally
+        extra = torch.linalg.qr(torch.randn(table.shape[1], table.shape[1]))[0]
+        extra = extra - proj @ (proj.T @ extra)
+        proj = torch.cat([proj, torch.linalg.qr(extra)[0][:, : dim - proj.shape[1]]], 1)
+    return proj.contiguous()
+
+
+def build_student(cfg: StudentConfig, teacher: EncoderClassifier, teacher_tok, train_texts, cache_dir):
+    """(student, tokenizer): vocabulary = the ``cfg.vocab`` most frequent training pieces."""
+    from transformers import BertConfig, BertModel
+
+    tc = teacher.config
+    enc = encode_texts(train_texts, teacher_tok, cfg.max_length, tc.text_prefix, cache_dir)
+    keep = choose_kept_ids(piece_counts(enc, len(teacher_tok)), teacher_tok, cfg.vocab or None)
+    tokenizer = trim_tokenizer(teacher_tok, keep)
+    bert = BertModel(BertConfig(
+        vocab_size=len(keep), hidden_size=cfg.hidden, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+        intermediate_size=cfg.ffn, max_position_embeddings=cfg.max_length, type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id, hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
+    ), add_pooling_layer=False)
+    if cfg.init == "teacher":
+        _init_from_teacher(bert, teacher.encoder, keep, cfg)
+    model = EncoderClassifier(bert, ClassifierConfig(labels=tc.labels, pooling="mean", dropout=cfg.dropout,
+                                                     text_prefix=tc.text_prefix, max_length=cfg.max_length))
+    return model, tokenizer
+
+
+@torch.no_grad()
+def _init_from_teacher(student, teacher, keep: np.ndarray, cfg: StudentConfig) -> None:
+    te, se = teacher.embeddings, student.embeddings
+    words = te.word_embeddings.weight[torch.as_tensor(keep)]
+    pos = te.position_embeddings.weight[: cfg.max_length]
+    typ = te.token_type_embeddings.weight[:1]
+    same_width = cfg.hidden == teacher.config.hidden_size
+    if same_width:
+        se.LayerNorm.load_state_dict(te.LayerNorm.state_dict())
+    else:
+        proj = _pca_projection(words, cfg.hidden)
+        words, pos, typ = words @ proj, pos @ proj, typ @ proj
+    se.word_embeddings.weight.copy_(words)
+    se.position_embeddings.weight.copy_(pos)
+    se.token_type_embeddings.weight.copy_(typ)
+    tcfg = teacher.config
+    if same_width and cfg.heads == tcfg.num_attention_heads and cfg.ffn == tcfg.intermediate_size:
+        for i in range(min(cfg.layers, tcfg.num_hidden_layers)):
+            student.encoder.layer[i].load_state_dict(teacher.encoder.layer[i].state_dict())
+
+
+def kd_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float):
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, -1), F.softmax(teacher_logits / t, -1),
+                    reduction="batchmean") * t * t
+    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+def train_student(config: dict, data: StudentData) -> None:
+    from ray import tune
+
+    setup_worker_logging()
+    cfg = student_config(config, data.fixed)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    t_build = time.time()
+    teacher, teacher_tok = EncoderClassifier.load(data.teacher_model_dir)
+    model, tokenizer = build_student(cfg, teacher, teacher_tok, data.train_texts, data.cache_dir)
+    del teacher
+    pad = tokenizer.pad_token_id
+    prefix = model.config.text_prefix
+    train = encode_texts(data.train_texts, tokenizer, cfg.max_length, prefix, data.cache_dir)
+    val = encode_texts(data.val_texts, tokenizer, cfg.max_length, prefix, data.cache_dir)
+    params = int(sum(p.numel() for p in model.parameters()))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_round = max(1, steps_per_epoch(len(train), cfg.batch_size) // cfg.evals_per_epoch)
+    total = per_round * cfg.evals_per_epoch * cfg.epochs
+    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
+    labels = torch.as_tensor(data.train_labels)
+    t_logits = torch.as_tensor(data.train_logits)
+    bench: dict = {}
+    batches: list = []
+    start_round = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / "train_state.pt", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng, start_round, bench, batches = state["rng"], state["round"], state["bench"], state["batches"]
+    build_s = time.time() - t_build
+    n_rounds = cfg.epochs * cfg.evals_per_epoch
+    while start_round < n_rounds:
+        t0, losses = time.time(), []
+        model.train()
+        for _ in range(per_round):
+            if not batches:
+                batches = length_batches(train.lengths(), cfg.batch_size, rng)
+            index = batches.pop()
+            ids, mask = collate(train, index, pad)
+            loss = kd_loss(model(ids, mask), t_logits[index], labels[index], cfg.kd_alpha, cfg.kd_temperature)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        start_round += 1
+        train_s = time.time() - t0
+        metrics = evaluate_and_report_state(model, tokenizer, val, pad, data, cfg, bench)
+        bench = {k: metrics[k] for k in BENCH_KEYS if k in metrics}
+        metrics.update(round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
+                       vocab_size=len(tokenizer), train_loss=float(np.mean(losses)), round_train_s=train_s,
+                       build_s=build_s)
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copytree(metrics.pop("_folder"), Path(d) / "model")
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "batches": batches,
+                        "scheduler": scheduler.state_dict(), "rng": rng, "round": start_round, "bench": bench},
+                       Path(d) / "train_state.pt")
+            shutil.rmtree(Path(metrics.pop("_tmp")), ignore_errors=True)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "tokenize_ms_p50", "throughput_b32_per_s", "size_mib", "bench_s")
+
+
+def evaluate_and_report_state(model, tokenizer, val, pad, data: StudentData, cfg: StudentConfig, bench: dict) -> dict:
+    """fp32 and int8 validation metrics; exports the int8 folder (kept in a temp dir returned as
+    ``_folder``) and benchmarks it once per trial."""
+    from inference import SentimentClassifier
+
+    fp32 = predict_logits(model, val, pad, bf16="off").argmax(1)
+    metrics = classification_metrics(data.val_labels, fp32, prefix="val_")
+    t1 = time.time()
+    tmp = tempfile.mkdtemp(prefix="student-")
+    folder = export_folder(model, tokenizer, Path(tmp) / "model", provenance={"student": asdict(cfg)})
+    int8 = SentimentClassifier.load(folder, threads=cfg.threads).logits(data.val_texts, 64).argmax(1)
+    metrics.update(classification_metrics(data.val_labels, int8, prefix="int8_val_"))
+    metrics["int8_fp32_agreement"] = float((int8 == fp32).mean())
+    metrics["ptq_eval_s"] = time.time() - t1
+    if not bench:
+        t2 = time.time()
+        bench = measure(folder, data.val_texts)
+        bench["bench_s"] = time.time() - t2
+    metrics.update(bench)
+    metrics["_folder"], metrics["_tmp"] = str(folder), tmp
+    return metrics
+
+
+def measure(folder: Path, texts: list[str]) -> dict:
+    """Benchmark through the one serialised benchmark actor when the driver started it."""
+    from search.bench_slot import benchmark_serialised
+
+    return benchmark_serialised(folder, texts)
