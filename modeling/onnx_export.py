@@ -29,25 +29,44 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def export_fp32(model, path: Path) -> Path:
-    model = model.eval()
+    """Export logits(input_ids, attention_mask). The model's train/eval mode is left as it was."""
+    was_training = model.training
+    model.eval()
     ids = torch.full((2, 8), 5, dtype=torch.long)
     mask = torch.ones_like(ids)
     mask[1, 5:] = 0
     with torch.no_grad():
-        torch.onnx.export(_LogitsOnly(model), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+        torch.onnx.export(_LogitsOnly(model).eval(), (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
                           output_names=["logits"], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
                                         "logits": {0: "batch"}})
+    model.train(was_training)
     return path
+
+
+def fuse_for_cpu(src: Path, dst: Path, model) -> Path:
+    """ONNX Runtime's transformer fusions (SkipLayerNormalization, BiasGelu, ...) before PTQ."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    cfg = model.encoder.config
+    try:
+        opt = optimize_model(str(src), model_type="bert", num_heads=cfg.num_attention_heads,
+                             hidden_size=cfg.hidden_size)
+        opt.save_model_to_file(str(dst))
+        return dst
+    except Exception as e:  # fusion is an optimisation; an unfusable graph stays as exported
+        log.warning("ONNX Runtime fusion skipped for %s: %s", src.name, e)
+        return src
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:
     """Dynamic int8 PTQ of MatMul/Gemm weights *and* the embedding table (Gather)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
                      op_types_to_quantize=["MatMul", "Gemm", "Gather"], per_channel=False,
-                     extra_options={"EnableSubgraph": False})
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst
 
 
@@ -57,17 +76,19 @@ def export_folder(model, tokenizer, out: Path, quantize: bool = True, provenance
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     try:
-        fp32 = export_fp32(model, tmp / "model.fp32.onnx")
+        fp32 = fuse_for_cpu(export_fp32(model, tmp / "model.raw.onnx"), tmp / "model.fp32.onnx", model)
         if quantize:
             quantize_int8(fp32, tmp / MODEL_FILE)
-            fp32.unlink()
         else:
             fp32.rename(tmp / MODEL_FILE)
+        for extra in tmp.glob("model.*.onnx"):
+            extra.unlink()
         tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER_FILE))
         cfg = model.config
         config = {"format": FORMAT, "version": 1, "labels": list(cfg.labels), "max_length": cfg.max_length,
                   "text_prefix": cfg.text_prefix, "pad_id": int(tokenizer.pad_token_id),
-                  "quantization": "onnxruntime dynamic int8 (MatMul, Gemm, Gather)" if quantize else "none (fp32)",
+                  "quantization": "onnxruntime dynamic int8 (MatMul, Gemm, Gather: embeddings included)"
+                                  if quantize else "none (fp32)",
                   "parameters": int(sum(p.numel() for p in model.parameters())),
                   "provenance": provenance or {}}
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False))
