@@ -71,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     p.add_argument("--stage", choices=("teacher", "all"), default="all",
                    help="stop after the teacher stage, or run the student search too")
     p.add_argument("--trials", type=positive_int, default=40, help="student trials (Optuna samples)")
-    p.add_argument("--max-epochs", type=positive_int, default=8, help="largest student epoch count in the space")
+    p.add_argument("--max-epochs", type=positive_int, default=4,
+                   help="largest student epoch count in the space (plain KD overfits after 2-3 epochs)")
     p.add_argument("--resume", action="store_true", help="continue the student search stored in --storage/--name")
     p.add_argument("--time-budget-s", type=float, default=None, help="stop starting/continuing trials after this")
     a = p.parse_args(argv)

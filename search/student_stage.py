@@ -25,7 +25,7 @@ TUNER_DIR = "student_trials"
 @dataclass
 class StudentStageConfig:
     trials: int = 40
-    max_epochs: int = 8
+    max_epochs: int = 4
     cpus_per_trial: int = 2
     seed: int = 13
     time_budget_s: float | None = None

@@ -14,7 +14,7 @@ the number of heads is chosen among the divisors listed for the sampled hidden s
 | KD alpha | 0.3-1.0 (weight of the soft-label KL term; 1 - alpha on hard-label CE) |
 | KD temperature | 1-4 |
 | learning rate | 2e-4 to 3e-3, log scale |
-| epochs | 2-8 (ASHA stops weak trials early) |
+| epochs | 2 to `--max-epochs` (default 4); ASHA stops weak trials at quarter-epoch rungs |
 | init | "teacher": the teacher's embedding rows for the kept pieces, projected on their top
   principal directions when hidden < the teacher's, and the teacher's lower layers when hidden,
   heads and FFN width equal the teacher's; "random" |

@@ -75,3 +75,14 @@ def test_space_never_samples_invalid_heads():
         assert fixed["heads"] in HEADS_FOR_HIDDEN[hidden] and hidden % fixed["heads"] == 0
         assert 1 <= fixed["layers"] <= 4 and fixed["ffn"] in (hidden, 2 * hidden, 4 * hidden)
         study.tell(t, 0.0)
+
+
+def test_summary_of_a_tiny_experiment(searched, tmp_path):
+    from analysis.summary import main as summary_main
+
+    assert summary_main(["--experiment", str(searched), "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "smoke.md").read_text()
+    assert "## Teacher" in md and "## Student search" in md and "Pareto front" in md
+    s = json.loads((tmp_path / "smoke.json").read_text())
+    assert len(s["trials"]) == 2 and s["teacher"]["test"]["weighted_f1"] >= 0
+    assert summary_main(["--experiment", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2

@@ -1,0 +1,1 @@
+"""Read an experiment directory and write the results (JSON + markdown)."""
