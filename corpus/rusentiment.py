@@ -35,7 +35,7 @@ class DataError(ValueError):
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("RUSENTIMENT_KD_CACHE", Path.home() / ".cache" / "rusentiment-kd"))
+    return Path(os.environ.get("RUSENTIMENT_KD_CACHE", Path.home() / ".cache" / "rusentiment-kd")).expanduser().resolve()
 
 
 def sha256_bytes(data: bytes) -> str:
