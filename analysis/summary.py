@@ -24,7 +24,9 @@ def collect(experiment: Path) -> dict:
         raise FileNotFoundError(f"{experiment} is not an experiment directory (no data.json); "
                                 f"give --experiment STORAGE/NAME of a search/run.py run")
     out = {"experiment": str(experiment), "data": _load(experiment / "data.json"),
-           "run": _load(experiment / "run.json"), "teacher": _load(experiment / "teacher" / "teacher.json")}
+           "run": _load(experiment / "run.json"), "teacher": _load(experiment / "teacher" / "teacher.json"),
+           # the run that trained the teacher, when a later run (the search) reused it
+           "teacher_run": _load(experiment / "run_teacher.json") or _load(experiment / "run.json")}
     if (experiment / "trials.csv").is_file():
         trials = pd.read_csv(experiment / "trials.csv")
         out["search"] = _load(experiment / "search.json")
@@ -33,7 +35,7 @@ def collect(experiment: Path) -> dict:
 
 
 def teacher_markdown(s: dict) -> list[str]:
-    t, run = s["teacher"], s.get("run") or {}
+    t, run = s["teacher"], s.get("teacher_run") or {}
     cpu = (run.get("provenance") or {}).get("cpu", {})
     lines = ["## Teacher", "",
              f"Teacher `{t['stage']['teacher']}`, vocabulary {t['vocab']['kept_pieces']} of "
@@ -58,8 +60,8 @@ def teacher_markdown(s: dict) -> list[str]:
 
 
 def search_markdown(s: dict) -> list[str]:
-    search = s["search"]
-    lines = ["## Student search", "",
+    search, prov = s["search"], (s.get("run") or {}).get("provenance", {})
+    lines = ["## Student search", "", f"Command: `{prov.get('command', '?')}`; git commit {prov.get('git_commit')}.", "",
              f"{search['trials']} trials ({search['status_counts']}) in {search['wall_time_s']:.0f} s "
              f"({search['wall_time_s'] / 60:.1f} min).", "",
              "Pareto front (validation int8 weighted F1 vs median batch-1 latency vs size; test figures of the "
