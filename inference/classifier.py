@@ -64,8 +64,10 @@ class SentimentClassifier:
             raise ModelFolderError(f"{path / MODEL_FILE}: not a loadable ONNX model ({e}); re-export it") from e
         return cls(session, tokenizer, config, path)
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, texts: list[str], truncated: list | None = None) -> tuple[np.ndarray, np.ndarray]:
         encs = self.tokenizer.encode_batch([self.prefix + t for t in texts])
+        if truncated is not None:
+            truncated.extend(bool(e.overflowing) for e in encs)
         width = max(len(e.ids) for e in encs)
         ids = np.full((len(encs), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(encs), width), dtype=np.int64)
@@ -77,21 +79,35 @@ class SentimentClassifier:
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
 
-    def logits(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def logits(self, texts: list[str], batch_size: int = 32, truncated: list | None = None) -> np.ndarray:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out = []
         for i in range(0, len(texts), batch_size):
-            out.append(self.run(*self.encode(texts[i:i + batch_size])))
+            out.append(self.run(*self.encode(texts[i:i + batch_size], truncated)))
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
     def __call__(self, texts, top_k: int | None = None, batch_size: int = 32):
+        """``{"label", "score"}`` per text (a list in gives a list out); ``top_k``: the k best as a list.
+        Texts longer than the model's max length are truncated, marked ``"truncated": True``."""
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
-        probs = softmax(self.logits(batch, batch_size).astype(np.float64))
+        bad = [i for i, t in enumerate(batch) if not isinstance(t, str)]
+        if bad:
+            raise TypeError(f"texts must be strings; item {bad[0]} is {type(batch[bad[0]]).__name__}")
+        truncated: list[bool] = []
+        probs = softmax(self.logits(batch, batch_size, truncated).astype(np.float64))
+        if any(truncated):
+            log.info("%d of %d texts were longer than %d tokens and were truncated", sum(truncated), len(batch),
+                     self.max_length)
         results = []
-        for p in probs:
+        for p, cut in zip(probs, truncated):
             order = np.argsort(-p)
             if top_k is None:
-                results.append({"label": self.labels[order[0]], "score": float(p[order[0]])})
+                r = {"label": self.labels[order[0]], "score": float(p[order[0]])}
+                if cut:
+                    r["truncated"] = True
+                results.append(r)
             else:
                 results.append([{"label": self.labels[j], "score": float(p[j])} for j in order[:top_k]])
         return results[0] if single else results

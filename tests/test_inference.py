@@ -1,0 +1,87 @@
+"""The torch-free runtime: API, CLI, input files, bad folders, and no torch import."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from inference import ModelFolderError, SentimentClassifier
+from inference.__main__ import main as cli
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_bert, tmp_path_factory):
+    from modeling import ClassifierConfig, EncoderClassifier
+    from modeling.onnx_export import export_folder
+    from teachers import load_encoder, resolve_teacher
+
+    encoder, tok = load_encoder(resolve_teacher(str(tiny_bert), tmp_path_factory.mktemp("c")))
+    model = EncoderClassifier(encoder, ClassifierConfig(labels=("negative", "neutral", "positive", "skip", "speech"),
+                                                        max_length=16))
+    return export_folder(model, tok, tmp_path_factory.mktemp("exp") / "model")
+
+
+def test_api_single_list_topk_and_odd_texts(exported):
+    clf = SentimentClassifier.load(exported)
+    one = clf("Отличный день!")
+    assert set(one) == {"label", "score"} and one["label"] in clf.labels and 0 < one["score"] <= 1
+    texts = ["", "   ", "hello world", "😀😀😀", "очень " * 200, "日本語"]
+    many = clf(texts, batch_size=2)
+    assert len(many) == len(texts) and all(r["label"] in clf.labels for r in many)
+    assert many[4].get("truncated") is True and "truncated" not in many[2]
+    top = clf("текст", top_k=5)
+    assert [r["label"] for r in top] != [] and len(top) == 5
+    assert abs(sum(r["score"] for r in top) - 1) < 1e-6
+    assert clf([]) == []
+
+
+def test_cli_texts_and_files(exported, tmp_path, capsys):
+    assert cli(["--model", str(exported), "Привет", "ужасно"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(x)["text"] for x in lines] == ["Привет", "ужасно"]
+    (tmp_path / "a.txt").write_text("раз\n\nдва\n", encoding="utf-8")
+    (tmp_path / "a.csv").write_text("id,text\n1,раз\n2,\"два, три\"\n", encoding="utf-8")
+    (tmp_path / "a.jsonl").write_text('{"text": "раз"}\n{"text": "два"}\n', encoding="utf-8")
+    for name in ("a.txt", "a.csv", "a.jsonl"):
+        out = tmp_path / (name + ".out")
+        assert cli(["--model", str(exported), "--input", str(tmp_path / name), "--output", str(out), "--top-k", "5"]) == 0
+        rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+        assert len(rows) == 2 and len(rows[0]["top"]) == 5
+
+
+@pytest.mark.parametrize("content, name, fragment", [
+    ('{"text": 1}\n', "b.jsonl", "line 1 must be an object with a string 'text'"),
+    ("not json\n", "c.jsonl", "line 1 is not valid JSON"),
+    ("id,body\n1,x\n", "d.csv", "'text' column"),
+    ("x", "e.xlsx", "unknown input type"),
+])
+def test_cli_bad_input_files(exported, tmp_path, capsys, content, name, fragment):
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    assert cli(["--model", str(exported), "--input", str(tmp_path / name)]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_missing_and_corrupt_folders(exported, tmp_path):
+    import shutil
+
+    with pytest.raises(ModelFolderError, match="no such model folder"):
+        SentimentClassifier.load(tmp_path / "none")
+    broken = tmp_path / "broken"
+    shutil.copytree(exported, broken)
+    (broken / "model.onnx").write_bytes(b"garbage")
+    with pytest.raises(ModelFolderError, match="not a loadable ONNX model"):
+        SentimentClassifier.load(broken)
+    (broken / "config.json").write_text("{")
+    with pytest.raises(ModelFolderError, match="config.json is corrupt"):
+        SentimentClassifier.load(broken)
+    (broken / "tokenizer.json").unlink()
+    with pytest.raises(ModelFolderError, match="tokenizer.json is missing"):
+        SentimentClassifier.load(broken)
+
+
+def test_inference_imports_no_torch(exported):
+    code = ("import sys; from inference import SentimentClassifier; "
+            f"r = SentimentClassifier.load({str(exported)!r})('тест'); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; print(r['label'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
