@@ -86,3 +86,24 @@ def test_summary_of_a_tiny_experiment(searched, tmp_path):
     s = json.loads((tmp_path / "smoke.json").read_text())
     assert len(s["trials"]) == 2 and s["teacher"]["test"]["weighted_f1"] >= 0
     assert summary_main(["--experiment", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+
+
+def test_export_round_trip(searched, tmp_path, capsys):
+    from analysis.export import main as export_main
+    from inference import SentimentClassifier
+
+    assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "m")]) == 0
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["provenance"]["teacher"] and cfg["provenance"]["data_checksums"]
+    assert (tmp_path / "m" / "README.md").read_text().startswith("---\nlanguage: ru")
+    df = pd.read_csv(searched / "trials.csv", dtype={"trial_id": str})
+    row = df[df.trial_id == cfg["provenance"]["trial_id"]].iloc[0]
+    # the exported folder predicts exactly what the trial's own int8 model predicts
+    texts = ["Отличный день!", "ужасно", "", "С днём рождения"]
+    a = SentimentClassifier.load(tmp_path / "m").logits(texts)
+    b = SentimentClassifier.load(searched / row.model_dir).logits(texts)
+    assert (a == b).all()
+    assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "x"), "--trial", "nope"]) == 2
+    assert "trial 'nope' is not in" in capsys.readouterr().err
+    assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "y"), "--max-size-mb", "0.00001"]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

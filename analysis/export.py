@@ -1,0 +1,149 @@
+"""Export the chosen student as a self-contained folder (int8 ONNX, tokenizer, config, model card).
+
+    python -m analysis.export --experiment experiments/rusentiment --out my-model [--trial ID]
+        [--max-latency-ms 0.5] [--max-size-mb 5]
+
+Without --trial: the most accurate Pareto-front member (int8 validation weighted F1) that fits the
+limits. The folder is the one the trial itself exported and measured (one export path), with its
+provenance added to ``config.json`` and a model card.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from inference.classifier import CONFIG_FILE
+
+
+class ExportError(ValueError):
+    pass
+
+
+def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | None, max_size_mb: float | None) -> dict:
+    table = experiment / "trials.csv"
+    if not table.is_file():
+        raise ExportError(f"{experiment}: no trials.csv; run the student search first (python search/run.py)")
+    df = pd.read_csv(table, dtype={"trial_id": str})
+    if trial:
+        rows = df[df.trial_id == trial]
+        if rows.empty:
+            raise ExportError(f"trial {trial!r} is not in {table}; trials: {', '.join(df.trial_id.head(10))}...")
+        row = rows.iloc[0]
+        if row.status == "error" or not isinstance(row.get("model_dir"), str):
+            raise ExportError(f"trial {trial} failed ({row.get('error')}); it has no model to export")
+        return row.to_dict()
+    front_file = experiment / "pareto.csv"
+    pool = pd.read_csv(front_file, dtype={"trial_id": str}) if front_file.is_file() else df[df.status != "error"]
+    if max_latency_ms is not None:
+        pool = pool[pool.latency_ms_p50 <= max_latency_ms]
+    if max_size_mb is not None:
+        pool = pool[pool.size_mib <= max_size_mb]
+    if pool.empty:
+        raise ExportError(f"no front member of {experiment} meets --max-latency-ms {max_latency_ms} and "
+                          f"--max-size-mb {max_size_mb}; relax the limits or pass --trial")
+    return pool.sort_values("int8_val_weighted_f1", ascending=False).iloc[0].to_dict()
+
+
+def model_card(config: dict) -> str:
+    m = config["provenance"].get("metrics", {})
+    fmt = lambda k: f"{m[k]:.4f}" if isinstance(m.get(k), float) else "n/a"
+    return f"""---
+language: ru
+license: cc-by-nc-sa-4.0
+library_name: onnxruntime
+pipeline_tag: text-classification
+tags: [sentiment, russian, rusentiment, distillation, int8, onnx]
+datasets: [rusentiment]
+---
+# RuSentiment student ({config['provenance']['trial']['layers']} x {config['provenance']['trial']['hidden']}, int8 ONNX)
+
+Labels: {', '.join(config['labels'])}. Distilled from `{config['provenance'].get('teacher')}`; int8 by ONNX Runtime
+dynamic quantization (embedding table included). Runs without torch:
+
+```python
+from inference import SentimentClassifier
+clf = SentimentClassifier.load("{config['provenance'].get('folder_name', '.')}")
+clf("Отличный день!")
+```
+
+| figure | value |
+|---|---|
+| validation weighted F1 (int8) | {fmt('int8_val_weighted_f1')} |
+| test accuracy / weighted F1 / macro F1 (int8) | {fmt('test_accuracy')} / {fmt('test_weighted_f1')} / {fmt('test_macro_f1')} |
+| median / p95 batch-1 latency, 1 thread | {fmt('latency_ms_p50')} / {fmt('latency_ms_p95')} ms |
+| size (model + tokenizer) | {fmt('size_mib')} MiB |
+| parameters | {m.get('params', 'n/a')} |
+
+Measured on {config['provenance'].get('cpu', {}).get('model', '?')}; command: `{config['provenance'].get('command', '?')}`.
+
+Licence: trained on RuSentiment (CC BY-NC-SA 4.0): non-commercial, share-alike. Teacher weights
+(multilingual-e5-small) are MIT. Cite Rogers et al. (2018), RuSentiment, COLING.
+"""
+
+
+def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms: float | None = None,
+           max_size_mb: float | None = None) -> Path:
+    experiment = Path(experiment)
+    row = choose_trial(experiment, trial, max_latency_ms, max_size_mb)
+    src = experiment / row["model_dir"]
+    if not (src / "model.onnx").is_file():
+        raise ExportError(f"{src}: the trial's model folder is missing or incomplete")
+    data = json.loads((experiment / "data.json").read_text())
+    teacher = json.loads((experiment / "teacher" / "teacher.json").read_text())
+    run = json.loads((experiment / "run.json").read_text()) if (experiment / "run.json").is_file() else {}
+    metric_keys = ("val_weighted_f1", "int8_val_accuracy", "int8_val_weighted_f1", "int8_val_macro_f1",
+                   "test_accuracy", "test_weighted_f1", "test_macro_f1", "latency_ms_p50", "latency_ms_p95",
+                   "throughput_b32_per_s", "size_mib", "params")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        for f in src.iterdir():
+            shutil.copy2(f, tmp / f.name)
+        config = json.loads((tmp / CONFIG_FILE).read_text())
+        config["provenance"] = {
+            "teacher": teacher["stage"]["teacher"], "teacher_test": teacher.get("test"),
+            "data_checksums": data["checksums"], "split_seed": data["seed"], "experiment": str(experiment),
+            "trial_id": row["trial_id"], "trial": {k: row.get(k) for k in ("layers", "hidden", "heads", "ffn", "vocab",
+                                                                         "kd_alpha", "kd_temperature", "lr", "epochs", "init")},
+            "metrics": {k: row.get(k) for k in metric_keys if k in row}, "folder_name": out.name,
+            "command": (run.get("provenance") or {}).get("command"), "cpu": (run.get("provenance") or {}).get("cpu"),
+            "git_commit": (run.get("provenance") or {}).get("git_commit"),
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str))
+        (tmp / "README.md").write_text(model_card(config))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--experiment", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--trial", default=None)
+    p.add_argument("--max-latency-ms", type=float, default=None)
+    p.add_argument("--max-size-mb", type=float, default=None)
+    a = p.parse_args(argv)
+    try:
+        path = export(a.experiment, a.out, a.trial, a.max_latency_ms, a.max_size_mb)
+    except (ExportError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
