@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     experiment = Path(cfg.storage).expanduser().resolve() / cfg.name
     experiment.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
+    t0, prov = time.time(), provenance()  # the code as it was when the run started
     try:
         splits = load_splits(cfg.data_dir, seed=cfg.seed, max_train_samples=cfg.max_train_samples)
         (experiment / "data.json").write_text(json.dumps(splits.describe(), indent=2))
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, TeacherError, FileNotFoundError) as e:
         log.error("%s", e)
         return 2
-    run_info = {"provenance": provenance(), "wall_time_s": round(time.time() - t0, 1),
+    run_info = {"provenance": prov, "wall_time_s": round(time.time() - t0, 1),
                 "teacher_test": teacher["test"], "teacher_val": teacher["val"]}
     (experiment / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
     print(f"teacher: test weighted F1 {teacher['test']['weighted_f1']:.4f} "

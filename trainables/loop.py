@@ -18,7 +18,9 @@ def setup_worker_logging(level: int = logging.INFO) -> None:
     """Ray workers start with Python logging unconfigured; show this package's progress lines."""
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("corpus", "teachers", "modeling", "trainables", "search", "inference"):
+        logging.getLogger(name).setLevel(level)
 
 
 @lru_cache(maxsize=1)
