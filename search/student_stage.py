@@ -98,7 +98,7 @@ def collect_trials(results, experiment: Path) -> pd.DataFrame:
         if r.error:
             row["status"], row["error"] = "error", str(r.error).strip().splitlines()[-1][:300]
         elif m.get("epoch") is not None and m["epoch"] < r.config.get("epochs", 0):
-            row["status"], row["error"] = "stopped_by_asha", ""
+            row["status"], row["error"] = "stopped_early", ""  # by ASHA or by --time-budget-s
         else:
             row["status"], row["error"] = "completed", ""
         if r.checkpoint is not None:

@@ -30,7 +30,7 @@ def test_two_trial_search_writes_complete_trials_table(searched):
     df = pd.read_csv(searched / "trials.csv")
     assert len(df) == 2
     assert df[REQUIRED].notna().all().all(), df[REQUIRED].T
-    assert set(df.status) <= {"completed", "stopped_by_asha"}
+    assert set(df.status) <= {"completed", "stopped_early"}
     for d in df.model_dir:
         assert (searched / d / "model.onnx").is_file()
     assert ((df.int8_fp32_agreement >= 0) & (df.int8_fp32_agreement <= 1)).all()
