@@ -23,7 +23,7 @@ from modeling.onnx_export import export_folder
 from modeling.vocab import choose_kept_ids, piece_counts, trim_tokenizer
 from spaces.student import StudentConfig
 
-from .loop import collate, length_batches, linear_warmup_decay, predict_logits, setup_worker_logging, steps_per_epoch
+from .loop import optimizer_step, collate, length_batches, linear_warmup_decay, predict_logits, setup_worker_logging, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +151,7 @@ def train_student(config: dict, data: StudentData) -> None:
             index = batches.pop()
             ids, mask = collate(train, index, pad)
             loss = kd_loss(model(ids, mask), t_logits[index], labels[index], cfg.kd_alpha, cfg.kd_temperature)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(optimizer_step(model, loss, optimizer, scheduler))
         start_round += 1
         train_s = time.time() - t0
         metrics = evaluate_and_report_state(model, tokenizer, val, pad, data, cfg, bench)

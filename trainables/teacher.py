@@ -19,7 +19,7 @@ from corpus import LABELS
 from corpus.encode import Encoded
 from modeling import ClassifierConfig, EncoderClassifier, classification_metrics
 
-from .loop import setup_worker_logging, autocast_context, collate, length_batches, linear_warmup_decay, predict_logits, steps_per_epoch
+from .loop import setup_worker_logging, autocast_context, optimizer_step, collate, length_batches, linear_warmup_decay, predict_logits, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +116,7 @@ def train_teacher(config: dict, data: TeacherData) -> None:
             ids, mask = collate(data.train, index, data.pad_id)
             with autocast_context(cfg.bf16):
                 logits = model(ids, mask)
-            loss = F.cross_entropy(logits.float(), labels[index])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(optimizer_step(model, F.cross_entropy(logits.float(), labels[index]), optimizer, scheduler))
             if step % 100 == 0:
                 log.info("epoch %d step %d/%d loss %.4f (%.1fs)", epoch + 1, step, len(batches),
                          np.mean(losses[-100:]), time.time() - t0)
