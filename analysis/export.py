@@ -13,11 +13,11 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from inference.atomic import atomic_directory
 from inference.classifier import CONFIG_FILE
 
 
@@ -101,9 +101,7 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
                    "test_accuracy", "test_weighted_f1", "test_macro_f1", "latency_ms_p50", "latency_ms_p95",
                    "throughput_b32_per_s", "size_mib", "params")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         for f in src.iterdir():
             shutil.copy2(f, tmp / f.name)
         config = json.loads((tmp / CONFIG_FILE).read_text())
@@ -118,12 +116,6 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str))
         (tmp / "README.md").write_text(model_card(config))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

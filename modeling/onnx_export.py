@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from inference.atomic import atomic_directory
 from inference.classifier import CONFIG_FILE, FORMAT, MODEL_FILE, TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
@@ -73,9 +72,7 @@ def quantize_int8(src: Path, dst: Path) -> Path:
 def export_folder(model, tokenizer, out: Path, quantize: bool = True, provenance: dict | None = None) -> Path:
     """Write the self-contained model folder atomically (a temp dir renamed into place)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         fp32 = fuse_for_cpu(export_fp32(model, tmp / "model.raw.onnx"), tmp / "model.fp32.onnx", model)
         if quantize:
             quantize_int8(fp32, tmp / MODEL_FILE)
@@ -92,10 +89,4 @@ def export_folder(model, tokenizer, out: Path, quantize: bool = True, provenance
                   "parameters": int(sum(p.numel() for p in model.parameters())),
                   "provenance": provenance or {}}
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
