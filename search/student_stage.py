@@ -142,7 +142,7 @@ def evaluate_on_test(front: pd.DataFrame, splits: Splits, experiment: Path) -> p
 
 
 def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path, cache: Path) -> dict:
-    from search.bench_slot import start_benchmark_slot
+    from trainables.bench_slot import start_benchmark_slot
 
     t0 = time.time()
     data = make_data(splits, experiment, cache, cfg)

@@ -23,6 +23,7 @@ from modeling.onnx_export import export_folder
 from modeling.vocab import choose_kept_ids, piece_counts, trim_tokenizer
 from spaces.student import StudentConfig
 
+from .bench_slot import benchmark_serialised
 from .loop import optimizer_step, collate, length_batches, linear_warmup_decay, predict_logits, setup_worker_logging, steps_per_epoch
 
 log = logging.getLogger(__name__)
@@ -187,15 +188,10 @@ def evaluate_and_report_state(model, tokenizer, val, pad, data: StudentData, cfg
     metrics["ptq_eval_s"] = time.time() - t1
     if not bench:
         t2 = time.time()
-        bench = measure(folder, data.val_texts)
+        bench = benchmark_serialised(folder, data.val_texts)
         bench["bench_s"] = time.time() - t2
     metrics.update(bench)
     metrics["_folder"], metrics["_tmp"] = str(folder), tmp
     return metrics
 
 
-def measure(folder: Path, texts: list[str]) -> dict:
-    """Benchmark through the one serialised benchmark actor when the driver started it."""
-    from search.bench_slot import benchmark_serialised
-
-    return benchmark_serialised(folder, texts)
