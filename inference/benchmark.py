@@ -16,7 +16,16 @@ def folder_size_mib(path: Path) -> float:
 
 def benchmark(path: Path, texts: list[str], n_latency: int = 300, warmup: int = 30,
               throughput_batches: int = 10, threads: int = 1) -> dict:
+    """Benchmark an exported model folder."""
     clf = SentimentClassifier.load(path, threads=threads)
+    return benchmark_runner(clf, texts, folder_size_mib(path), n_latency, warmup, throughput_batches, threads)
+
+
+def benchmark_runner(clf, texts: list[str], size_mib: float, n_latency: int = 300, warmup: int = 30,
+                     throughput_batches: int = 10, threads: int = 1) -> dict:
+    """The timing protocol for anything with ``encode(texts) -> (ids, mask)``, ``run(ids, mask)``
+    and ``logits(texts, batch_size)`` (an exported folder, or a torch model wrapped the same way);
+    the caller has already limited the runtime to ``threads``."""
     texts = [t for t in texts if t.strip()] or ["Привет"]
     rng = np.random.default_rng(0)
     sample = [texts[i] for i in rng.integers(0, len(texts), size=n_latency + warmup)]
@@ -45,4 +54,4 @@ def benchmark(path: Path, texts: list[str], n_latency: int = 300, warmup: int = 
     lat_ms = np.array(lat) * 1e3
     return {"latency_ms_p50": float(np.median(lat_ms)), "latency_ms_p95": float(np.percentile(lat_ms, 95)),
             "tokenize_ms_p50": float(np.median(tok) * 1e3), "throughput_b32_per_s": float(thr),
-            "size_mib": folder_size_mib(path), "threads": threads, "n_latency": len(lat)}
+            "size_mib": size_mib, "threads": threads, "n_latency": len(lat)}

@@ -45,11 +45,12 @@ class EncoderClassifier(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False):
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                           output_hidden_states=output_hidden_states)
-        logits = self.head(self.dropout(self.pool(out.last_hidden_state, attention_mask)))
-        return (logits, out.hidden_states) if output_hidden_states else logits
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_pooled: bool = False):
+        """Logits, or (logits, pooled features) with ``return_pooled`` (for feature distillation)."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        pooled = self.pool(out.last_hidden_state, attention_mask)
+        logits = self.head(self.dropout(pooled))
+        return (logits, pooled) if return_pooled else logits
 
     def save(self, path: Path, tokenizer) -> Path:
         path = Path(path)

@@ -1,7 +1,8 @@
 """Entry point: ``python search/run.py [options]``.
 
 Stages: data -> teacher (fine-tuned with Ray Tune, cached in the experiment directory) ->
-student search (next). Run ``python search/run.py --help`` for the options.
+transfer sets (teacher-labelled augmented posts, cached) -> student search (Optuna + ASHA; every
+trial: KD -> int8 PTQ -> CPU benchmark) -> Pareto front. Run ``python search/run.py --help`` for the options.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the proje
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger("search")
+DEFAULT_TRANSFER = ("tang:x1", "join:x1")
 TEACHERS_HELP = "e5-small (offline, default), a Hugging Face hub id such as cointegrated/rubert-tiny2, or a local model directory"
 
 
@@ -39,6 +41,11 @@ class RunConfig:
     max_epochs: int
     resume: bool
     time_budget_s: float | None
+    transfer: tuple[str, ...]
+    feature_kd: tuple[float, ...]
+    min_layers: int
+    max_layers: int
+    hidden: tuple[int, ...]
 
 
 def positive_int(text: str) -> int:
@@ -75,12 +82,24 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                    help="largest student epoch count in the space (plain KD overfits after 2-3 epochs)")
     p.add_argument("--resume", action="store_true", help="continue the student search stored in --storage/--name")
     p.add_argument("--time-budget-s", type=float, default=None, help="stop starting/continuing trials after this")
+    p.add_argument("--transfer", nargs="*", default=list(DEFAULT_TRANSFER), metavar="RECIPE:SIZE|RECIPE:xK",
+                   help="teacher-labelled transfer sets the space may add to the labelled posts "
+                        "(recipes: tang, span, join; see corpus/augment.py); SIZE posts or K times the training "
+                        "posts; none: --transfer with no value")
+    p.add_argument("--feature-kd", nargs="+", type=float, default=[0.0, 1.0],
+                   help="weights of pooled-feature distillation the space chooses from")
+    p.add_argument("--min-layers", type=positive_int, default=1)
+    p.add_argument("--max-layers", type=positive_int, default=4)
+    p.add_argument("--hidden", nargs="+", type=positive_int, default=[96, 128, 192, 256, 384],
+                   help="student hidden sizes in the space")
     a = p.parse_args(argv)
     return RunConfig(teacher=a.teacher, data_dir=a.data_dir, storage=a.storage, name=a.name, seed=a.seed,
                      max_train_samples=a.max_train_samples, teacher_trials=a.teacher_trials,
                      teacher_epochs=a.teacher_epochs, teacher_lr=a.teacher_lr,
                      cpus_per_trial=a.cpus_per_trial, address=a.address, stage=a.stage, trials=a.trials,
-                     max_epochs=a.max_epochs, resume=a.resume, time_budget_s=a.time_budget_s)
+                     max_epochs=a.max_epochs, resume=a.resume, time_budget_s=a.time_budget_s,
+                     transfer=tuple(a.transfer), feature_kd=tuple(a.feature_kd), min_layers=a.min_layers,
+                     max_layers=a.max_layers, hidden=tuple(a.hidden))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from search.provenance import provenance
     from search.student_stage import StudentStageConfig, run_student_stage
     from search.teacher_stage import TeacherStageConfig, run_teacher_stage
+    from search.transfer_stage import parse_transfer, run_transfer_stage
     from teachers import TeacherError
 
     experiment = Path(cfg.storage).expanduser().resolve() / cfg.name
@@ -100,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     t0, prov = time.time(), provenance()  # the code as it was when the run started
     try:
         splits = load_splits(cfg.data_dir, seed=cfg.seed, max_train_samples=cfg.max_train_samples)
-        (experiment / "data.json").write_text(json.dumps(splits.describe(), indent=2))
+        (experiment / "data.json").write_text(
+            json.dumps({**splits.describe(), "max_train_samples": cfg.max_train_samples}, indent=2))
         if not ray.is_initialized():
             ray.init(address=cfg.address, include_dashboard=False, configure_logging=False)
         teacher = run_teacher_stage(
@@ -109,11 +130,16 @@ def main(argv: list[str] | None = None) -> int:
             splits, experiment, cache_root())
         search = None
         if cfg.stage == "all":
-            search = run_student_stage(
-                StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial,
-                                   seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume),
-                splits, experiment, cache_root())
-    except (DataError, TeacherError, FileNotFoundError) as e:
+            transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
+            stage = StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial,
+                                       seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume,
+                                       min_layers=cfg.min_layers, max_layers=cfg.max_layers, hiddens=cfg.hidden,
+                                       transfer=transfer, feature_kd=cfg.feature_kd)
+            stage.space()  # bad bounds fail here, before any work
+            if transfer or any(w > 0 for w in cfg.feature_kd):
+                run_transfer_stage(list(transfer), splits, experiment, cache_root(), cfg.cpus_per_trial)
+            search = run_student_stage(stage, splits, experiment, cache_root())
+    except (DataError, TeacherError, FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 2
     run_info = {"provenance": prov, "wall_time_s": round(time.time() - t0, 1),

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from corpus import Splits
-from spaces.student import sample_student
+from corpus.augment import TransferSpec
+from spaces.student import StudentSpace, sample_student
 from trainables.student import StudentData, train_student
 
 log = logging.getLogger(__name__)
@@ -32,15 +33,31 @@ class StudentStageConfig:
     resume: bool = False
     batch_size: int = 64
     evals_per_epoch: int = 4
+    min_layers: int = 1
+    max_layers: int = 4
+    hiddens: tuple[int, ...] = StudentSpace.hiddens
+    transfer: tuple[TransferSpec, ...] = ()   # teacher-labelled sets the space may add to the labelled posts
+    feature_kd: tuple[float, ...] = (0.0,)
+
+    def space(self) -> StudentSpace:
+        recipes = [t.recipe for t in self.transfer]
+        choices = ("none", *recipes, *(["+".join(recipes)] if len(recipes) > 1 else []))
+        return StudentSpace(min_layers=self.min_layers, max_layers=self.max_layers, hiddens=tuple(self.hiddens),
+                            max_epochs=self.max_epochs, transfers=choices, feature_kd=tuple(self.feature_kd))
 
 
 def make_data(splits: Splits, experiment: Path, cache: Path, cfg: StudentStageConfig) -> StudentData:
+    from search.transfer_stage import load_transfer
+
     tdir = experiment / "teacher"
+    pooled = tdir / "pooled_train.npy"
     return StudentData(
         teacher_model_dir=str(tdir / "model"), cache_dir=str(cache / "encoded"),
         train_texts=splits.train.text.tolist(), train_labels=splits.train.label.to_numpy(),
         train_logits=np.load(tdir / "logits_train.npy"), val_texts=splits.val.text.tolist(),
         val_labels=splits.val.label.to_numpy(),
+        train_pooled=np.load(pooled) if pooled.is_file() else None,
+        transfer={t.recipe: load_transfer(experiment, t) for t in cfg.transfer},
         fixed={"threads": cfg.cpus_per_trial, "seed": cfg.seed, "batch_size": cfg.batch_size,
                "evals_per_epoch": cfg.evals_per_epoch},
     )
@@ -59,7 +76,7 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
             raise FileNotFoundError(f"--resume: no student search to resume in {path}; run without --resume")
         log.info("resuming the student search in %s", path)
         return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
-    searcher = OptunaSearch(space=partial(sample_student, max_epochs=cfg.max_epochs),
+    searcher = OptunaSearch(space=partial(sample_student, space=cfg.space()),
                             metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=cfg.seed)
     scheduler = ASHAScheduler(time_attr="round", metric=ASHA_METRIC, mode="max",
                               max_t=cfg.max_epochs * cfg.evals_per_epoch, grace_period=1, reduction_factor=3)
@@ -76,18 +93,19 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
     )
 
 
-CONFIG_COLUMNS = ["layers", "hidden", "heads", "ffn", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs", "init"]
+CONFIG_COLUMNS = ["layers", "hidden", "heads", "ffn", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs", "init",
+                  "transfer", "feature_kd"]
 METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
                   "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "latency_ms_p50",
                   "latency_ms_p95", "tokenize_ms_p50", "throughput_b32_per_s", "size_mib", "params", "vocab_size",
-                  "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
+                  "train_pool", "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
 
 
-def collect_trials(results, experiment: Path) -> pd.DataFrame:
+def collect_trials(results, experiment: Path, models: str = "students") -> pd.DataFrame:
     """One row per trial (config, status, fp32 and int8 metrics, speed, size); copies each trial's
-    int8 model folder to ``students/<trial_id>``."""
+    int8 model folder to ``<models>/<trial_id>`` and its fp32 torch model to ``<models>_fp32/<trial_id>``."""
     rows = []
-    out_dir = experiment / "students"
+    out_dir = experiment / models
     out_dir.mkdir(exist_ok=True)
     for r in results:
         m = r.metrics or {}
@@ -108,6 +126,10 @@ def collect_trials(results, experiment: Path) -> pd.DataFrame:
                     shutil.rmtree(dest, ignore_errors=True)
                     shutil.copytree(Path(d) / "model", dest)
                     row["model_dir"] = str(dest.relative_to(experiment))
+                if (Path(d) / "torch").is_dir():
+                    dest = experiment / f"{models}_fp32" / trial_id
+                    shutil.rmtree(dest, ignore_errors=True)
+                    shutil.copytree(Path(d) / "torch", dest)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -18,6 +18,12 @@ the number of heads is chosen among the divisors listed for the sampled hidden s
 | init | "teacher": the teacher's embedding rows for the kept pieces, projected on their top
   principal directions when hidden < the teacher's, and the teacher's lower layers when hidden,
   heads and FFN width equal the teacher's; "random" |
+| transfer | which teacher-labelled transfer sets (``corpus.augment``) join the labelled posts: "none",
+  one recipe, or several joined by "+" (choices: the sets built for the run, ``--transfer``) |
+| feature_kd | weight of the cosine loss between the student's pooled features (through a learned
+  projection to the teacher's width, dropped at export) and the teacher's cached pooled features |
+
+``StudentSpace`` bounds layers, hidden sizes, epochs and the transfer / feature choices.
 """
 from __future__ import annotations
 
@@ -40,6 +46,8 @@ class StudentConfig:
     lr: float = 1e-3
     epochs: int = 4
     init: str = "teacher"
+    transfer: str = "none"     # "none" or teacher-labelled transfer sets joined by "+", e.g. "tang+join"
+    feature_kd: float = 0.0    # weight of the pooled-feature (cosine) distillation term
     batch_size: int = 64
     evals_per_epoch: int = 4   # validation + int8 PTQ reports per epoch (ASHA's rungs)
     max_length: int = 128
@@ -56,12 +64,34 @@ class StudentConfig:
             raise ValueError(f"init must be 'teacher' or 'random', got {self.init!r}")
         if not 0 <= self.kd_alpha <= 1:
             raise ValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
+        if self.feature_kd < 0:
+            raise ValueError(f"feature_kd must be >= 0, got {self.feature_kd}")
 
 
-def sample_student(trial, max_epochs: int = 8) -> dict:
+@dataclass(frozen=True)
+class StudentSpace:
+    """Bounds of the space (``search/run.py`` flags); the defaults are the whole space above."""
+    min_layers: int = 1
+    max_layers: int = 4
+    hiddens: tuple[int, ...] = tuple(sorted(HEADS_FOR_HIDDEN))
+    max_epochs: int = 4
+    transfers: tuple[str, ...] = ("none",)     # transfer-set choices built by the transfer stage
+    feature_kd: tuple[float, ...] = (0.0,)     # weights of pooled-feature distillation to choose from
+
+    def __post_init__(self):
+        bad = [h for h in self.hiddens if h not in HEADS_FOR_HIDDEN]
+        if bad:
+            raise ValueError(f"hidden sizes {bad} are not in the space; choose from {sorted(HEADS_FOR_HIDDEN)}")
+        if not 1 <= self.min_layers <= self.max_layers:
+            raise ValueError(f"layers: need 1 <= min ({self.min_layers}) <= max ({self.max_layers})")
+        if not self.transfers or not self.feature_kd:
+            raise ValueError("transfers and feature_kd need at least one choice each")
+
+
+def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
     """Define-by-run space for ``OptunaSearch(space=...)``; returns the constant settings."""
-    layers = trial.suggest_int("layers", 1, 4)
-    hidden = trial.suggest_categorical("hidden", sorted(HEADS_FOR_HIDDEN))
+    layers = trial.suggest_int("layers", space.min_layers, space.max_layers)
+    hidden = trial.suggest_categorical("hidden", space.hiddens)
     heads = trial.suggest_categorical(f"heads_for_{hidden}", HEADS_FOR_HIDDEN[hidden])
     ffn_ratio = trial.suggest_categorical("ffn_ratio", FFN_RATIOS)
     trial.suggest_categorical("vocab", VOCABS)
@@ -69,14 +99,14 @@ def sample_student(trial, max_epochs: int = 8) -> dict:
     trial.suggest_float("kd_temperature", 1.0, 4.0)
     trial.suggest_float("lr", 2e-4, 3e-3, log=True)
     trial.suggest_categorical("init", ("teacher", "random"))
-    trial.suggest_int("epochs", min(2, max_epochs), max_epochs)
-    return {"heads": heads, "ffn": hidden * ffn_ratio, "layers": layers}
-
-
-def to_config(params: dict, **fixed) -> StudentConfig:
-    """Trial parameters (Optuna's names) -> StudentConfig."""
-    hidden = params["hidden"]
-    return StudentConfig(layers=params["layers"], hidden=hidden, heads=params.get("heads") or params[f"heads_for_{hidden}"],
-                         ffn=params.get("ffn") or hidden * params["ffn_ratio"], vocab=params["vocab"],
-                         kd_alpha=params["kd_alpha"], kd_temperature=params["kd_temperature"], lr=params["lr"],
-                         epochs=params["epochs"], init=params["init"], **fixed)
+    trial.suggest_int("epochs", min(2, space.max_epochs), space.max_epochs)
+    if len(space.transfers) > 1:
+        trial.suggest_categorical("transfer", space.transfers)
+    if len(space.feature_kd) > 1:
+        trial.suggest_categorical("feature_kd", space.feature_kd)
+    constants = {"heads": heads, "ffn": hidden * ffn_ratio, "layers": layers}
+    if len(space.transfers) == 1:
+        constants["transfer"] = space.transfers[0]
+    if len(space.feature_kd) == 1:
+        constants["feature_kd"] = space.feature_kd[0]
+    return constants

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from search.run import main
-from spaces.student import HEADS_FOR_HIDDEN, StudentConfig, sample_student
+from spaces.student import HEADS_FOR_HIDDEN, StudentConfig, StudentSpace, sample_student
 from trainables.student import build_student
 
 REQUIRED = ["trial_id", "layers", "hidden", "heads", "ffn", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs",
-            "init", "status", "val_weighted_f1", "int8_val_weighted_f1", "int8_val_accuracy", "int8_val_macro_f1",
+            "init", "transfer", "feature_kd", "train_pool", "status", "val_weighted_f1", "int8_val_weighted_f1", "int8_val_accuracy", "int8_val_macro_f1",
             "int8_fp32_agreement", "latency_ms_p50", "latency_ms_p95", "throughput_b32_per_s", "size_mib", "params",
             "model_dir"]
 
@@ -21,7 +21,8 @@ REQUIRED = ["trial_id", "layers", "hidden", "heads", "ffn", "vocab", "kd_alpha",
 def searched(tiny_data, tiny_bert, tmp_path_factory, ray_local):
     storage = tmp_path_factory.mktemp("exp")
     rc = main(["--teacher", str(tiny_bert), "--data-dir", str(tiny_data), "--storage", str(storage),
-               "--name", "smoke", "--trials", "2", "--max-epochs", "2", "--teacher-epochs", "1"])
+               "--name", "smoke", "--trials", "2", "--max-epochs", "2", "--teacher-epochs", "1",
+               "--transfer", "tang:x0.5", "join:30", "--feature-kd", "0", "1"])
     assert rc == 0
     return storage / "smoke"
 
@@ -34,6 +35,10 @@ def test_two_trial_search_writes_complete_trials_table(searched):
     for d in df.model_dir:
         assert (searched / d / "model.onnx").is_file()
     assert ((df.int8_fp32_agreement >= 0) & (df.int8_fp32_agreement <= 1)).all()
+    for name in ("tang", "join"):  # transfer sets labelled once by the teacher, with their cost
+        meta = json.loads(next((searched / "teacher" / "transfer").glob(f"{name}-*.json")).read_text())
+        assert meta["labelling_s"] >= 0 and sum(meta["teacher_argmax_classes"].values()) == meta["size"]
+    assert (searched / "teacher" / "pooled_train.npy").is_file()
     summary = json.loads((searched / "search.json").read_text())
     assert summary["trials"] == 2 and len(summary["front"]) >= 1
     assert "test_weighted_f1" in pd.read_csv(searched / "pareto.csv")
@@ -74,18 +79,53 @@ def test_space_never_samples_invalid_heads():
         hidden = t.params["hidden"]
         assert fixed["heads"] in HEADS_FOR_HIDDEN[hidden] and hidden % fixed["heads"] == 0
         assert 1 <= fixed["layers"] <= 4 and fixed["ffn"] in (hidden, 2 * hidden, 4 * hidden)
+        assert fixed["transfer"] == "none" and fixed["feature_kd"] == 0.0
+        StudentConfig(**{k: v for k, v in {**t.params, **fixed}.items() if k in StudentConfig.__dataclass_fields__})
         study.tell(t, 0.0)
+    space = StudentSpace(max_layers=2, hiddens=(128,), transfers=("none", "tang"), feature_kd=(0.0, 1.0))
+    seen = set()
+    for _ in range(50):
+        t = study.ask()
+        fixed = sample_student(t, space)
+        assert t.params["hidden"] == 128 and fixed["layers"] <= 2
+        seen.add((t.params["transfer"], t.params["feature_kd"]))
+        study.tell(t, 0.0)
+    assert len(seen) == 4
+    with pytest.raises(ValueError, match="hidden sizes \\[100\\]"):
+        StudentSpace(hiddens=(100,))
 
 
-def test_summary_of_a_tiny_experiment(searched, tmp_path):
-    from analysis.summary import main as summary_main
+def test_kd_loss_uses_hard_labels_only_where_known():
+    from trainables.student import kd_loss
 
-    assert summary_main(["--experiment", str(searched), "--out", str(tmp_path)]) == 0
-    md = (tmp_path / "smoke.md").read_text()
-    assert "## Teacher" in md and "## Student search" in md and "Pareto front" in md
-    s = json.loads((tmp_path / "smoke.json").read_text())
-    assert len(s["trials"]) == 2 and s["teacher"]["test"]["weighted_f1"] >= 0
-    assert summary_main(["--experiment", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    s, t = torch.randn(4, 5), torch.randn(4, 5)
+    labels = torch.tensor([1, -1, 3, -1])
+    full = kd_loss(s, t, labels, 0.5, 2.0)
+    ref = 0.5 * kd_loss(s, t, labels.clamp(min=0), 1.0, 2.0) + 0.5 * torch.nn.functional.cross_entropy(s[[0, 2]], labels[[0, 2]])
+    assert torch.allclose(full, ref)
+    assert torch.isfinite(kd_loss(s, t, torch.full((4,), -1), 0.5, 2.0))
+
+
+def test_report_of_a_tiny_experiment(searched, tiny_data, tmp_path):
+    from analysis.__main__ import main as report_main
+
+    out = tmp_path / "report"
+    assert report_main(["--experiment", str(searched), "--out", str(out), "--data-dir", str(tiny_data)]) == 0
+    md = (out / "report.md").read_text()
+    for section in ("## Targets", "## Four configurations", "## Chosen student", "## Student search", "## Teacher",
+                    "## Transfer sets", "## Data", "Confusion matrix"):
+        assert section in md, section
+    r = json.loads((out / "report.json").read_text())
+    names = [c["name"] for c in r["four_configurations"]]
+    assert names[0].startswith("teacher (fp32") and names[1].startswith("teacher + int8") and len(names) == 4
+    for c in r["four_configurations"]:
+        assert c["latency_ms_p50"] > 0 and c["size_mib"] > 0 and 0 <= c["test_weighted_f1"] <= 1
+    assert r["four_configurations"][0]["speedup_vs_teacher"] == 1.0
+    assert r["baseline"]["size_mib"] > 0 and 0 <= r["baseline"]["test_weighted_f1"] <= 1
+    assert set(r["per_class_f1"]) == {"negative", "neutral", "positive", "skip", "speech"}
+    for png in ("pareto_latency.png", "pareto_size.png", "pareto_before_after.png"):
+        assert (out / png).stat().st_size > 1000, png
+    assert report_main(["--experiment", str(tmp_path / "nope")]) == 2
 
 
 def test_export_round_trip(searched, tmp_path, capsys):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from contextlib import nullcontext
 from functools import lru_cache
 
@@ -78,15 +79,28 @@ def collate(encoded: Encoded, index: np.ndarray, pad_id: int) -> tuple[torch.Ten
 
 
 @torch.no_grad()
-def predict_logits(model, encoded: Encoded, pad_id: int, batch_size: int = 128, bf16: str = "auto") -> np.ndarray:
+def predict_logits(model, encoded: Encoded, pad_id: int, batch_size: int = 128, bf16: str = "auto",
+                   progress: str | None = None, pooled: bool = False):
+    """Logits for every row (and, with ``pooled``, the pooled encoder features as float16);
+    with ``progress`` (a label) logs about every 10 % of the rows."""
     model.eval()
     out = np.zeros((len(encoded), len(model.config.labels)), dtype=np.float32)
+    feats = np.zeros((len(encoded), model.encoder.config.hidden_size), dtype=np.float16) if pooled else None
+    done, next_log, t0 = 0, len(encoded) / 10, time.time()
     for index in length_batches(encoded.lengths(), batch_size, None):
         ids, mask = collate(encoded, index, pad_id)
         with autocast_context(bf16):
-            logits = model(ids, mask)
+            if pooled:
+                logits, feat = model(ids, mask, return_pooled=True)
+                feats[index] = feat.float().numpy()
+            else:
+                logits = model(ids, mask)
         out[index] = logits.float().numpy()
-    return out
+        done += len(index)
+        if progress and done >= next_log:
+            log.info("%s: %d/%d posts, %.0f s", progress, done, len(encoded), time.time() - t0)
+            next_log += len(encoded) / 10
+    return (out, feats) if pooled else out
 
 
 def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):

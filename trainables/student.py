@@ -39,7 +39,27 @@ class StudentData:
     train_logits: np.ndarray
     val_texts: list[str]
     val_labels: np.ndarray
+    train_pooled: np.ndarray | None = None  # teacher's pooled features (float16), for feature KD
+    transfer: dict = field(default_factory=dict)  # recipe -> (texts, teacher logits, teacher pooled features)
     fixed: dict = field(default_factory=dict)  # StudentConfig fields not searched (threads, seed...)
+
+    def pool(self, transfer: str):
+        """(texts, hard labels with -1 for teacher-labelled posts, teacher logits, teacher features)
+        of the labelled posts plus the transfer sets named in ``transfer`` ("none" or "a+b")."""
+        texts, labels, logits = list(self.train_texts), [self.train_labels], [self.train_logits]
+        pooled = [self.train_pooled] if self.train_pooled is not None else None
+        for recipe in ([] if transfer == "none" else transfer.split("+")):
+            if recipe not in self.transfer:
+                raise ValueError(f"transfer set {recipe!r} was not built for this search; built: "
+                                 f"{', '.join(self.transfer) or 'none'}")
+            t_texts, t_logits, t_pooled = self.transfer[recipe]
+            texts += t_texts
+            labels.append(np.full(len(t_texts), -1, dtype=self.train_labels.dtype))
+            logits.append(t_logits)
+            if pooled is not None:
+                pooled.append(t_pooled)
+        return (texts, np.concatenate(labels), np.concatenate(logits),
+                None if pooled is None else np.concatenate(pooled))
 
 
 def student_config(config: dict, fixed: dict) -> StudentConfig:
@@ -101,10 +121,20 @@ def _init_from_teacher(student, teacher, keep: np.ndarray, cfg: StudentConfig) -
 
 
 def kd_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float):
+    """alpha * T^2 * KL(teacher || student at T) + (1 - alpha) * CE on the labelled rows (label >= 0;
+    teacher-labelled transfer posts carry -1 and only the soft term)."""
     t = temperature
     soft = F.kl_div(F.log_softmax(student_logits / t, -1), F.softmax(teacher_logits / t, -1),
                     reduction="batchmean") * t * t
-    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+    labelled = labels >= 0
+    if alpha >= 1 or not labelled.any():
+        return alpha * soft
+    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits[labelled], labels[labelled])
+
+
+def feature_loss(student_pooled, teacher_pooled, projection):
+    """1 - cosine between the projected student features and the teacher's pooled features."""
+    return (1 - F.cosine_similarity(projection(student_pooled), teacher_pooled.float(), dim=-1)).mean()
 
 
 def train_student(config: dict, data: StudentData) -> None:
@@ -121,15 +151,22 @@ def train_student(config: dict, data: StudentData) -> None:
     del teacher
     pad = tokenizer.pad_token_id
     prefix = model.config.text_prefix
-    train = encode_texts(data.train_texts, tokenizer, cfg.max_length, prefix, data.cache_dir)
+    texts, hard, soft, feats = data.pool(cfg.transfer)
+    train = encode_texts(texts, tokenizer, cfg.max_length, prefix, data.cache_dir)
     val = encode_texts(data.val_texts, tokenizer, cfg.max_length, prefix, data.cache_dir)
     params = int(sum(p.numel() for p in model.parameters()))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    per_round = max(1, steps_per_epoch(len(train), cfg.batch_size) // cfg.evals_per_epoch)
+    if cfg.feature_kd > 0 and feats is None:
+        raise ValueError("feature_kd > 0 needs the teacher's pooled features (teacher/pooled_train.npy)")
+    projection = torch.nn.Linear(cfg.hidden, feats.shape[1]) if cfg.feature_kd > 0 else None
+    trained = list(model.parameters()) + (list(projection.parameters()) if projection else [])
+    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # an "epoch" is as many posts as the labelled set, drawn from labelled + transfer posts, so that
+    # every transfer choice costs the same per epoch and ASHA compares trials at equal compute
+    per_round = max(1, steps_per_epoch(len(data.train_texts), cfg.batch_size) // cfg.evals_per_epoch)
     total = per_round * cfg.evals_per_epoch * cfg.epochs
     scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
-    labels = torch.as_tensor(data.train_labels)
-    t_logits = torch.as_tensor(data.train_logits)
+    labels, t_logits = torch.as_tensor(hard), torch.as_tensor(soft)
+    t_feats = torch.as_tensor(feats) if projection else None
     bench: dict = {}
     batches: list = []
     start_round = 0
@@ -138,6 +175,8 @@ def train_student(config: dict, data: StudentData) -> None:
         with checkpoint.as_directory() as d:
             state = torch.load(Path(d) / "train_state.pt", weights_only=False)
         model.load_state_dict(state["model"])
+        if projection:
+            projection.load_state_dict(state["projection"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         rng, start_round, bench, batches = state["rng"], state["round"], state["bench"], state["batches"]
@@ -151,18 +190,24 @@ def train_student(config: dict, data: StudentData) -> None:
                 batches = length_batches(train.lengths(), cfg.batch_size, rng)
             index = batches.pop()
             ids, mask = collate(train, index, pad)
-            loss = kd_loss(model(ids, mask), t_logits[index], labels[index], cfg.kd_alpha, cfg.kd_temperature)
+            logits, pooled = model(ids, mask, return_pooled=True)
+            loss = kd_loss(logits, t_logits[index], labels[index], cfg.kd_alpha, cfg.kd_temperature)
+            if projection:
+                loss = loss + cfg.feature_kd * feature_loss(pooled, t_feats[index], projection)
             losses.append(optimizer_step(model, loss, optimizer, scheduler))
         start_round += 1
         train_s = time.time() - t0
         metrics = evaluate_and_report_state(model, tokenizer, val, pad, data, cfg, bench)
         bench = {k: metrics[k] for k in BENCH_KEYS if k in metrics}
         metrics.update(round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
+                       train_pool=len(train),
                        vocab_size=len(tokenizer), train_loss=float(np.mean(losses)), round_train_s=train_s,
                        build_s=build_s)
         with tempfile.TemporaryDirectory() as d:
             shutil.copytree(metrics.pop("_folder"), Path(d) / "model")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "batches": batches,
+            model.save(Path(d) / "torch", tokenizer)  # fp32 student, for the report's four-configuration table
+            torch.save({"model": model.state_dict(), "projection": projection.state_dict() if projection else None,
+                        "optimizer": optimizer.state_dict(), "batches": batches,
                         "scheduler": scheduler.state_dict(), "rng": rng, "round": start_round, "bench": bench},
                        Path(d) / "train_state.pt")
             shutil.rmtree(Path(metrics.pop("_tmp")), ignore_errors=True)

@@ -1,0 +1,40 @@
+"""``python -m analysis --experiment DIR [--out DIR]``: measure and write the report (see analysis.report)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    from analysis.export import ExportError
+
+    p = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
+    p.add_argument("--experiment", type=Path, required=True, help="experiment directory written by search/run.py")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: EXPERIMENT/report)")
+    p.add_argument("--data-dir", default=None, help="RuSentiment folder (else $RUSENTIMENT_DATA_DIR, else download)")
+    p.add_argument("--trial", default=None, help="report this trial instead of the selection rule")
+    p.add_argument("--max-latency-ms", type=float, default=None, help="selection limit on median latency")
+    p.add_argument("--max-size-mb", type=float, default=None, help="selection limit on size")
+    p.add_argument("--refresh-baseline", action="store_true", help="refit the TF-IDF baseline")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not (a.experiment / "data.json").is_file() or not (a.experiment / "trials.csv").is_file():
+        print(f"error: {a.experiment} is not a finished experiment (needs data.json and trials.csv from "
+              f"`python search/run.py`)", file=sys.stderr)
+        return 2
+    from analysis.report import build_report
+
+    out = a.out or a.experiment / "report"
+    try:
+        build_report(a.experiment, out, a.data_dir, a.trial, a.max_latency_ms, a.max_size_mb, a.refresh_baseline)
+    except (ExportError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out / 'report.md'}, {out / 'report.json'} and plots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

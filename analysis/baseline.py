@@ -1,0 +1,59 @@
+"""TF-IDF (char 2-5 + word 1-2) + LinearSVC baseline on the experiment's own split.
+
+C is chosen on the validation split; test figures are for the report. Latency: one text at a
+time through ``vectorizer.transform`` + ``decision_function`` on 1 thread, the same sampled
+validation posts as the student benchmark; size: the pickled pipeline.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+
+import numpy as np
+
+from modeling.metrics import classification_metrics
+
+log = logging.getLogger(__name__)
+C_GRID = (0.1, 0.3, 1.0)
+
+
+def _pipeline(c: float):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline, make_union
+    from sklearn.svm import LinearSVC
+
+    features = make_union(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True, max_features=200_000),
+        TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True))
+    return make_pipeline(features, LinearSVC(C=c))
+
+
+def tfidf_baseline(splits, n_latency: int = 300, seed: int = 0) -> dict:
+    t0 = time.time()
+    train_x, train_y = splits.train.text.tolist(), splits.train.label.to_numpy()
+    val_x, val_y = splits.val.text.tolist(), splits.val.label.to_numpy()
+    by_c = {}
+    for c in C_GRID:
+        model = _pipeline(c).fit(train_x, train_y)
+        by_c[c] = (classification_metrics(val_y, model.predict(val_x))["weighted_f1"], model)
+        log.info("TF-IDF + LinearSVC: C=%g val weighted F1 %.4f", c, by_c[c][0])
+    best_c = max(by_c, key=lambda c: by_c[c][0])
+    model = by_c[best_c][1]
+    test = classification_metrics(splits.test.label.to_numpy(), model.predict(splits.test.text.tolist()))
+    blob = pickle.dumps(model)
+    rng = np.random.default_rng(seed)
+    sample = [val_x[i] for i in rng.integers(0, len(val_x), size=n_latency + 30)]
+    lat = []
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        for i, t in enumerate(sample):
+            s = time.perf_counter()
+            model.decision_function([t])
+            if i >= 30:
+                lat.append((time.perf_counter() - s) * 1e3)
+    return {"name": "TF-IDF (char_wb 2-5 + word 1-2) + LinearSVC", "C": best_c,
+            "val_weighted_f1": round(by_c[best_c][0], 4), **{f"test_{k}": round(v, 4) for k, v in test.items()},
+            "size_mib": len(blob) / 2**20, "latency_ms_p50": float(np.median(lat)),
+            "latency_ms_p95": float(np.percentile(lat, 95)), "threads": 1, "fit_s": round(time.time() - t0, 1)}

@@ -1,0 +1,113 @@
+"""Transfer stage: teacher-labelled augmented posts for distillation, computed once per set.
+
+Each set (``corpus.augment.TransferSpec``: recipe, size, seed) is generated from the training
+posts only and labelled by the cached teacher; ``<experiment>/teacher/transfer/<name>.parquet``
+holds the texts and the teacher's logits, ``<name>.json`` what it cost. Later runs reuse them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from corpus import LABELS, Splits, encode_texts
+from corpus.augment import TransferSpec, generate
+
+log = logging.getLogger(__name__)
+
+
+def transfer_dir(experiment: Path) -> Path:
+    return experiment / "teacher" / "transfer"
+
+
+def parse_transfer(text: str, seed: int, n_train: int) -> TransferSpec:
+    """``RECIPE:SIZE`` (``tang:25000``) or ``RECIPE:xK`` (K times the training posts, ``join:x2``)
+    -> TransferSpec; errors say what is expected."""
+    recipe, _, size = text.partition(":")
+    try:
+        n = round(float(size[1:]) * n_train) if size.startswith("x") else int(size)
+        return TransferSpec(recipe, n, seed)
+    except ValueError as e:
+        raise ValueError(f"--transfer {text!r}: {e}; expected RECIPE:SIZE or RECIPE:xK such as tang:25000 "
+                         f"or join:x2") from None
+
+
+def load_transfer(experiment: Path, spec: TransferSpec) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(texts, teacher logits, teacher pooled features) of a built set."""
+    path = transfer_dir(experiment) / f"{spec.name}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: transfer set {spec.name} was not built; run search/run.py with "
+                                f"--transfer {spec.recipe}:{spec.size}")
+    df = pd.read_parquet(path)
+    pooled = np.load(path.with_suffix(".pooled.npy"))
+    return df["text"].tolist(), df[[f"logit_{c}" for c in LABELS]].to_numpy(np.float32), pooled
+
+
+def ensure_train_features(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
+    """The teacher's pooled features on the labelled training posts (for feature distillation)."""
+    path = experiment / "teacher" / "pooled_train.npy"
+    if path.is_file():
+        return path
+    import torch
+
+    from modeling import EncoderClassifier
+    from trainables.loop import predict_logits
+
+    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
+    torch.set_num_threads(threads)
+    enc = encode_texts(splits.train.text, tok, teacher.config.max_length, teacher.config.text_prefix,
+                       cache / "encoded")
+    _, pooled = predict_logits(teacher, enc, tok.pad_token_id, progress="teacher features on train", pooled=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, pooled)
+    tmp.replace(path)
+    return path
+
+
+def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: Path, threads: int) -> dict:
+    """Generate + label one set (or reuse it); returns its summary."""
+    out = transfer_dir(experiment)
+    meta_file = out / f"{spec.name}.json"
+    if meta_file.is_file() and (out / f"{spec.name}.parquet").is_file() and (out / f"{spec.name}.pooled.npy").is_file():
+        log.info("transfer set %s: reusing %s", spec.name, out)
+        return json.loads(meta_file.read_text())
+    import torch
+
+    from modeling import EncoderClassifier
+    from trainables.loop import predict_logits
+
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    texts = generate(splits.train.text.tolist(), spec)
+    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
+    torch.set_num_threads(threads)
+    enc = encode_texts(texts, tok, teacher.config.max_length, teacher.config.text_prefix, cache / "encoded")
+    logits, pooled = predict_logits(teacher, enc, tok.pad_token_id, progress=f"labelling transfer set {spec.name}",
+                                    pooled=True)
+    tmp = out / f"{spec.name}.pooled.tmp.npy"
+    np.save(tmp, pooled)
+    tmp.replace(out / f"{spec.name}.pooled.npy")
+    df = pd.DataFrame({"text": texts, **{f"logit_{c}": logits[:, i] for i, c in enumerate(LABELS)}})
+    tmp = out / f"{spec.name}.parquet.tmp"
+    df.to_parquet(tmp, index=False)
+    tmp.replace(out / f"{spec.name}.parquet")
+    counts = np.bincount(logits.argmax(1), minlength=len(LABELS))
+    meta = {"name": spec.name, "recipe": spec.recipe, "size": spec.size, "seed": spec.seed,
+            "source": "training posts only", "labelling_s": round(time.time() - t0, 1),
+            "teacher_argmax_classes": {c: int(n) for c, n in zip(LABELS, counts)},
+            "mean_teacher_confidence": float(torch.softmax(torch.as_tensor(logits), -1).max(-1).values.mean())}
+    tmp = meta_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    tmp.replace(meta_file)
+    log.info("transfer set %s: %d posts labelled in %.0f s", spec.name, spec.size, meta["labelling_s"])
+    return meta
+
+
+def run_transfer_stage(specs: list[TransferSpec], splits: Splits, experiment: Path, cache: Path,
+                       threads: int) -> dict[str, dict]:
+    ensure_train_features(splits, experiment, cache, threads)
+    return {s.name: build_transfer(s, splits, experiment, cache, threads) for s in specs}
