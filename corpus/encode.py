@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import uuid
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +70,13 @@ def encode_texts(texts, tokenizer, max_length: int, prefix: str = "", cache_dir:
     ds = datasets.Dataset.from_dict({"text": texts}).map(tokenise, batched=True, batch_size=2000,
                                                           remove_columns=["text"], desc="tokenising")
     if cache_dir is not None:
-        tmp = Path(cache_dir) / (name + ".tmp")
+        # a private temp name: concurrent trials may encode the same texts; the first rename wins
+        tmp = Path(cache_dir) / f"{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         ds.save_to_disk(str(tmp))
-        tmp.replace(Path(cache_dir) / name)
+        try:
+            tmp.rename(Path(cache_dir) / name)
+        except OSError:
+            if not (Path(cache_dir) / name).is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     return Encoded.from_rows([np.asarray(r, dtype=np.int32) for r in ds["input_ids"]])

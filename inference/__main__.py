@@ -1,4 +1,4 @@
-"""``python -m inference --model DIR "текст" ...`` or ``--input FILE --output FILE``.
+"""``python -m inference [--model DIR] "текст" ...`` or ``--input FILE --output FILE``.
 
 Input files: .txt (one text per line), .csv (a ``text`` column), .jsonl (objects with ``text``).
 Output: JSON lines, one per text, with the text, label and score (all five scores with --top-k 5).
@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m inference", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("texts", nargs="*", help="texts to classify")
-    p.add_argument("--model", type=Path, required=True, help="exported model folder")
+    p.add_argument("--model", type=Path, default=None,
+                   help="exported model folder (default: the shipped student, models/rusentiment-student)")
     p.add_argument("--input", type=Path, help="file of texts (.txt, .csv with 'text', .jsonl with 'text')")
     p.add_argument("--output", type=Path, help="write JSON lines here (default: stdout)")
     p.add_argument("--top-k", type=int, default=None, help="return the k best labels with scores")

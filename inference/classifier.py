@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE = "model.onnx", "tokenizer.json", "config.json"
+# the student shipped in the repository (a checkout or an editable install); $RUSENTIMENT_KD_MODEL overrides it
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "rusentiment-student"
+
+
+def default_model_dir() -> Path:
+    return Path(os.environ.get("RUSENTIMENT_KD_MODEL") or DEFAULT_MODEL)
 FORMAT = "rusentiment-kd/onnx-classifier"
 
 
@@ -30,11 +37,12 @@ class SentimentClassifier:
         self.pad_id: int = int(config["pad_id"])
 
     @classmethod
-    def load(cls, path: str | Path, threads: int = 1) -> "SentimentClassifier":
+    def load(cls, path: str | Path | None = None, threads: int = 1) -> "SentimentClassifier":
+        """Load an exported folder; with no path, the shipped default student."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        path = Path(path)
+        path = Path(path) if path is not None else default_model_dir()
         if not path.is_dir():
             raise ModelFolderError(f"{path}: no such model folder; give the folder written by "
                                    f"`python -m analysis.export`")

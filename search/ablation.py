@@ -78,7 +78,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
         ray.init(include_dashboard=False, configure_logging=False)
     run_transfer_stage(list(specs), splits, experiment, cache_root(), 2)
     stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs, evals_per_epoch=1)
-    data = make_data(splits, experiment, cache_root(), stage)
+    data = make_data(splits, experiment, stage)
     start_benchmark_slot()
     fixed = {k: getattr(cfg, k) for k in ("layers", "hidden", "heads", "ffn", "vocab", "epochs", "lr", "kd_alpha",
                                           "kd_temperature")}

@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the proje
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger("search")
-DEFAULT_TRANSFER = ("tang:x1", "join:x1")
+DEFAULT_TRANSFER = ("tang:25000", "join:25000")
 TEACHERS_HELP = "e5-small (offline, default), a Hugging Face hub id such as cointegrated/rubert-tiny2, or a local model directory"
 
 
@@ -102,44 +102,66 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                      max_layers=a.max_layers, hidden=tuple(a.hidden))
 
 
+EXPERIMENT_FORMAT, EXPERIMENT_VERSION = "rusentiment-kd/experiment", 1
+
+
+def open_experiment(path: Path, resume: bool) -> Path:
+    """Create or reopen an experiment directory; refuse one written by another layout version."""
+    marker = path / "experiment.json"
+    if resume and not (path / "student_trials").is_dir():
+        raise FileNotFoundError(f"--resume: {path} holds no student search to resume; run without --resume "
+                                f"(or give the --storage/--name of the interrupted run)")
+    if marker.is_file():
+        try:
+            info = json.loads(marker.read_text())
+        except json.JSONDecodeError:
+            info = {}
+        if info.get("format") != EXPERIMENT_FORMAT or info.get("version") != EXPERIMENT_VERSION:
+            raise ValueError(f"{path} was written by another version of this tool ({marker.name}: format "
+                             f"{info.get('format')!r}, version {info.get('version')!r}; this is version "
+                             f"{EXPERIMENT_VERSION}); use a new --name or move that directory away")
+    path.mkdir(parents=True, exist_ok=True)
+    if not marker.is_file():
+        marker.write_text(json.dumps({"format": EXPERIMENT_FORMAT, "version": EXPERIMENT_VERSION}))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(argv)
-    import ray
-
     from corpus import DataError, load_splits
     from corpus.rusentiment import cache_root
     from search.provenance import provenance
     from search.student_stage import StudentStageConfig, run_student_stage
-    from search.teacher_stage import TeacherStageConfig, run_teacher_stage
+    from search.teacher_stage import TeacherStageConfig, load_cached_teacher, run_teacher_stage
     from search.transfer_stage import parse_transfer, run_transfer_stage
-    from teachers import TeacherError
+    from teachers import TeacherError, resolve_teacher
 
-    experiment = Path(cfg.storage).expanduser().resolve() / cfg.name
-    experiment.mkdir(parents=True, exist_ok=True)
     t0, prov = time.time(), provenance()  # the code as it was when the run started
-    try:
+    try:  # everything that can be checked is checked before any work starts
+        experiment = open_experiment(Path(cfg.storage).expanduser().resolve() / cfg.name, cfg.resume)
         splits = load_splits(cfg.data_dir, seed=cfg.seed, max_train_samples=cfg.max_train_samples)
+        transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
+        stage = StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial,
+                                   seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume,
+                                   min_layers=cfg.min_layers, max_layers=cfg.max_layers, hiddens=cfg.hidden,
+                                   transfer=transfer, feature_kd=cfg.feature_kd)
+        stage.space()
+        if load_cached_teacher(experiment, cfg.teacher) is None:
+            resolve_teacher(cfg.teacher, cache_root() / "teachers")  # a bad --teacher fails before Ray starts
         (experiment / "data.json").write_text(
             json.dumps({**splits.describe(), "max_train_samples": cfg.max_train_samples}, indent=2))
-        if not ray.is_initialized():
-            ray.init(address=cfg.address, include_dashboard=False, configure_logging=False)
+        start_ray(cfg.address)
         teacher = run_teacher_stage(
             TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
                                lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed),
             splits, experiment, cache_root())
         search = None
         if cfg.stage == "all":
-            transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
-            stage = StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial,
-                                       seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume,
-                                       min_layers=cfg.min_layers, max_layers=cfg.max_layers, hiddens=cfg.hidden,
-                                       transfer=transfer, feature_kd=cfg.feature_kd)
-            stage.space()  # bad bounds fail here, before any work
             if transfer or any(w > 0 for w in cfg.feature_kd):
                 run_transfer_stage(list(transfer), splits, experiment, cache_root(), cfg.cpus_per_trial)
-            search = run_student_stage(stage, splits, experiment, cache_root())
-    except (DataError, TeacherError, FileNotFoundError, ValueError) as e:
+            search = run_student_stage(stage, splits, experiment)
+    except (DataError, TeacherError, FileNotFoundError, ValueError, ConnectionError) as e:
         log.error("%s", e)
         return 2
     run_info = {"provenance": prov, "wall_time_s": round(time.time() - t0, 1),
@@ -151,6 +173,19 @@ def main(argv: list[str] | None = None) -> int:
         print_front(search, experiment)
     print(f"experiment: {experiment}")
     return 0
+
+
+def start_ray(address: str | None) -> None:
+    """Connect to ``--address`` (a running cluster) or start Ray on this machine."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, include_dashboard=False, configure_logging=False)
+    except ConnectionError as e:
+        raise ConnectionError(f"--address {address}: cannot connect to a Ray cluster there ({e}); start one with "
+                              f"`ray start --head` or leave --address out to run on this machine") from None
 
 
 def print_front(search: dict, experiment: Path) -> None:

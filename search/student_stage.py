@@ -15,6 +15,7 @@ import pandas as pd
 from corpus import Splits
 from corpus.augment import TransferSpec
 from spaces.student import StudentSpace, sample_student
+from trainables.loop import folder_bytes
 from trainables.student import StudentData, train_student
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,13 @@ class StudentStageConfig:
                             max_epochs=self.max_epochs, transfers=choices, feature_kd=tuple(self.feature_kd))
 
 
-def make_data(splits: Splits, experiment: Path, cache: Path, cfg: StudentStageConfig) -> StudentData:
+def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> StudentData:
     from search.transfer_stage import load_transfer
 
     tdir = experiment / "teacher"
     pooled = tdir / "pooled_train.npy"
     return StudentData(
-        teacher_model_dir=str(tdir / "model"), cache_dir=str(cache / "encoded"),
+        teacher_files=folder_bytes(tdir / "model"),
         train_texts=splits.train.text.tolist(), train_labels=splits.train.label.to_numpy(),
         train_logits=np.load(tdir / "logits_train.npy"), val_texts=splits.val.text.tolist(),
         val_labels=splits.val.label.to_numpy(),
@@ -98,7 +99,7 @@ CONFIG_COLUMNS = ["layers", "hidden", "heads", "ffn", "vocab", "kd_alpha", "kd_t
 METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
                   "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "latency_ms_p50",
                   "latency_ms_p95", "tokenize_ms_p50", "throughput_b32_per_s", "size_mib", "params", "vocab_size",
-                  "train_pool", "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
+                  "train_pool", "node_id", "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
 
 
 def collect_trials(results, experiment: Path, models: str = "students") -> pd.DataFrame:
@@ -163,11 +164,11 @@ def evaluate_on_test(front: pd.DataFrame, splits: Splits, experiment: Path) -> p
     return front.merge(pd.DataFrame(rows), on="trial_id", how="left") if rows else front
 
 
-def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path, cache: Path) -> dict:
+def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path) -> dict:
     from trainables.bench_slot import start_benchmark_slot
 
     t0 = time.time()
-    data = make_data(splits, experiment, cache, cfg)
+    data = make_data(splits, experiment, cfg)
     start_benchmark_slot()
     tuner = make_tuner(cfg, data, experiment)
     results = tuner.fit()

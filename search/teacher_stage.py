@@ -14,7 +14,7 @@ from corpus import Splits, encode_texts
 from modeling import EncoderClassifier, classification_metrics
 from modeling.vocab import choose_kept_ids, piece_counts, trim_embeddings, trim_tokenizer
 from teachers import load_encoder, resolve_teacher
-from trainables.loop import predict_logits
+from trainables.loop import folder_bytes, predict_logits
 from trainables.teacher import TeacherData, TeacherTrainConfig, train_teacher
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
     source, tokenizer, vocab_info = prepare_base(cfg, splits, tdir / "base", cache)
     enc = {name: encode_texts(df.text, tokenizer, cfg.max_length, source.text_prefix, cache / "encoded")
            for name, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
-    data = TeacherData(str(tdir / "base"), tokenizer.pad_token_id, enc["train"], splits.train.label.to_numpy(),
+    data = TeacherData(folder_bytes(tdir / "base"), tokenizer.pad_token_id, enc["train"], splits.train.label.to_numpy(),
                        enc["val"], splits.val.label.to_numpy())
     space = asdict(TeacherTrainConfig(lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
                                       pooling=source.pooling, text_prefix=source.text_prefix,

@@ -6,6 +6,7 @@ import math
 import time
 from contextlib import nullcontext
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -119,6 +120,19 @@ def optimizer_step(model, loss: torch.Tensor, optimizer, scheduler, max_norm: fl
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.item()
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file of a folder, by relative path (to ship a model through Ray's object store)."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write_folder(files: dict[str, bytes], folder: Path) -> Path:
+    for rel, blob in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(blob)
+    return folder
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

@@ -18,22 +18,24 @@ import torch
 import torch.nn.functional as F
 
 from corpus import encode_texts
+from corpus.rusentiment import cache_root
 from modeling import ClassifierConfig, EncoderClassifier, classification_metrics
 from modeling.onnx_export import export_folder
 from modeling.vocab import choose_kept_ids, piece_counts, trim_tokenizer
 from spaces.student import StudentConfig
 
 from .bench_slot import benchmark_serialised
-from .loop import optimizer_step, collate, length_batches, linear_warmup_decay, predict_logits, setup_worker_logging, steps_per_epoch
+from .loop import (collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits, setup_worker_logging,
+                   steps_per_epoch, write_folder)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class StudentData:
-    """Shared by every trial; shipped through Ray's object store."""
-    teacher_model_dir: str
-    cache_dir: str
+    """Shared by every trial; shipped through Ray's object store, so a trial on any node of a
+    cluster has all it needs (no shared file system assumed)."""
+    teacher_files: dict  # the fine-tuned teacher classifier folder, relative path -> bytes
     train_texts: list[str]
     train_labels: np.ndarray
     train_logits: np.ndarray
@@ -138,6 +140,7 @@ def feature_loss(student_pooled, teacher_pooled, projection):
 
 
 def train_student(config: dict, data: StudentData) -> None:
+    import ray
     from ray import tune
 
     setup_worker_logging()
@@ -146,14 +149,16 @@ def train_student(config: dict, data: StudentData) -> None:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     t_build = time.time()
-    teacher, teacher_tok = EncoderClassifier.load(data.teacher_model_dir)
-    model, tokenizer = build_student(cfg, teacher, teacher_tok, data.train_texts, data.cache_dir)
+    cache_dir = cache_root() / "encoded"  # this node's own token cache
+    with tempfile.TemporaryDirectory() as d:
+        teacher, teacher_tok = EncoderClassifier.load(write_folder(data.teacher_files, Path(d)))
+    model, tokenizer = build_student(cfg, teacher, teacher_tok, data.train_texts, cache_dir)
     del teacher
     pad = tokenizer.pad_token_id
     prefix = model.config.text_prefix
     texts, hard, soft, feats = data.pool(cfg.transfer)
-    train = encode_texts(texts, tokenizer, cfg.max_length, prefix, data.cache_dir)
-    val = encode_texts(data.val_texts, tokenizer, cfg.max_length, prefix, data.cache_dir)
+    train = encode_texts(texts, tokenizer, cfg.max_length, prefix, cache_dir)
+    val = encode_texts(data.val_texts, tokenizer, cfg.max_length, prefix, cache_dir)
     params = int(sum(p.numel() for p in model.parameters()))
     if cfg.feature_kd > 0 and feats is None:
         raise ValueError("feature_kd > 0 needs the teacher's pooled features (teacher/pooled_train.npy)")
@@ -200,7 +205,7 @@ def train_student(config: dict, data: StudentData) -> None:
         metrics = evaluate_and_report_state(model, tokenizer, val, pad, data, cfg, bench)
         bench = {k: metrics[k] for k in BENCH_KEYS if k in metrics}
         metrics.update(round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
-                       train_pool=len(train),
+                       train_pool=len(train), node_id=ray.get_runtime_context().get_node_id(),
                        vocab_size=len(tokenizer), train_loss=float(np.mean(losses)), round_train_s=train_s,
                        build_s=build_s)
         with tempfile.TemporaryDirectory() as d:

@@ -19,7 +19,8 @@ from corpus import LABELS
 from corpus.encode import Encoded
 from modeling import ClassifierConfig, EncoderClassifier, classification_metrics
 
-from .loop import setup_worker_logging, autocast_context, optimizer_step, collate, length_batches, linear_warmup_decay, predict_logits, steps_per_epoch
+from .loop import (autocast_context, collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits,
+                   setup_worker_logging, steps_per_epoch, write_folder)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class TeacherTrainConfig:
 @dataclass
 class TeacherData:
     """What a teacher trial needs; shipped to workers through Ray's object store."""
-    base_dir: str             # Hugging Face model directory of the (vocabulary-trimmed) encoder
+    base_files: dict          # the (vocabulary-trimmed) encoder's Hugging Face directory, path -> bytes
     pad_id: int
     train: Encoded
     train_labels: np.ndarray
@@ -69,29 +70,30 @@ def param_groups(model: EncoderClassifier, cfg: TeacherTrainConfig) -> list[dict
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
 
-def build_teacher(data: TeacherData, cfg: TeacherTrainConfig) -> EncoderClassifier:
-    from transformers import AutoModel
+def build_teacher(data: TeacherData, cfg: TeacherTrainConfig):
+    """(classifier, tokenizer) from the shipped encoder directory."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from transformers import AutoConfig
-
-    kwargs = {"add_pooling_layer": False} if AutoConfig.from_pretrained(data.base_dir).model_type == "bert" else {}
-    encoder = AutoModel.from_pretrained(data.base_dir, **kwargs)
-    return EncoderClassifier(encoder, ClassifierConfig(labels=LABELS, pooling=cfg.pooling, dropout=cfg.dropout,
-                                                       text_prefix=cfg.text_prefix, max_length=cfg.max_length))
+    with tempfile.TemporaryDirectory() as d:
+        base = write_folder(data.base_files, Path(d))
+        kwargs = {"add_pooling_layer": False} if AutoConfig.from_pretrained(base).model_type == "bert" else {}
+        encoder = AutoModel.from_pretrained(base, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    model = EncoderClassifier(encoder, ClassifierConfig(labels=LABELS, pooling=cfg.pooling, dropout=cfg.dropout,
+                                                        text_prefix=cfg.text_prefix, max_length=cfg.max_length))
+    return model, tokenizer
 
 
 def train_teacher(config: dict, data: TeacherData) -> None:
     """Ray Tune function trainable: one epoch = one report (validation metrics + checkpoint)."""
     from ray import tune
-    from transformers import AutoTokenizer
 
     setup_worker_logging()
     cfg = TeacherTrainConfig(**config)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = build_teacher(data, cfg)
-    tokenizer = AutoTokenizer.from_pretrained(data.base_dir)
+    model, tokenizer = build_teacher(data, cfg)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
     total = steps_per_epoch(len(data.train), cfg.batch_size) * cfg.epochs
     scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)

@@ -1,0 +1,130 @@
+"""Scale out and survive faults: a real two-node Ray cluster, SIGKILL + --resume, determinism.
+
+The driver runs as a subprocess (``python search/run.py``) exactly as a user runs it.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def tiny_run_args(tiny_bert, tiny_data, storage, name, trials):
+    return [sys.executable, str(ROOT / "search" / "run.py"), "--teacher", str(tiny_bert), "--data-dir", str(tiny_data),
+            "--storage", str(storage), "--name", name, "--trials", str(trials), "--teacher-epochs", "1",
+            "--max-epochs", "2", "--cpus-per-trial", "1", "--transfer", "--feature-kd", "0", "--max-layers", "1",
+            "--hidden", "96", "128"]
+
+
+def env():
+    e = dict(os.environ, HF_HUB_OFFLINE="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    e.pop("RAY_ADDRESS", None)
+    return e
+
+
+def finished_trials(experiment: Path) -> dict[str, int]:
+    """trial folder -> rows in its progress.csv, for trials that reached their last round."""
+    out = {}
+    for prog in (experiment / "student_trials").glob("*/progress.csv"):
+        try:
+            df = pd.read_csv(prog)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            continue
+        params = json.loads((prog.parent / "params.json").read_text())
+        if len(df) and df["round"].max() >= params["epochs"] * 4:
+            out[prog.parent.name] = len(df)
+    return out
+
+
+@pytest.fixture
+def no_ray_in_process():
+    """These tests start their own Ray processes; the in-process test cluster must not be running."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    yield
+
+
+def test_kill_driver_and_resume(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
+    storage, trials = tmp_path / "exp", 4
+    args = tiny_run_args(tiny_bert, tiny_data, storage, "killed", trials)
+    log = open(tmp_path / "first.log", "w")
+    driver = subprocess.Popen(args, env=env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    experiment = storage / "killed"
+    deadline = time.time() + 400
+    while time.time() < deadline and not finished_trials(experiment) and driver.poll() is None:
+        time.sleep(1)
+    assert driver.poll() is None, "the search ended before it could be killed: " + (tmp_path / "first.log").read_text()[-3000:]
+    before = finished_trials(experiment)
+    assert before, "no trial finished in time"
+    teacher_mtime = (experiment / "teacher" / "teacher.json").stat().st_mtime
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and everything it started, like a lost machine
+    driver.wait()
+    assert not (experiment / "trials.csv").exists()
+    resumed = subprocess.run(args + ["--resume"], env=env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "teacher: reusing" in resumed.stderr
+    assert (experiment / "teacher" / "teacher.json").stat().st_mtime == teacher_mtime  # not retrained
+    df = pd.read_csv(experiment / "trials.csv", dtype={"trial_id": str})
+    assert len(df) == trials and df.trial_id.is_unique
+    assert set(df.status) <= {"completed", "stopped_early"}
+    after = finished_trials(experiment)
+    for name, rows in before.items():  # a trial finished before the kill was not run again
+        assert after[name] == rows
+
+
+def test_two_node_cluster(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    try:
+        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+                       env=env(), check=True, capture_output=True, timeout=120)
+        subprocess.run([RAY, "start", f"--address={address}", *common, '--resources={"second_node": 1}'],
+                       env=env(), check=True, capture_output=True, timeout=120)
+        args = tiny_run_args(tiny_bert, tiny_data, tmp_path / "exp", "cluster", 4) + ["--address", address]
+        run = subprocess.run(args, env=env(), capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        df = pd.read_csv(tmp_path / "exp" / "cluster" / "trials.csv")
+        assert len(df) == 4 and df.node_id.nunique() == 2, df[["trial_id", "node_id"]]
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env(), capture_output=True, timeout=120)
+
+
+def test_unreachable_cluster_is_one_clear_line(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = tiny_run_args(tiny_bert, tiny_data, tmp_path, "x", 1) + ["--address", f"127.0.0.1:{port}"]
+    run = subprocess.run(args, env=env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert f"--address 127.0.0.1:{port}: cannot connect to a Ray cluster" in run.stderr
+
+
+def test_same_seed_same_sampled_configurations():
+    from functools import partial
+
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search.student_stage import OBJECTIVES
+    from spaces.student import StudentSpace, sample_student
+
+    def sampled(seed):
+        searcher = OptunaSearch(space=partial(sample_student, space=StudentSpace(transfers=("none", "tang"))),
+                                metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=seed)
+        return [searcher.suggest(f"t{i}") for i in range(8)]
+
+    assert sampled(13) == sampled(13)
+    assert sampled(13) != sampled(14)
