@@ -66,10 +66,15 @@ datasets: [rusentiment]
 Labels: {', '.join(config['labels'])}. Distilled from `{config['provenance'].get('teacher')}`; int8 by ONNX Runtime
 dynamic quantization (embedding table included). Runs without torch:
 
+```bash
+pip install -r requirements.txt          # onnxruntime, tokenizers, numpy: no torch
+python -m inference --model . "Отличный день!"
+```
+
 ```python
 from inference import SentimentClassifier
-clf = SentimentClassifier.load("{config['provenance'].get('folder_name', '.')}")
-clf("Отличный день!")
+clf = SentimentClassifier.load(".")       # this folder
+clf("Отличный день!")                     # {{"label": ..., "score": ...}}
 ```
 
 | figure | value |
@@ -85,6 +90,21 @@ Measured on {config['provenance'].get('cpu', {}).get('model', '?')}; command: `{
 Licence: trained on RuSentiment (CC BY-NC-SA 4.0): non-commercial, share-alike. Teacher weights
 (multilingual-e5-small) are MIT. Cite Rogers et al. (2018), RuSentiment, COLING.
 """
+
+
+RUNTIME_PACKAGES = ("onnxruntime", "tokenizers", "numpy")
+
+
+def add_runtime(folder: Path) -> None:
+    """Copy the torch-free runtime (``inference/``) and its requirements into the folder, so that
+    ``pip install -r requirements.txt && python -m inference --model . "текст"`` works there alone."""
+    import importlib.metadata as md
+
+    import inference
+
+    shutil.copytree(Path(inference.__file__).parent, folder / "inference",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (folder / "requirements.txt").write_text("".join(f"{p}>={md.version(p)}\n" for p in RUNTIME_PACKAGES))
 
 
 def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms: float | None = None,
@@ -117,6 +137,7 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str))
         (tmp / "README.md").write_text(model_card(config))
+        add_runtime(tmp)
     return out
 
 

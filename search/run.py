@@ -182,7 +182,9 @@ def start_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address, include_dashboard=False, configure_logging=False)
+        # "local": a fresh Ray on this machine even if another cluster runs here (Ray's own default
+        # would join the latest cluster started on the machine)
+        ray.init(address=address or "local", include_dashboard=False, configure_logging=False)
     except ConnectionError as e:
         raise ConnectionError(f"--address {address}: cannot connect to a Ray cluster there ({e}); start one with "
                               f"`ray start --head` or leave --address out to run on this machine") from None

@@ -83,6 +83,7 @@ def test_space_never_samples_invalid_heads():
         StudentConfig(**{k: v for k, v in {**t.params, **fixed}.items() if k in StudentConfig.__dataclass_fields__})
         study.tell(t, 0.0)
     space = StudentSpace(max_layers=2, hiddens=(128,), transfers=("none", "tang"), feature_kd=(0.0, 1.0))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(50):
         t = study.ask()
