@@ -27,11 +27,11 @@ class AblationConfig:
     experiment: str
     data_dir: str | None = None
     levers: tuple[str, ...] = DEFAULT_LEVERS   # TRANSFER:FEATURE_KD
-    transfer: tuple[str, ...] = ("tang:x1", "join:x1", "span:x1")
+    transfer: tuple[str, ...] = ("tang:25000", "join:25000", "span:25000")
     layers: int = 2
-    hidden: int = 256
-    heads: int = 4
-    ffn: int = 512
+    hidden: int = 128
+    heads: int = 2
+    ffn: int = 256
     vocab: int = 8000
     epochs: int = 3
     lr: float = 1e-3

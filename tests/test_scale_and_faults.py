@@ -4,10 +4,12 @@ The driver runs as a subprocess (``python search/run.py``) exactly as a user run
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ RAY = str(Path(sys.executable).parent / "ray")
 def tiny_run_args(tiny_bert, tiny_data, storage, name, trials):
     return [sys.executable, str(ROOT / "search" / "run.py"), "--teacher", str(tiny_bert), "--data-dir", str(tiny_data),
             "--storage", str(storage), "--name", name, "--trials", str(trials), "--teacher-epochs", "1",
-            "--max-epochs", "2", "--cpus-per-trial", "1", "--transfer", "--feature-kd", "0", "--max-layers", "1",
+            "--max-epochs", "1", "--cpus-per-trial", "1", "--transfer", "--feature-kd", "0", "--max-layers", "1",
             "--hidden", "96", "128"]
 
 
@@ -84,14 +86,18 @@ def test_kill_driver_and_resume(tiny_bert, tiny_data, tmp_path, no_ray_in_proces
 
 
 def test_two_node_cluster(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
+    """``ray start --head`` + a second ``ray start --address`` node with its own resources; the
+    search runs through ``--address`` and its trials land on both nodes. Teardown kills only this
+    cluster's processes (found by its private temp dir), never other Ray instances on the machine."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"127.0.0.1:{port}"
+    temp = Path(tempfile.mkdtemp(prefix="rkd-ray-", dir="/tmp"))  # short: Ray's socket paths are length-limited
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
     try:
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
-                       env=env(), check=True, capture_output=True, timeout=120)
+        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}",
+                        *common], env=env(), check=True, capture_output=True, timeout=120)
         subprocess.run([RAY, "start", f"--address={address}", *common, '--resources={"second_node": 1}'],
                        env=env(), check=True, capture_output=True, timeout=120)
         args = tiny_run_args(tiny_bert, tiny_data, tmp_path / "exp", "cluster", 4) + ["--address", address]
@@ -100,7 +106,9 @@ def test_two_node_cluster(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
         df = pd.read_csv(tmp_path / "exp" / "cluster" / "trials.csv")
         assert len(df) == 4 and df.node_id.nunique() == 2, df[["trial_id", "node_id"]]
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env(), capture_output=True, timeout=120)
+        for pattern in (str(temp), f"127.0.0.1:{port}"):  # processes under its temp dir or pointed at its GCS
+            subprocess.run(["pkill", "-9", "-f", pattern], capture_output=True)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_unreachable_cluster_is_one_clear_line(tiny_bert, tiny_data, tmp_path, no_ray_in_process):

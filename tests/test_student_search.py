@@ -148,3 +148,17 @@ def test_export_round_trip(searched, tmp_path, capsys):
     assert "trial 'nope' is not in" in capsys.readouterr().err
     assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "y"), "--max-size-mb", "0.00001"]) == 2
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_ablation_runs_each_lever_on_one_student(searched, tiny_data):
+    from search.ablation import AblationConfig, run_ablation
+
+    out = run_ablation(AblationConfig(experiment=str(searched), data_dir=str(tiny_data), levers=("none:0", "tang:1"),
+                                      transfer=("tang:x0.5", "join:30"), layers=1, hidden=96, heads=2, ffn=96,
+                                      vocab=0, epochs=1))
+    df = pd.read_csv(searched / "ablation.csv")
+    assert len(df) == 2 and set(zip(df.transfer, df.feature_kd)) == {("none", 0.0), ("tang", 1.0)}
+    assert df.int8_val_weighted_f1.notna().all() and df.test_weighted_f1.notna().all()
+    base = df[df.transfer == "none"].iloc[0]
+    assert base.delta_int8_val_weighted_f1 == 0 and base.train_pool < df[df.transfer == "tang"].iloc[0].train_pool
+    assert out["rows"] and (searched / "ablation_students").is_dir()
