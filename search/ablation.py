@@ -75,7 +75,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     levers = [(t, float(w)) for t, _, w in (x.rpartition(":") for x in cfg.levers)]
     t0 = time.time()
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, configure_logging=False)
+        ray.init(address="local", include_dashboard=False, configure_logging=False)
     run_transfer_stage(list(specs), splits, experiment, cache_root(), 2)
     stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs, evals_per_epoch=1)
     data = make_data(splits, experiment, stage)

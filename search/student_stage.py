@@ -102,6 +102,9 @@ METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macr
                   "train_pool", "node_id", "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
 
 
+NO_REPORT = "stopped (time budget) before its first report"
+
+
 def collect_trials(results, experiment: Path, models: str = "students") -> pd.DataFrame:
     """One row per trial (config, status, fp32 and int8 metrics, speed, size); copies each trial's
     int8 model folder to ``<models>/<trial_id>`` and its fp32 torch model to ``<models>_fp32/<trial_id>``."""
@@ -116,6 +119,8 @@ def collect_trials(results, experiment: Path, models: str = "students") -> pd.Da
         row.update({c: m.get(c) for c in METRIC_COLUMNS})
         if r.error:
             row["status"], row["error"] = "error", str(r.error).strip().splitlines()[-1][:300]
+        elif m.get("round") is None:
+            row["status"], row["error"] = "stopped_early", NO_REPORT
         elif m.get("epoch") is not None and m["epoch"] < r.config.get("epochs", 0):
             row["status"], row["error"] = "stopped_early", ""  # by ASHA or by --time-budget-s
         else:
