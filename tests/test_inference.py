@@ -85,3 +85,15 @@ def test_inference_imports_no_torch(exported):
             "assert 'torch' not in sys.modules, 'torch was imported'; print(r['label'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_shipped_default_model_works_without_arguments(capsys):
+    from inference import SentimentClassifier
+    from inference.__main__ import main
+    from inference.classifier import DEFAULT_MODEL
+
+    assert (DEFAULT_MODEL / "model.onnx").stat().st_size < 10 * 2**20
+    r = SentimentClassifier.load()("Отличный день!")
+    assert r["label"] in ("negative", "neutral", "positive", "skip", "speech") and 0 < r["score"] <= 1
+    assert main(["Отличный день!"]) == 0
+    assert '"label"' in capsys.readouterr().out

@@ -1,0 +1,57 @@
+"""The one CPU benchmark: batch-1 latency (median, p95) over real texts with 1 intra-op thread,
+tokenisation timed apart, batch-32 throughput, on-disk size. ``python -m inference.benchmark``."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .classifier import MODEL_FILE, TOKENIZER_FILE, SentimentClassifier
+
+
+def folder_size_mib(path: Path) -> float:
+    return sum((path / n).stat().st_size for n in (MODEL_FILE, TOKENIZER_FILE)) / 2**20
+
+
+def benchmark(path: Path, texts: list[str], n_latency: int = 300, warmup: int = 30,
+              throughput_batches: int = 10, threads: int = 1) -> dict:
+    """Benchmark an exported model folder."""
+    clf = SentimentClassifier.load(path, threads=threads)
+    return benchmark_runner(clf, texts, folder_size_mib(path), n_latency, warmup, throughput_batches, threads)
+
+
+def benchmark_runner(clf, texts: list[str], size_mib: float, n_latency: int = 300, warmup: int = 30,
+                     throughput_batches: int = 10, threads: int = 1) -> dict:
+    """The timing protocol for anything with ``encode(texts) -> (ids, mask)``, ``run(ids, mask)``
+    and ``logits(texts, batch_size)`` (an exported folder, or a torch model wrapped the same way);
+    the caller has already limited the runtime to ``threads``."""
+    texts = [t for t in texts if t.strip()] or ["Привет"]
+    rng = np.random.default_rng(0)
+    sample = [texts[i] for i in rng.integers(0, len(texts), size=n_latency + warmup)]
+    encoded = [clf.encode([t]) for t in sample]
+    for ids, mask in encoded[:warmup]:
+        clf.run(ids, mask)
+    lat = []
+    for ids, mask in encoded[warmup:]:
+        t0 = time.perf_counter()
+        clf.run(ids, mask)
+        lat.append(time.perf_counter() - t0)
+    tok = []
+    for t in sample[warmup:]:
+        t0 = time.perf_counter()
+        clf.encode([t])
+        tok.append(time.perf_counter() - t0)
+    batches = [sample[i * 32 % len(sample):][:32] for i in range(throughput_batches)]
+    batches = [b for b in batches if len(b) == 32] or [sample[:32]]
+    clf.logits(batches[0])
+    t0 = time.perf_counter()
+    n = 0
+    for b in batches:
+        clf.logits(b, batch_size=32)
+        n += len(b)
+    thr = n / (time.perf_counter() - t0)
+    lat_ms = np.array(lat) * 1e3
+    return {"latency_ms_p50": float(np.median(lat_ms)), "latency_ms_p95": float(np.percentile(lat_ms, 95)),
+            "tokenize_ms_p50": float(np.median(tok) * 1e3), "throughput_b32_per_s": float(thr),
+            "size_mib": size_mib, "threads": threads, "n_latency": len(lat)}

@@ -1,0 +1,121 @@
+"""Load an exported model folder (``model.onnx``, ``tokenizer.json``, ``config.json``) and classify."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE = "model.onnx", "tokenizer.json", "config.json"
+# the student shipped in the repository (a checkout or an editable install); $RUSENTIMENT_KD_MODEL overrides it
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "rusentiment-student"
+
+
+def default_model_dir() -> Path:
+    return Path(os.environ.get("RUSENTIMENT_KD_MODEL") or DEFAULT_MODEL)
+FORMAT = "rusentiment-kd/onnx-classifier"
+
+
+class ModelFolderError(ValueError):
+    """A missing or corrupt exported model folder."""
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class SentimentClassifier:
+    def __init__(self, session, tokenizer, config: dict, path: Path):
+        self.session, self.tokenizer, self.config, self.path = session, tokenizer, config, path
+        self.labels: list[str] = list(config["labels"])
+        self.max_length: int = int(config["max_length"])
+        self.prefix: str = config.get("text_prefix", "")
+        self.pad_id: int = int(config["pad_id"])
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, threads: int = 1) -> "SentimentClassifier":
+        """Load an exported folder; with no path, the shipped default student."""
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        path = Path(path) if path is not None else default_model_dir()
+        if not path.is_dir():
+            raise ModelFolderError(f"{path}: no such model folder; give the folder written by "
+                                   f"`python -m analysis.export`")
+        for name in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE):
+            if not (path / name).is_file():
+                raise ModelFolderError(f"{path}: {name} is missing; re-export the model folder")
+        try:
+            config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+            if config.get("format") != FORMAT:
+                raise ModelFolderError(f"{path / CONFIG_FILE}: format {config.get('format')!r} is not {FORMAT!r}")
+            tokenizer = Tokenizer.from_file(str(path / TOKENIZER_FILE))
+        except (json.JSONDecodeError, KeyError) as e:
+            raise ModelFolderError(f"{path}: config.json is corrupt ({e}); re-export the model folder") from e
+        except Exception as e:  # tokenizers raises plain Exception on bad JSON
+            if isinstance(e, ModelFolderError):
+                raise
+            raise ModelFolderError(f"{path / TOKENIZER_FILE}: cannot be read ({e}); re-export the model folder") from e
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(int(config["max_length"]))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(path / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ModelFolderError(f"{path / MODEL_FILE}: not a loadable ONNX model ({e}); re-export it") from e
+        return cls(session, tokenizer, config, path)
+
+    def encode(self, texts: list[str], truncated: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+        encs = self.tokenizer.encode_batch([self.prefix + t for t in texts])
+        if truncated is not None:
+            truncated.extend(bool(e.overflowing) for e in encs)
+        width = max(len(e.ids) for e in encs)
+        ids = np.full((len(encs), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encs), width), dtype=np.int64)
+        for i, e in enumerate(encs):
+            ids[i, :len(e.ids)] = e.ids
+            mask[i, :len(e.ids)] = 1
+        return ids, mask
+
+    def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+
+    def logits(self, texts: list[str], batch_size: int = 32, truncated: list | None = None) -> np.ndarray:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out = []
+        for i in range(0, len(texts), batch_size):
+            out.append(self.run(*self.encode(texts[i:i + batch_size], truncated)))
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+    def __call__(self, texts, top_k: int | None = None, batch_size: int = 32):
+        """``{"label", "score"}`` per text (a list in gives a list out); ``top_k``: the k best as a list.
+        Texts longer than the model's max length are truncated, marked ``"truncated": True``."""
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        bad = [i for i, t in enumerate(batch) if not isinstance(t, str)]
+        if bad:
+            raise TypeError(f"texts must be strings; item {bad[0]} is {type(batch[bad[0]]).__name__}")
+        truncated: list[bool] = []
+        probs = softmax(self.logits(batch, batch_size, truncated).astype(np.float64))
+        if any(truncated):
+            log.info("%d of %d texts were longer than %d tokens and were truncated", sum(truncated), len(batch),
+                     self.max_length)
+        results = []
+        for p, cut in zip(probs, truncated):
+            order = np.argsort(-p)
+            if top_k is None:
+                r = {"label": self.labels[order[0]], "score": float(p[order[0]])}
+                if cut:
+                    r["truncated"] = True
+                results.append(r)
+            else:
+                results.append([{"label": self.labels[j], "score": float(p[j])} for j in order[:top_k]])
+        return results[0] if single else results
