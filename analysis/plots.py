@@ -30,10 +30,13 @@ def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool) -> 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     ok = trials[trials.status != "error"]
     ax.scatter(ok[x], ok["int8_val_weighted_f1"], s=14, c="lightsteelblue", label="every trial (int8, validation)")
-    f = front.sort_values(x)
-    ax.plot(f[x], f["int8_val_weighted_f1"], "o-", c="tab:blue", label="Pareto front (int8, validation)")
-    if "test_weighted_f1" in f:
-        ax.plot(f[x], f["test_weighted_f1"], "o--", c="tab:green", mfc="none", label="Pareto front (int8, test)")
+    # members of the 3-objective front (F1, latency, size) as dots; the line is the front on these two axes
+    ax.scatter(front[x], front["int8_val_weighted_f1"], s=22, c="tab:blue", label="3-objective front (int8, validation)")
+    f2 = front_2d(front, x, "int8_val_weighted_f1")
+    ax.plot(f2[x], f2["int8_val_weighted_f1"], "-", c="tab:blue", label="front on these axes (validation)")
+    if "test_weighted_f1" in front:
+        ax.scatter(front[x], front["test_weighted_f1"], s=22, facecolors="none", edgecolors="tab:green",
+                   label="3-objective front (int8, test)")
     for r in refs:
         if r.get(x) is None:
             continue

@@ -175,12 +175,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _probe(address: str) -> None:
+    """Fail in seconds, not minutes, when nothing listens at HOST:PORT (Ray itself retries at length)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise ConnectionError(f"--address {address}: cannot connect to a Ray cluster there ({e}); start one with "
+                              f"`ray start --head` or leave --address out to run on this machine") from None
+
+
 def start_ray(address: str | None) -> None:
     """Connect to ``--address`` (a running cluster) or start Ray on this machine."""
     import ray
 
     if ray.is_initialized():
         return
+    if address and address not in ("auto", "local"):
+        _probe(address)
     try:
         # "local": a fresh Ray on this machine even if another cluster runs here (Ray's own default
         # would join the latest cluster started on the machine)

@@ -2,6 +2,7 @@
 
 The driver runs as a subprocess (``python search/run.py``) exactly as a user runs it.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -28,7 +29,9 @@ def tiny_run_args(tiny_bert, tiny_data, storage, name, trials):
 
 
 def env():
-    e = dict(os.environ, HF_HUB_OFFLINE="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    # RAY_AUTH_MODE=disabled: a throw-away local test cluster; Ray 2.60's token auth would need the
+    # head's token shared with the second node
+    e = dict(os.environ, HF_HUB_OFFLINE="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1", RAY_AUTH_MODE="disabled")
     e.pop("RAY_ADDRESS", None)
     return e
 
@@ -45,6 +48,20 @@ def finished_trials(experiment: Path) -> dict[str, int]:
         if len(df) and df["round"].max() >= params["epochs"] * 4:
             out[prog.parent.name] = len(df)
     return out
+
+
+def cluster_pids(marker: str) -> set[int]:
+    """Processes whose command line names ``marker`` (the cluster's temp dir), and all their descendants
+    (Ray's agents and workers rename themselves, so they are found through their parents)."""
+    rows = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout.splitlines()
+    procs = [(int(r.split(None, 2)[0]), int(r.split(None, 2)[1]), (r.split(None, 2) + [""])[2]) for r in rows if r.strip()]
+    found = {pid for pid, _, args in procs if marker in args}
+    grew = True
+    while grew:
+        more = {pid for pid, ppid, _ in procs if ppid in found} - found
+        found |= more
+        grew = bool(more)
+    return found
 
 
 @pytest.fixture
@@ -106,8 +123,10 @@ def test_two_node_cluster(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
         df = pd.read_csv(tmp_path / "exp" / "cluster" / "trials.csv")
         assert len(df) == 4 and df.node_id.nunique() == 2, df[["trial_id", "node_id"]]
     finally:
-        for pattern in (str(temp), f"127.0.0.1:{port}"):  # processes under its temp dir or pointed at its GCS
-            subprocess.run(["pkill", "-9", "-f", pattern], capture_output=True)
+        pids = cluster_pids(str(temp)) - {os.getpid()}
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
 
 
