@@ -155,3 +155,22 @@ def test_same_seed_same_sampled_configurations():
 
     assert sampled(13) == sampled(13)
     assert sampled(13) != sampled(14)
+
+
+def test_failed_trial_is_recorded_with_its_error(tmp_path):
+    """A trial that raised (after its bounded retries) is a row with status ``error`` and the last line of
+    its error; the others are collected as usual and the front ignores the failed one."""
+    from types import SimpleNamespace
+
+    from search.student_stage import collect_trials, pareto_front
+
+    ok = SimpleNamespace(metrics={"trial_id": "good", "round": 4, "epoch": 1.0, "int8_val_weighted_f1": 0.6,
+                                  "latency_ms_p50": 0.3, "size_mib": 1.0},
+                         config={"epochs": 1, "layers": 1}, error=None, checkpoint=None, path=str(tmp_path / "good"))
+    bad = SimpleNamespace(metrics={}, config={"epochs": 2, "layers": 4}, checkpoint=None, path=str(tmp_path / "bad"),
+                          error=RuntimeError("Traceback ...\nRuntimeError: [enforce fail] out of memory allocating 1 GiB"))
+    df = collect_trials([ok, bad], tmp_path)
+    row = df.set_index("trial_id").loc["bad"]
+    assert row.status == "error" and row.error == "RuntimeError: [enforce fail] out of memory allocating 1 GiB"
+    assert df.set_index("trial_id").loc["good"].status == "completed"
+    assert list(pareto_front(df).trial_id) == ["good"]
