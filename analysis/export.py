@@ -108,7 +108,7 @@ def add_runtime(folder: Path) -> None:
 
 
 def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms: float | None = None,
-           max_size_mb: float | None = None) -> Path:
+           max_size_mb: float | None = None, with_runtime: bool = True) -> Path:
     experiment = Path(experiment)
     row = choose_trial(experiment, trial, max_latency_ms, max_size_mb)
     src = experiment / row["model_dir"]
@@ -137,7 +137,8 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str))
         (tmp / "README.md").write_text(model_card(config))
-        add_runtime(tmp)
+        if with_runtime:
+            add_runtime(tmp)
     return out
 
 
@@ -149,9 +150,12 @@ def main(argv=None) -> int:
     p.add_argument("--trial", default=None)
     p.add_argument("--max-latency-ms", type=float, default=None)
     p.add_argument("--max-size-mb", type=float, default=None)
+    p.add_argument("--without-runtime", action="store_true",
+                   help="leave out the copy of inference/ and requirements.txt (for a folder kept inside this "
+                        "repository, such as the shipped default model, whose runtime is the repository's own)")
     a = p.parse_args(argv)
     try:
-        path = export(a.experiment, a.out, a.trial, a.max_latency_ms, a.max_size_mb)
+        path = export(a.experiment, a.out, a.trial, a.max_latency_ms, a.max_size_mb, not a.without_runtime)
     except (ExportError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

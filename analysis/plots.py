@@ -21,13 +21,28 @@ def front_2d(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return d.loc[keep]
 
 
-def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool) -> str:
+def _figure():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    return plt.subplots(figsize=(7.5, 5))
+
+
+def _save(fig, ax, path: Path, legend_size: int) -> str:
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
+def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool) -> str:
+    fig, ax = _figure()
     ok = trials[trials.status != "error"]
     ax.scatter(ok[x], ok["int8_val_weighted_f1"], s=14, c="lightsteelblue", label="every trial (int8, validation)")
     # members of the 3-objective front (F1, latency, size) as dots; the line is the front on these two axes
@@ -47,26 +62,16 @@ def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool) -> 
     ax.set_ylabel("weighted F1")
     if log_x:
         ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path.name
+    return _save(fig, ax, path, 7)
 
 
 def _before_after(trials: pd.DataFrame, path: Path) -> str | None:
     """Front of plain logit-KD trials (no transfer set, no feature KD) vs the front of all trials."""
     if "transfer" not in trials or "feature_kd" not in trials:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ok = trials[trials.status != "error"]
     plain = ok[(ok.transfer.fillna("none") == "none") & (ok.feature_kd.fillna(0) == 0)]
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = _figure()
     for df, label, colour in ((plain, "plain logit KD on the labelled posts", "tab:orange"),
                               (ok, "all trials (transfer sets, feature KD)", "tab:blue")):
         if len(df):
@@ -76,12 +81,7 @@ def _before_after(trials: pd.DataFrame, path: Path) -> str | None:
     ax.set_xscale("log")
     ax.set_xlabel("median batch-1 latency, ms (1 thread, int8 ONNX Runtime)")
     ax.set_ylabel("weighted F1 (int8, validation)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path.name
+    return _save(fig, ax, path, 8)
 
 
 def write_all(trials: pd.DataFrame, front: pd.DataFrame, out: Path, refs: list[dict]) -> list[str]:
