@@ -76,6 +76,7 @@ def four_configurations(experiment: Path, trial: dict, splits, workdir: Path) ->
     """Teacher, teacher + PTQ, chosen student, student + PTQ, all measured here; returns the rows and
     the int8 student's test predictions."""
     from inference import SentimentClassifier
+    from inference.benchmark import folder_size_mib
     from modeling import EncoderClassifier
     from modeling.onnx_export import export_folder
 
@@ -88,28 +89,22 @@ def four_configurations(experiment: Path, trial: dict, splits, workdir: Path) ->
     torch.set_num_threads(2)
     folder = export_folder(teacher, ttok, workdir / "teacher_int8")
     rows.append(_measure("teacher + int8 PTQ (ONNX Runtime)", SentimentClassifier.load(folder, 1),
-                         _dir_mib_model(folder), t_params, splits, SentimentClassifier.load(folder, 2))[0])
+                         folder_size_mib(folder), t_params, splits, SentimentClassifier.load(folder, 2))[0])
     fp32_dir = experiment / "students_fp32" / trial["trial_id"]
     if fp32_dir.is_dir():
         student, stok = EncoderClassifier.load(fp32_dir)
         folder = export_folder(student, stok, workdir / "student_fp32", quantize=False)
-        rows.append(_measure("student (fp32, ONNX Runtime)", SentimentClassifier.load(folder, 1), _dir_mib_model(folder),
+        rows.append(_measure("student (fp32, ONNX Runtime)", SentimentClassifier.load(folder, 1), folder_size_mib(folder),
                              trial["params"], splits, SentimentClassifier.load(folder, 2))[0])
     folder = experiment / trial["model_dir"]
     row, pred = _measure("student + int8 PTQ (shipped form)", SentimentClassifier.load(folder, 1),
-                         _dir_mib_model(folder), trial["params"], splits, SentimentClassifier.load(folder, 2))
+                         folder_size_mib(folder), trial["params"], splits, SentimentClassifier.load(folder, 2))
     rows.append(row)
     base = rows[0]
     for r in rows:
         r["compression_vs_teacher"] = base["size_mib"] / r["size_mib"]
         r["speedup_vs_teacher"] = base["latency_ms_p50"] / r["latency_ms_p50"]
     return rows, pred
-
-
-def _dir_mib_model(folder: Path) -> float:
-    from inference.benchmark import folder_size_mib
-
-    return folder_size_mib(Path(folder))
 
 
 def baseline(experiment: Path, splits, refresh: bool) -> dict:
@@ -138,6 +133,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         configs, pred = four_configurations(experiment, chosen, splits, Path(tmp))
+    base = baseline(experiment, splits, refresh_baseline)
     y = splits.test.label.to_numpy()
     trials = pd.read_csv(experiment / "trials.csv", dtype={"trial_id": str})
     front = pd.read_csv(experiment / "pareto.csv", dtype={"trial_id": str})
@@ -149,22 +145,18 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
         "chosen": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in chosen.items()},
         "selection": {"trial": trial, "max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb,
                       "rule": "most accurate Pareto-front member on int8 validation weighted F1 within the limits"},
-        "four_configurations": configs, "baseline": baseline(experiment, splits, refresh_baseline),
+        "four_configurations": configs, "baseline": base,
         "old_report": OLD_REPORT,
         "per_class_f1": dict(zip(LABELS, map(float, f1_score(y, pred, average=None, labels=range(len(LABELS)))))),
         "confusion_matrix": {"labels": list(LABELS), "rows_true_cols_pred": confusion_matrix(y, pred).tolist()},
         "transfer_sets": [json.loads(p.read_text()) for p in sorted((experiment / "teacher" / "transfer").glob("*.json"))],
         "ablation": pd.read_csv(experiment / "ablation.csv").to_dict(orient="records")
         if (experiment / "ablation.csv").is_file() else None,
-        "plots": plots.write_all(trials, front, out, references(configs, _baseline_only(experiment))),
+        "plots": plots.write_all(trials, front, out, references(configs, base)),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str, ensure_ascii=False))
     (out / "report.md").write_text(report_markdown(report, trials, front))
     return report
-
-
-def _baseline_only(experiment: Path) -> dict:
-    return json.loads((experiment / "baseline_tfidf.json").read_text())
 
 
 def references(configs: list[dict], base: dict) -> list[dict]:
