@@ -49,11 +49,15 @@ def encode_texts(texts, tokenizer, max_length: int, prefix: str = "", cache_dir:
     """Token ids (with special tokens, truncated to ``max_length``) for each text.
 
     With ``cache_dir`` the result is stored as a ``datasets`` Arrow file named by the tokenizer's
-    fingerprint, the texts' hash, prefix and max length; a second call loads it.
+    fingerprint, the texts' hash, prefix and max length; a second call loads it. Without it
+    the texts are tokenised in memory (``datasets`` not needed).
     """
+    texts = list(texts)
+    if cache_dir is None:
+        enc = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length, add_special_tokens=True)
+        return Encoded.from_rows([np.asarray(r, dtype=np.int32) for r in enc["input_ids"]])
     import datasets
 
-    texts = list(texts)
     key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
     name = f"enc-{tokenizer_fingerprint(tokenizer)}-{key}-{max_length}-{hashlib.sha1(prefix.encode()).hexdigest()[:6]}"
 

@@ -39,6 +39,7 @@ class AblationConfig:
     kd_temperature: float = 2.0
     cpus_per_trial: int = 1
     seed: int = 13
+    tag: str = "ablation"      # names the outputs: <tag>.csv, <tag>.json, <tag>_trials/, <tag>_students/
 
 
 def parse_args(argv=None) -> AblationConfig:
@@ -53,6 +54,7 @@ def parse_args(argv=None) -> AblationConfig:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     for name in ("lr", "kd_alpha", "kd_temperature"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument("--tag", default=d.tag, help="output name prefix inside the experiment directory")
     a = vars(p.parse_args(argv))
     a["levers"], a["transfer"] = tuple(a["levers"]), tuple(a["transfer"])
     return AblationConfig(**a)
@@ -76,7 +78,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     t0 = time.time()
     if not ray.is_initialized():
         ray.init(address="local", include_dashboard=False, configure_logging=False)
-    run_transfer_stage(list(specs), splits, experiment, cache_root(), 2)
+    run_transfer_stage(list(specs), splits, experiment, cache_root(), 2, features=any(w > 0 for _, w in levers))
     stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs, evals_per_epoch=1)
     data = make_data(splits, experiment, stage)
     start_benchmark_slot()
@@ -87,16 +89,16 @@ def run_ablation(cfg: AblationConfig) -> dict:
              "feature_kd": tune.sample_from(lambda spec: spec.config["lever"][1])}
     trainable = tune.with_resources(tune.with_parameters(train_student, data=data), {"cpu": cfg.cpus_per_trial})
     results = tune.Tuner(trainable, param_space=space, run_config=tune.RunConfig(
-        name="ablation_trials", storage_path=str(experiment), verbose=1,
+        name=f"{cfg.tag}_trials", storage_path=str(experiment), verbose=1,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1))).fit()
-    df = collect_trials(results, experiment, models="ablation_students")
+    df = collect_trials(results, experiment, models=f"{cfg.tag}_students")
     df = evaluate_on_test(df, splits, experiment)
     base = df[(df.transfer == "none") & (df.feature_kd == 0)]
     if len(base):
         df["delta_int8_val_weighted_f1"] = df.int8_val_weighted_f1 - float(base.int8_val_weighted_f1.iloc[0])
-    write_csv_atomic(df, experiment / "ablation.csv")
+    write_csv_atomic(df, experiment / f"{cfg.tag}.csv")
     out = {"config": asdict(cfg), "wall_time_s": round(time.time() - t0, 1), "rows": df.to_dict(orient="records")}
-    (experiment / "ablation.json").write_text(json.dumps(out, indent=2, default=str))
+    (experiment / f"{cfg.tag}.json").write_text(json.dumps(out, indent=2, default=str))
     return out
 
 

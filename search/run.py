@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         search = None
         if cfg.stage == "all":
             if transfer or any(w > 0 for w in cfg.feature_kd):
-                run_transfer_stage(list(transfer), splits, experiment, cache_root(), cfg.cpus_per_trial)
+                run_transfer_stage(list(transfer), splits, experiment, cache_root(), cfg.cpus_per_trial,
+                                   features=any(w > 0 for w in cfg.feature_kd))
             search = run_student_stage(stage, splits, experiment)
     except (DataError, TeacherError, FileNotFoundError, ValueError, ConnectionError) as e:
         log.error("%s", e)

@@ -36,14 +36,16 @@ def parse_transfer(text: str, seed: int, n_train: int) -> TransferSpec:
                          f"or join:x2") from None
 
 
-def load_transfer(experiment: Path, spec: TransferSpec) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(texts, teacher logits, teacher pooled features) of a built set."""
+def load_transfer(experiment: Path, spec: TransferSpec) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """(texts, teacher logits, teacher pooled features or None) of a built set; sets labelled by
+    a teacher ensemble (``search/soft_labels.py``) carry no pooled features."""
     path = transfer_dir(experiment) / f"{spec.name}.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: transfer set {spec.name} was not built; run search/run.py with "
                                 f"--transfer {spec.recipe}:{spec.size}")
     df = pd.read_parquet(path)
-    pooled = np.load(path.with_suffix(".pooled.npy"))
+    pooled_file = path.with_suffix(".pooled.npy")
+    pooled = np.load(pooled_file) if pooled_file.is_file() else None
     return df["text"].tolist(), df[[f"logit_{c}" for c in LABELS]].to_numpy(np.float32), pooled
 
 
@@ -72,7 +74,7 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
     """Generate + label one set (or reuse it); returns its summary."""
     out = transfer_dir(experiment)
     meta_file = out / f"{spec.name}.json"
-    if meta_file.is_file() and (out / f"{spec.name}.parquet").is_file() and (out / f"{spec.name}.pooled.npy").is_file():
+    if meta_file.is_file() and (out / f"{spec.name}.parquet").is_file():
         log.info("transfer set %s: reusing %s", spec.name, out)
         return json.loads(meta_file.read_text())
     import torch
@@ -108,6 +110,9 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
 
 
 def run_transfer_stage(specs: list[TransferSpec], splits: Splits, experiment: Path, cache: Path,
-                       threads: int) -> dict[str, dict]:
-    ensure_train_features(splits, experiment, cache, threads)
+                       threads: int, features: bool = True) -> dict[str, dict]:
+    """Build (or reuse) each transfer set; with ``features`` also the teacher's pooled features on
+    the training posts (only feature distillation needs them)."""
+    if features:
+        ensure_train_features(splits, experiment, cache, threads)
     return {s.name: build_transfer(s, splits, experiment, cache, threads) for s in specs}

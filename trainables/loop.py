@@ -42,12 +42,13 @@ def cpu_has_fast_bf16() -> bool:
     return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
-def autocast_context(mode: str):
-    """``mode``: "auto" (bf16 when the CPU has native bf16), "bf16" or "off"."""
+def autocast_context(mode: str, device: str = "cpu"):
+    """``mode``: "auto" (bf16 on CUDA and on CPUs with native bf16), "bf16" or "off"."""
     if mode not in ("auto", "bf16", "off"):
         raise ValueError(f"bf16 must be 'auto', 'bf16' or 'off', got {mode!r}")
-    use = mode == "bf16" or (mode == "auto" and cpu_has_fast_bf16())
-    return torch.autocast("cpu", dtype=torch.bfloat16) if use else nullcontext()
+    fast = device == "cuda" or cpu_has_fast_bf16()
+    use = mode == "bf16" or (mode == "auto" and fast)
+    return torch.autocast(device, dtype=torch.bfloat16) if use else nullcontext()
 
 
 def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
@@ -88,15 +89,16 @@ def predict_logits(model, encoded: Encoded, pad_id: int, batch_size: int = 128, 
     out = np.zeros((len(encoded), len(model.config.labels)), dtype=np.float32)
     feats = np.zeros((len(encoded), model.encoder.config.hidden_size), dtype=np.float16) if pooled else None
     done, next_log, t0 = 0, len(encoded) / 10, time.time()
+    device = next(model.parameters()).device
     for index in length_batches(encoded.lengths(), batch_size, None):
-        ids, mask = collate(encoded, index, pad_id)
-        with autocast_context(bf16):
+        ids, mask = (t.to(device) for t in collate(encoded, index, pad_id))
+        with autocast_context(bf16, device.type):
             if pooled:
                 logits, feat = model(ids, mask, return_pooled=True)
-                feats[index] = feat.float().numpy()
+                feats[index] = feat.float().cpu().numpy()
             else:
                 logits = model(ids, mask)
-        out[index] = logits.float().numpy()
+        out[index] = logits.float().cpu().numpy()
         done += len(index)
         if progress and done >= next_log:
             log.info("%s: %d/%d posts, %.0f s", progress, done, len(encoded), time.time() - t0)

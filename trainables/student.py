@@ -58,8 +58,10 @@ class StudentData:
             texts += t_texts
             labels.append(np.full(len(t_texts), -1, dtype=self.train_labels.dtype))
             logits.append(t_logits)
-            if pooled is not None:
+            if pooled is not None and t_pooled is not None:
                 pooled.append(t_pooled)
+            else:  # a set labelled without features (e.g. by an ensemble): no feature KD on this pool
+                pooled = None
         return (texts, np.concatenate(labels), np.concatenate(logits),
                 None if pooled is None else np.concatenate(pooled))
 

@@ -84,6 +84,29 @@ def build_teacher(data: TeacherData, cfg: TeacherTrainConfig):
     return model, tokenizer
 
 
+def train_epoch(model, data: TeacherData, cfg: TeacherTrainConfig, optimizer, scheduler, rng, epoch: int) -> dict:
+    """One pass over the training posts on the model's device, then validation metrics."""
+    t0, losses = time.time(), []
+    device = next(model.parameters()).device
+    labels = torch.as_tensor(data.train_labels, device=device)
+    model.train()
+    batches = length_batches(data.train.lengths(), cfg.batch_size, rng)
+    for step, index in enumerate(batches):
+        ids, mask = (t.to(device) for t in collate(data.train, index, data.pad_id))
+        with autocast_context(cfg.bf16, device.type):
+            logits = model(ids, mask)
+        losses.append(optimizer_step(model, F.cross_entropy(logits.float(), labels[index]), optimizer, scheduler))
+        if step % 100 == 0:
+            log.info("epoch %d step %d/%d loss %.4f (%.1fs)", epoch + 1, step, len(batches),
+                     np.mean(losses[-100:]), time.time() - t0)
+    train_time = time.time() - t0
+    val_logits = predict_logits(model, data.val, data.pad_id, bf16=cfg.bf16)
+    metrics = classification_metrics(data.val_labels, val_logits.argmax(1), prefix="val_")
+    metrics.update(epoch=epoch + 1, train_loss=float(np.mean(losses)), epoch_train_s=train_time,
+                   epoch_total_s=time.time() - t0)
+    return metrics
+
+
 def train_teacher(config: dict, data: TeacherData) -> None:
     """Ray Tune function trainable: one epoch = one report (validation metrics + checkpoint)."""
     from ray import tune
@@ -109,24 +132,8 @@ def train_teacher(config: dict, data: TeacherData) -> None:
             scheduler.load_state_dict(state["scheduler"])
             rng = state["rng"]
             start_epoch = state["epoch"]
-    labels = torch.as_tensor(data.train_labels)
     for epoch in range(start_epoch, cfg.epochs):
-        t0, losses = time.time(), []
-        model.train()
-        batches = length_batches(data.train.lengths(), cfg.batch_size, rng)
-        for step, index in enumerate(batches):
-            ids, mask = collate(data.train, index, data.pad_id)
-            with autocast_context(cfg.bf16):
-                logits = model(ids, mask)
-            losses.append(optimizer_step(model, F.cross_entropy(logits.float(), labels[index]), optimizer, scheduler))
-            if step % 100 == 0:
-                log.info("epoch %d step %d/%d loss %.4f (%.1fs)", epoch + 1, step, len(batches),
-                         np.mean(losses[-100:]), time.time() - t0)
-        train_time = time.time() - t0
-        val_logits = predict_logits(model, data.val, data.pad_id, bf16=cfg.bf16)
-        metrics = classification_metrics(data.val_labels, val_logits.argmax(1), prefix="val_")
-        metrics.update(epoch=epoch + 1, train_loss=float(np.mean(losses)), epoch_train_s=train_time,
-                       epoch_total_s=time.time() - t0)
+        metrics = train_epoch(model, data, cfg, optimizer, scheduler, rng, epoch)
         with tempfile.TemporaryDirectory() as d:
             model.save(Path(d) / "model", tokenizer)
             torch.save({"optimizer": optimizer.state_dict(),
