@@ -18,17 +18,23 @@ def main(argv=None) -> int:
     p.add_argument("--max-latency-ms", type=float, default=None, help="selection limit on median latency")
     p.add_argument("--max-size-mb", type=float, default=None, help="selection limit on size")
     p.add_argument("--refresh-baseline", action="store_true", help="refit the TF-IDF baseline")
+    p.add_argument("--before", type=Path, default=None,
+                   help="an earlier experiment whose front is drawn beside this one (pareto_before_after.png)")
+    p.add_argument("--labels", nargs=2, default=["before", "after"], metavar=("BEFORE", "AFTER"),
+                   help="legend names of the two fronts")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not (a.experiment / "data.json").is_file() or not (a.experiment / "trials.csv").is_file():
-        print(f"error: {a.experiment} is not a finished experiment (needs data.json and trials.csv from "
-              f"`python search/run.py`)", file=sys.stderr)
-        return 2
+    for exp in [a.experiment] + ([a.before] if a.before else []):
+        if not (exp / "data.json").is_file() or not (exp / "trials.csv").is_file():
+            print(f"error: {exp} is not a finished experiment (needs data.json and trials.csv from "
+                  f"`python search/run.py`)", file=sys.stderr)
+            return 2
     from analysis.report import build_report
 
     out = a.out or a.experiment / "report"
     try:
-        build_report(a.experiment, out, a.data_dir, a.trial, a.max_latency_ms, a.max_size_mb, a.refresh_baseline)
+        build_report(a.experiment, out, a.data_dir, a.trial, a.max_latency_ms, a.max_size_mb, a.refresh_baseline,
+                     a.before, tuple(a.labels))
     except (ExportError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

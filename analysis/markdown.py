@@ -91,6 +91,16 @@ def teacher_markdown(r: dict) -> list[str]:
     for split in ("val", "test"):
         m = t[split]
         lines.append(f"| {split} | {m['accuracy']:.4f} | {m['weighted_f1']:.4f} | {m['macro_f1']:.4f} |")
+    soft = t.get("soft_labels")
+    if soft:
+        lines += ["", f"Distillation targets (soft labels) in this experiment come from a teacher {soft['tag']}"
+                  f" ({', '.join(soft['members'] or [])}; `python -m search.teacher_recipes` on {soft['device']}, "
+                  f"installed with `python -m search.soft_labels`), not from the single teacher above, which is kept "
+                  f"for student initialisation and the configuration table:", "",
+                  "| soft labels | accuracy | weighted F1 | macro F1 |", "|---|---|---|---|"]
+        for split in ("val", "test"):
+            m = soft[split]
+            lines.append(f"| {split} | {m['accuracy']:.4f} | {m['weighted_f1']:.4f} | {m['macro_f1']:.4f} |")
     return lines + [""]
 
 
@@ -106,10 +116,13 @@ def transfer_markdown(r: dict) -> list[str]:
     if r.get("ablation"):
         a = pd.DataFrame(r["ablation"])
         lines += ["## Ablation: each lever on one fixed student", "",
-                  "| transfer | feature KD | int8 val wF1 | delta vs plain KD | int8 test wF1 | train s per round |",
-                  "|---|---|---|---|---|---|"]
+                  "| study | student | epochs | transfer | feature KD | int8 val wF1 | delta vs plain KD (same study) | "
+                  "int8 test wF1 | train s per round |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for _, x in a.iterrows():
-            lines.append(f"| {x.transfer} | {x.feature_kd} | {_f(x.int8_val_weighted_f1)} | "
+            student = f"{x.layers}x{x.hidden} ffn{x.ffn} vocab{x.vocab}"
+            lines.append(f"| {x.get('study', 'ablation')} | {student} | {x.epochs} | {x.transfer} | {x.feature_kd} | "
+                         f"{_f(x.int8_val_weighted_f1)} | "
                          f"{_f(x.get('delta_int8_val_weighted_f1'))} | {_f(x.get('test_weighted_f1'))} | "
                          f"{_f(x.round_train_s, 0)} |")
         lines.append("")

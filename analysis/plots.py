@@ -65,28 +65,62 @@ def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool) -> 
     return _save(fig, ax, path, 7)
 
 
-def _before_after(trials: pd.DataFrame, path: Path) -> str | None:
-    """Front of plain logit-KD trials (no transfer set, no feature KD) vs the front of all trials."""
-    if "transfer" not in trials or "feature_kd" not in trials:
-        return None
-    ok = trials[trials.status != "error"]
-    plain = ok[(ok.transfer.fillna("none") == "none") & (ok.feature_kd.fillna(0) == 0)]
-    fig, ax = _figure()
-    for df, label, colour in ((plain, "plain logit KD on the labelled posts", "tab:orange"),
-                              (ok, "all trials (transfer sets, feature KD)", "tab:blue")):
-        if len(df):
-            ax.scatter(df.latency_ms_p50, df.int8_val_weighted_f1, s=14, c=colour, alpha=0.4)
-            f = front_2d(df, "latency_ms_p50", "int8_val_weighted_f1")
-            ax.plot(f.latency_ms_p50, f.int8_val_weighted_f1, "o-", c=colour, label=f"front: {label} ({len(df)} trials)")
+def _front_pair(ax, groups, x: str, xlabel: str) -> None:
+    for df, label, colour in groups:
+        if not len(df):
+            continue
+        ax.scatter(df[x], df.int8_val_weighted_f1, s=12, c=colour, alpha=0.35)
+        f = front_2d(df, x, "int8_val_weighted_f1")
+        ax.plot(f[x], f.int8_val_weighted_f1, "o-", c=colour, label=f"{label} ({len(df)} trials, val)")
+        if "test_weighted_f1" in df:
+            t = df.dropna(subset=["test_weighted_f1"])
+            ax.scatter(t[x], t.test_weighted_f1, s=30, marker="^", facecolors="none", edgecolors=colour,
+                       label=f"{label}: front members on test")
     ax.set_xscale("log")
-    ax.set_xlabel("median batch-1 latency, ms (1 thread, int8 ONNX Runtime)")
-    ax.set_ylabel("weighted F1 (int8, validation)")
-    return _save(fig, ax, path, 8)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
 
 
-def write_all(trials: pd.DataFrame, front: pd.DataFrame, out: Path, refs: list[dict]) -> list[str]:
+def _before_after(trials: pd.DataFrame, path: Path, before: pd.DataFrame | None = None,
+                  labels: tuple[str, str] = ("before", "after")) -> str | None:
+    """Two fronts side by side (latency | size): ``before`` (an earlier search's trials) against this
+    search's; without ``before``, plain logit-KD trials against all trials of this search."""
+    ok = trials[trials.status != "error"]
+    if before is not None:
+        groups = [(before[before.status != "error"], labels[0], "tab:orange"), (ok, labels[1], "tab:blue")]
+    elif "transfer" in trials and "feature_kd" in trials:
+        plain = ok[(ok.transfer.fillna("none") == "none") & (ok.feature_kd.fillna(0) == 0)]
+        groups = [(plain, "plain logit KD on the labelled posts", "tab:orange"),
+                  (ok, "all trials (transfer sets, feature KD)", "tab:blue")]
+    else:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    _front_pair(axes[0], groups, "latency_ms_p50", "median batch-1 latency, ms (1 thread, int8 ONNX Runtime)")
+    _front_pair(axes[1], groups, "size_mib", "size on disk, MiB (int8 model + tokenizer)")
+    axes[0].set_ylabel("weighted F1 (int8)")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
+def write_all(trials: pd.DataFrame, front: pd.DataFrame, out: Path, refs: list[dict],
+              before: pd.DataFrame | None = None, labels: tuple[str, str] = ("before", "after")) -> list[str]:
     names = [_plot(trials, front, refs, "latency_ms_p50", "median batch-1 latency, ms (1 thread)",
                    out / "pareto_latency.png", True),
              _plot(trials, front, refs, "size_mib", "size on disk, MiB (model + tokenizer)", out / "pareto_size.png", True),
-             _before_after(trials, out / "pareto_before_after.png")]
+             _before_after(_with_test(trials, front), out / "pareto_before_after.png", before, labels)]
     return [n for n in names if n]
+
+
+def _with_test(trials: pd.DataFrame, front: pd.DataFrame) -> pd.DataFrame:
+    """Trials with the test weighted F1 of the front members (only those were evaluated on test)."""
+    if "test_weighted_f1" in trials or "test_weighted_f1" not in front:
+        return trials
+    return trials.merge(front[["trial_id", "test_weighted_f1"]], on="trial_id", how="left")

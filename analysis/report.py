@@ -120,7 +120,8 @@ def baseline(experiment: Path, splits, refresh: bool) -> dict:
 
 def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial: str | None = None,
                  max_latency_ms: float | None = None, max_size_mb: float | None = None,
-                 refresh_baseline: bool = False) -> dict:
+                 refresh_baseline: bool = False, before: Path | None = None,
+                 labels: tuple[str, str] = ("before", "after")) -> dict:
     from analysis.markdown import report_markdown
     from corpus import LABELS, load_splits
     from search.provenance import provenance
@@ -150,9 +151,9 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
         "per_class_f1": dict(zip(LABELS, map(float, f1_score(y, pred, average=None, labels=range(len(LABELS)))))),
         "confusion_matrix": {"labels": list(LABELS), "rows_true_cols_pred": confusion_matrix(y, pred).tolist()},
         "transfer_sets": [json.loads(p.read_text()) for p in sorted((experiment / "teacher" / "transfer").glob("*.json"))],
-        "ablation": pd.read_csv(experiment / "ablation.csv").to_dict(orient="records")
-        if (experiment / "ablation.csv").is_file() else None,
-        "plots": plots.write_all(trials, front, out, references(configs, base)),
+        "ablation": ablations(experiment),
+        "before": {"experiment": str(before), "labels": list(labels)} if before else None,
+        "plots": plots.write_all(trials, front, out, references(configs, base), _trials(before), labels),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str, ensure_ascii=False))
     (out / "report.md").write_text(report_markdown(report, trials, front))
@@ -165,6 +166,21 @@ def references(configs: list[dict], base: dict) -> list[dict]:
     refs.append({"name": "TF-IDF + LinearSVC", "test_weighted_f1": base["test_weighted_f1"],
                  "latency_ms_p50": base["latency_ms_p50"], "size_mib": base["size_mib"]})
     return refs + OLD_REPORT
+
+
+def ablations(experiment: Path) -> list[dict] | None:
+    """Rows of every ``ablation*.csv`` in the experiment (``python -m search.ablation --tag``), with the study name."""
+    frames = [pd.read_csv(p).assign(study=p.stem) for p in sorted(experiment.glob("ablation*.csv"))]
+    return pd.concat(frames, ignore_index=True).to_dict(orient="records") if frames else None
+
+
+def _trials(experiment: Path | None) -> pd.DataFrame | None:
+    """An earlier search's trials, with the test figures of its front members."""
+    if experiment is None:
+        return None
+    trials = pd.read_csv(Path(experiment) / "trials.csv", dtype={"trial_id": str})
+    front = pd.read_csv(Path(experiment) / "pareto.csv", dtype={"trial_id": str})
+    return plots._with_test(trials, front)
 
 
 def _load(path: Path):

@@ -47,6 +47,16 @@ RECIPES = {
 }
 
 
+def teacher_text_settings(base: Path) -> tuple[str, str]:
+    """(text prefix, pooling) the teacher stage used for this encoder (``teacher.json`` beside
+    ``base``); e5's when the base is a bare directory."""
+    info = base.parent / "teacher.json"
+    if info.is_file():
+        source = json.loads(info.read_text())["source"]
+        return source["text_prefix"], source["pooling"]
+    return E5_TEXT_PREFIX, "mean"
+
+
 def rounded(m: dict) -> dict:
     return {k: round(float(v), 4) for k, v in m.items()}
 
@@ -108,7 +118,8 @@ def main(argv=None) -> None:
     base_files = folder_bytes(args.base)
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(args.base)
-    enc = {n: encode_texts(df.text, tokenizer, 128, E5_TEXT_PREFIX)
+    prefix, pooling = teacher_text_settings(args.base)
+    enc = {n: encode_texts(df.text, tokenizer, 128, prefix)
            for n, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
     labels = {n: df.label.to_numpy() for n, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
     train_texts = splits.train.text.tolist()
@@ -116,7 +127,7 @@ def main(argv=None) -> None:
     transfer = {}
     for spec in specs:
         texts = generate(train_texts, spec)
-        transfer[spec.name] = (texts, encode_texts(texts, tokenizer, 128, E5_TEXT_PREFIX))
+        transfer[spec.name] = (texts, encode_texts(texts, tokenizer, 128, prefix))
     import hashlib
     info = {"device": args.device, "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
             "torch": torch.__version__, "sizes": {n: len(e) for n, e in enc.items()},
@@ -128,7 +139,7 @@ def main(argv=None) -> None:
     logits: dict[str, dict[str, np.ndarray]] = {}
 
     def run(name: str, cfg: TeacherTrainConfig, patience: int) -> None:
-        cfg = replace(cfg, pooling="mean", text_prefix=E5_TEXT_PREFIX,
+        cfg = replace(cfg, pooling=pooling, text_prefix=prefix,
                       epochs=max(1, round(cfg.epochs * args.epochs_scale)))
         log.info("member %s: %s", name, cfg)
         t0 = time.time()

@@ -111,7 +111,8 @@ def test_report_of_a_tiny_experiment(searched, tiny_data, tmp_path):
     from analysis.__main__ import main as report_main
 
     out = tmp_path / "report"
-    assert report_main(["--experiment", str(searched), "--out", str(out), "--data-dir", str(tiny_data)]) == 0
+    assert report_main(["--experiment", str(searched), "--out", str(out), "--data-dir", str(tiny_data),
+                        "--before", str(searched), "--labels", "old search", "new search"]) == 0
     md = (out / "report.md").read_text()
     for section in ("## Targets", "## Four configurations", "## Chosen student", "## Student search", "## Teacher",
                     "## Transfer sets", "## Data", "Confusion matrix"):
@@ -126,7 +127,9 @@ def test_report_of_a_tiny_experiment(searched, tiny_data, tmp_path):
     assert set(r["per_class_f1"]) == {"negative", "neutral", "positive", "skip", "speech"}
     for png in ("pareto_latency.png", "pareto_size.png", "pareto_before_after.png"):
         assert (out / png).stat().st_size > 1000, png
+    assert r["before"] == {"experiment": str(searched), "labels": ["old search", "new search"]}
     assert report_main(["--experiment", str(tmp_path / "nope")]) == 2
+    assert report_main(["--experiment", str(searched), "--before", str(tmp_path / "nope")]) == 2
 
 
 def test_export_round_trip(searched, tmp_path, capsys):

@@ -88,7 +88,7 @@ def train_epoch(model, data: TeacherData, cfg: TeacherTrainConfig, optimizer, sc
     """One pass over the training posts on the model's device, then validation metrics."""
     t0, losses = time.time(), []
     device = next(model.parameters()).device
-    labels = torch.as_tensor(data.train_labels, device=device)
+    labels = torch.tensor(data.train_labels, device=device)
     model.train()
     batches = length_batches(data.train.lengths(), cfg.batch_size, rng)
     for step, index in enumerate(batches):
