@@ -34,6 +34,7 @@ class RunConfig:
     teacher_trials: int
     teacher_epochs: int
     teacher_lr: float
+    teacher_seed: int | None
     cpus_per_trial: int
     address: str | None
     stage: str
@@ -73,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                    help="teacher learning rates to try (a small Ray Tune grid)")
     p.add_argument("--teacher-epochs", type=positive_int, default=3)
     p.add_argument("--teacher-lr", type=float, default=8e-5)
+    p.add_argument("--teacher-seed", type=int, default=None,
+                   help="seed of the teacher's training only (initialisation, dropout, batch order); default --seed")
     p.add_argument("--cpus-per-trial", type=positive_int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--address", default=None, help="Ray cluster address (auto or ray://HOST:PORT); default: local")
     p.add_argument("--stage", choices=("teacher", "all"), default="all",
@@ -95,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     a = p.parse_args(argv)
     return RunConfig(teacher=a.teacher, data_dir=a.data_dir, storage=a.storage, name=a.name, seed=a.seed,
                      max_train_samples=a.max_train_samples, teacher_trials=a.teacher_trials,
-                     teacher_epochs=a.teacher_epochs, teacher_lr=a.teacher_lr,
+                     teacher_epochs=a.teacher_epochs, teacher_lr=a.teacher_lr, teacher_seed=a.teacher_seed,
                      cpus_per_trial=a.cpus_per_trial, address=a.address, stage=a.stage, trials=a.trials,
                      max_epochs=a.max_epochs, resume=a.resume, time_budget_s=a.time_budget_s,
                      transfer=tuple(a.transfer), feature_kd=tuple(a.feature_kd), min_layers=a.min_layers,
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         start_ray(cfg.address)
         teacher = run_teacher_stage(
             TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
-                               lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed),
+                               lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial,
+                               seed=cfg.seed if cfg.teacher_seed is None else cfg.teacher_seed),
             splits, experiment, cache_root())
         search = None
         if cfg.stage == "all":
