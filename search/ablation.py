@@ -40,6 +40,7 @@ class AblationConfig:
     cpus_per_trial: int = 1
     seed: int = 13
     tag: str = "ablation"      # names the outputs: <tag>.csv, <tag>.json, <tag>_trials/, <tag>_students/
+    collect_only: bool = False  # write the tables from an interrupted run's <tag>_trials/ (no training)
 
 
 def parse_args(argv=None) -> AblationConfig:
@@ -55,6 +56,8 @@ def parse_args(argv=None) -> AblationConfig:
     for name in ("lr", "kd_alpha", "kd_temperature"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     p.add_argument("--tag", default=d.tag, help="output name prefix inside the experiment directory")
+    p.add_argument("--collect-only", action="store_true",
+                   help="only write the tables from the trials already in <tag>_trials (an interrupted run)")
     a = vars(p.parse_args(argv))
     a["levers"], a["transfer"] = tuple(a["levers"]), tuple(a["transfer"])
     return AblationConfig(**a)
@@ -66,7 +69,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
 
     from corpus import load_splits
     from corpus.rusentiment import cache_root
-    from search.student_stage import StudentStageConfig, collect_trials, evaluate_on_test, make_data, write_csv_atomic
+    from search.student_stage import StudentStageConfig, make_data
     from search.transfer_stage import parse_transfer, run_transfer_stage
     from trainables.bench_slot import start_benchmark_slot
     from trainables.student import train_student
@@ -76,6 +79,14 @@ def run_ablation(cfg: AblationConfig) -> dict:
     specs = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
     levers = [(t, float(w)) for t, _, w in (x.rpartition(":") for x in cfg.levers)]
     t0 = time.time()
+    if cfg.collect_only:
+        from ray.tune import ExperimentAnalysis, ResultGrid
+
+        path = experiment / f"{cfg.tag}_trials"
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: no ablation trials to collect; run without --collect-only")
+        results = [r for r in ResultGrid(ExperimentAnalysis(str(path))) if (r.metrics or {}).get("round")]
+        return _write(cfg, experiment, results, splits, t0)
     if not ray.is_initialized():
         ray.init(address="local", include_dashboard=False, configure_logging=False)
     run_transfer_stage(list(specs), splits, experiment, cache_root(), 2, features=any(w > 0 for _, w in levers))
@@ -91,6 +102,12 @@ def run_ablation(cfg: AblationConfig) -> dict:
     results = tune.Tuner(trainable, param_space=space, run_config=tune.RunConfig(
         name=f"{cfg.tag}_trials", storage_path=str(experiment), verbose=1,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1))).fit()
+    return _write(cfg, experiment, results, splits, t0)
+
+
+def _write(cfg: AblationConfig, experiment: Path, results, splits, t0: float) -> dict:
+    from search.student_stage import collect_trials, evaluate_on_test, write_csv_atomic
+
     df = collect_trials(results, experiment, models=f"{cfg.tag}_students")
     df = evaluate_on_test(df, splits, experiment)
     base = df[(df.transfer == "none") & (df.feature_kd == 0)]
