@@ -116,12 +116,14 @@ def transfer_markdown(r: dict) -> list[str]:
     if r.get("ablation"):
         a = pd.DataFrame(r["ablation"])
         lines += ["## Ablation: each lever on one fixed student", "",
-                  "| study | student | epochs | transfer | feature KD | int8 val wF1 | delta vs plain KD (same study) | "
-                  "int8 test wF1 | train s per round |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| study | student | epochs | transfer | feature KD | hidden KD | int8 val wF1 | "
+                  "delta vs plain KD (same study) | int8 test wF1 | train s per round |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for _, x in a.iterrows():
             student = f"{x.layers}x{x.hidden} ffn{x.ffn} vocab{x.vocab}"
-            lines.append(f"| {x.get('study', 'ablation')} | {student} | {x.epochs} | {x.transfer} | {x.feature_kd} | "
+            hk = x.get("hidden_kd")
+            hk = 0.0 if hk is None or pd.isna(hk) else hk
+            lines.append(f"| {x.get('study', 'ablation')} | {student} | {x.epochs} | {x.transfer} | {x.feature_kd} | {hk} | "
                          f"{_f(x.int8_val_weighted_f1)} | "
                          f"{_f(x.get('delta_int8_val_weighted_f1'))} | {_f(x.get('test_weighted_f1'))} | "
                          f"{_f(x.round_train_s, 0)} |")

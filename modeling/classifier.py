@@ -45,12 +45,19 @@ class EncoderClassifier(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_pooled: bool = False):
-        """Logits, or (logits, pooled features) with ``return_pooled`` (for feature distillation)."""
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_pooled: bool = False,
+                return_layers: bool = False):
+        """Logits; with ``return_pooled`` also the pooled features, with ``return_layers`` also every
+        layer's output pooled the same way, [batch, layers, hidden] (both for distillation)."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=return_layers)
         pooled = self.pool(out.last_hidden_state, attention_mask)
         logits = self.head(self.dropout(pooled))
-        return (logits, pooled) if return_pooled else logits
+        extra = []
+        if return_pooled:
+            extra.append(pooled)
+        if return_layers:
+            extra.append(torch.stack([self.pool(h, attention_mask) for h in out.hidden_states[1:]], 1))
+        return (logits, *extra) if extra else logits
 
     def save(self, path: Path, tokenizer) -> Path:
         path = Path(path)

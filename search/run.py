@@ -44,6 +44,7 @@ class RunConfig:
     time_budget_s: float | None
     transfer: tuple[str, ...]
     feature_kd: tuple[float, ...]
+    hidden_kd: tuple[float, ...]
     min_layers: int
     max_layers: int
     hidden: tuple[int, ...]
@@ -91,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                         "posts; none: --transfer with no value")
     p.add_argument("--feature-kd", nargs="+", type=float, default=[0.0, 1.0],
                    help="weights of pooled-feature distillation the space chooses from")
+    p.add_argument("--hidden-kd", nargs="+", type=float, default=[0.0],
+                   help="weights of hidden-state distillation from mapped teacher layers the space chooses from")
     p.add_argument("--min-layers", type=positive_int, default=1)
     p.add_argument("--max-layers", type=positive_int, default=4)
     p.add_argument("--hidden", nargs="+", type=positive_int, default=[96, 128, 192, 256, 384],
@@ -101,7 +104,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                      teacher_epochs=a.teacher_epochs, teacher_lr=a.teacher_lr, teacher_seed=a.teacher_seed,
                      cpus_per_trial=a.cpus_per_trial, address=a.address, stage=a.stage, trials=a.trials,
                      max_epochs=a.max_epochs, resume=a.resume, time_budget_s=a.time_budget_s,
-                     transfer=tuple(a.transfer), feature_kd=tuple(a.feature_kd), min_layers=a.min_layers,
+                     transfer=tuple(a.transfer), feature_kd=tuple(a.feature_kd),
+                     hidden_kd=tuple(a.hidden_kd), min_layers=a.min_layers,
                      max_layers=a.max_layers, hidden=tuple(a.hidden))
 
 
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from search.provenance import provenance
     from search.student_stage import StudentStageConfig, run_student_stage
     from search.teacher_stage import TeacherStageConfig, load_cached_teacher, run_teacher_stage
-    from search.transfer_stage import parse_transfer, run_transfer_stage
+    from search.transfer_stage import ensure_train_layers, parse_transfer, run_transfer_stage
     from teachers import TeacherError, resolve_teacher
 
     t0, prov = time.time(), provenance()  # the code as it was when the run started
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         stage = StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial,
                                    seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume,
                                    min_layers=cfg.min_layers, max_layers=cfg.max_layers, hiddens=cfg.hidden,
-                                   transfer=transfer, feature_kd=cfg.feature_kd)
+                                   transfer=transfer, feature_kd=cfg.feature_kd, hidden_kd=cfg.hidden_kd)
         stage.space()
         if load_cached_teacher(experiment, cfg.teacher) is None:
             resolve_teacher(cfg.teacher, cache_root() / "teachers")  # a bad --teacher fails before Ray starts
@@ -165,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             if transfer or any(w > 0 for w in cfg.feature_kd):
                 run_transfer_stage(list(transfer), splits, experiment, cache_root(), cfg.cpus_per_trial,
                                    features=any(w > 0 for w in cfg.feature_kd))
+            if any(w > 0 for w in cfg.hidden_kd):
+                ensure_train_layers(splits, experiment, cache_root(), cfg.cpus_per_trial)
             search = run_student_stage(stage, splits, experiment)
     except (DataError, TeacherError, FileNotFoundError, ValueError, ConnectionError) as e:
         log.error("%s", e)

@@ -39,25 +39,28 @@ class StudentStageConfig:
     hiddens: tuple[int, ...] = StudentSpace.hiddens
     transfer: tuple[TransferSpec, ...] = ()   # teacher-labelled sets the space may add to the labelled posts
     feature_kd: tuple[float, ...] = (0.0,)
+    hidden_kd: tuple[float, ...] = (0.0,)
 
     def space(self) -> StudentSpace:
         recipes = [t.recipe for t in self.transfer]
         choices = ("none", *recipes, *(["+".join(recipes)] if len(recipes) > 1 else []))
         return StudentSpace(min_layers=self.min_layers, max_layers=self.max_layers, hiddens=tuple(self.hiddens),
-                            max_epochs=self.max_epochs, transfers=choices, feature_kd=tuple(self.feature_kd))
+                            max_epochs=self.max_epochs, transfers=choices, feature_kd=tuple(self.feature_kd),
+                            hidden_kd=tuple(self.hidden_kd))
 
 
 def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> StudentData:
     from search.transfer_stage import load_transfer
 
     tdir = experiment / "teacher"
-    pooled = tdir / "pooled_train.npy"
+    pooled, layers = tdir / "pooled_train.npy", tdir / "layers_train.npy"
     return StudentData(
         teacher_files=folder_bytes(tdir / "model"),
         train_texts=splits.train.text.tolist(), train_labels=splits.train.label.to_numpy(),
         train_logits=np.load(tdir / "logits_train.npy"), val_texts=splits.val.text.tolist(),
         val_labels=splits.val.label.to_numpy(),
         train_pooled=np.load(pooled) if pooled.is_file() else None,
+        train_layers=np.load(layers) if layers.is_file() and any(w > 0 for w in cfg.hidden_kd) else None,
         transfer={t.recipe: load_transfer(experiment, t) for t in cfg.transfer},
         fixed={"threads": cfg.cpus_per_trial, "seed": cfg.seed, "batch_size": cfg.batch_size,
                "evals_per_epoch": cfg.evals_per_epoch},
@@ -95,7 +98,7 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
 
 
 CONFIG_COLUMNS = ["layers", "hidden", "heads", "ffn", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs", "init",
-                  "transfer", "feature_kd"]
+                  "transfer", "feature_kd", "hidden_kd"]
 METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
                   "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "latency_ms_p50",
                   "latency_ms_p95", "tokenize_ms_p50", "throughput_b32_per_s", "size_mib", "params", "vocab_size",

@@ -70,6 +70,28 @@ def ensure_train_features(splits: Splits, experiment: Path, cache: Path, threads
     return path
 
 
+def ensure_train_layers(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
+    """Every teacher layer's output, mean-pooled, on the labelled training posts
+    ([posts, teacher layers, hidden], float16), for hidden-state distillation from mapped layers."""
+    path = experiment / "teacher" / "layers_train.npy"
+    if path.is_file():
+        return path
+    import torch
+
+    from modeling import EncoderClassifier
+    from trainables.loop import predict_logits
+
+    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
+    torch.set_num_threads(threads)
+    enc = encode_texts(splits.train.text, tok, teacher.config.max_length, teacher.config.text_prefix,
+                       cache / "encoded")
+    _, layers = predict_logits(teacher, enc, tok.pad_token_id, progress="teacher layer features on train", layers=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, layers)
+    tmp.replace(path)
+    return path
+
+
 def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: Path, threads: int) -> dict:
     """Generate + label one set (or reuse it); returns its summary."""
     out = transfer_dir(experiment)

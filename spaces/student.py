@@ -22,6 +22,11 @@ the number of heads is chosen among the divisors listed for the sampled hidden s
   one recipe, or several joined by "+" (choices: the sets built for the run, ``--transfer``) |
 | feature_kd | weight of the cosine loss between the student's pooled features (through a learned
   projection to the teacher's width, dropped at export) and the teacher's cached pooled features |
+| hidden_kd | weight of hidden-state distillation from mapped layers: student layer i of L learns
+  teacher layer round((i + 1) * T / L) of T (12 for e5-small; uniform mapping, the top layer to the top layer), each through its
+  own learned projection, with a cosine loss on the layers' outputs mean-pooled over the tokens
+  (sequence level, because a student with a trimmed vocabulary tokenises a post differently from
+  the teacher); only on labelled posts, whose teacher layer outputs are cached once |
 
 ``StudentSpace`` bounds layers, hidden sizes, epochs and the transfer / feature choices.
 """
@@ -48,6 +53,7 @@ class StudentConfig:
     init: str = "teacher"
     transfer: str = "none"     # "none" or teacher-labelled transfer sets joined by "+", e.g. "tang+join"
     feature_kd: float = 0.0    # weight of the pooled-feature (cosine) distillation term
+    hidden_kd: float = 0.0     # weight of the mapped-layer hidden-state (cosine) distillation term
     batch_size: int = 64
     evals_per_epoch: int = 4   # validation + int8 PTQ reports per epoch (ASHA's rungs)
     max_length: int = 128
@@ -64,8 +70,8 @@ class StudentConfig:
             raise ValueError(f"init must be 'teacher' or 'random', got {self.init!r}")
         if not 0 <= self.kd_alpha <= 1:
             raise ValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
-        if self.feature_kd < 0:
-            raise ValueError(f"feature_kd must be >= 0, got {self.feature_kd}")
+        if self.feature_kd < 0 or self.hidden_kd < 0:
+            raise ValueError(f"feature_kd and hidden_kd must be >= 0, got {self.feature_kd} and {self.hidden_kd}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class StudentSpace:
     max_epochs: int = 4
     transfers: tuple[str, ...] = ("none",)     # transfer-set choices built by the transfer stage
     feature_kd: tuple[float, ...] = (0.0,)     # weights of pooled-feature distillation to choose from
+    hidden_kd: tuple[float, ...] = (0.0,)      # weights of mapped-layer hidden-state distillation
 
     def __post_init__(self):
         bad = [h for h in self.hiddens if h not in HEADS_FOR_HIDDEN]
@@ -84,8 +91,8 @@ class StudentSpace:
             raise ValueError(f"hidden sizes {bad} are not in the space; choose from {sorted(HEADS_FOR_HIDDEN)}")
         if not 1 <= self.min_layers <= self.max_layers:
             raise ValueError(f"layers: need 1 <= min ({self.min_layers}) <= max ({self.max_layers})")
-        if not self.transfers or not self.feature_kd:
-            raise ValueError("transfers and feature_kd need at least one choice each")
+        if not self.transfers or not self.feature_kd or not self.hidden_kd:
+            raise ValueError("transfers, feature_kd and hidden_kd need at least one choice each")
 
 
 def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
@@ -104,9 +111,13 @@ def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
         trial.suggest_categorical("transfer", space.transfers)
     if len(space.feature_kd) > 1:
         trial.suggest_categorical("feature_kd", space.feature_kd)
+    if len(space.hidden_kd) > 1:
+        trial.suggest_categorical("hidden_kd", space.hidden_kd)
     constants = {"heads": heads, "ffn": hidden * ffn_ratio, "layers": layers}
     if len(space.transfers) == 1:
         constants["transfer"] = space.transfers[0]
     if len(space.feature_kd) == 1:
         constants["feature_kd"] = space.feature_kd[0]
+    if len(space.hidden_kd) == 1:
+        constants["hidden_kd"] = space.hidden_kd[0]
     return constants

@@ -12,7 +12,7 @@ from spaces.student import HEADS_FOR_HIDDEN, StudentConfig, StudentSpace, sample
 from trainables.student import build_student
 
 REQUIRED = ["trial_id", "layers", "hidden", "heads", "ffn", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs",
-            "init", "transfer", "feature_kd", "train_pool", "status", "val_weighted_f1", "int8_val_weighted_f1", "int8_val_accuracy", "int8_val_macro_f1",
+            "init", "transfer", "feature_kd", "hidden_kd", "train_pool", "status", "val_weighted_f1", "int8_val_weighted_f1", "int8_val_accuracy", "int8_val_macro_f1",
             "int8_fp32_agreement", "latency_ms_p50", "latency_ms_p95", "throughput_b32_per_s", "size_mib", "params",
             "model_dir"]
 
@@ -22,7 +22,7 @@ def searched(tiny_data, tiny_bert, tmp_path_factory, ray_local):
     storage = tmp_path_factory.mktemp("exp")
     rc = main(["--teacher", str(tiny_bert), "--data-dir", str(tiny_data), "--storage", str(storage),
                "--name", "smoke", "--trials", "2", "--max-epochs", "2", "--teacher-epochs", "1",
-               "--transfer", "tang:x0.5", "join:30", "--feature-kd", "0", "1"])
+               "--transfer", "tang:x0.5", "join:30", "--feature-kd", "0", "1", "--hidden-kd", "0", "1"])
     assert rc == 0
     return storage / "smoke"
 
@@ -156,12 +156,37 @@ def test_export_round_trip(searched, tmp_path, capsys):
 def test_ablation_runs_each_lever_on_one_student(searched, tiny_data):
     from search.ablation import AblationConfig, run_ablation
 
-    out = run_ablation(AblationConfig(experiment=str(searched), data_dir=str(tiny_data), levers=("none:0", "tang:1"),
+    out = run_ablation(AblationConfig(experiment=str(searched), data_dir=str(tiny_data), levers=("none:0", "tang:1", "none:0:1"),
                                       transfer=("tang:x0.5", "join:30"), layers=1, hidden=96, heads=2, ffn=96,
                                       vocab=0, epochs=1))
     df = pd.read_csv(searched / "ablation.csv")
-    assert len(df) == 2 and set(zip(df.transfer, df.feature_kd)) == {("none", 0.0), ("tang", 1.0)}
+    assert len(df) == 3 and set(zip(df.transfer, df.feature_kd, df.hidden_kd)) == {
+        ("none", 0.0, 0.0), ("tang", 1.0, 0.0), ("none", 0.0, 1.0)}
     assert df.int8_val_weighted_f1.notna().all() and df.test_weighted_f1.notna().all()
-    base = df[df.transfer == "none"].iloc[0]
+    assert (searched / "teacher" / "layers_train.npy").is_file()
+    base = df[(df.transfer == "none") & (df.hidden_kd == 0)].iloc[0]
     assert base.delta_int8_val_weighted_f1 == 0 and base.train_pool < df[df.transfer == "tang"].iloc[0].train_pool
     assert out["rows"] and (searched / "ablation_students").is_dir()
+
+
+def test_layer_map_and_hidden_loss(tiny_bert):
+    from transformers import AutoModel
+
+    from corpus import LABELS
+    from modeling import ClassifierConfig, EncoderClassifier
+    from trainables.student import hidden_loss, layer_map
+
+    assert layer_map(1, 12) == [11] and layer_map(2, 12) == [5, 11] and layer_map(3, 12) == [3, 7, 11]
+    assert layer_map(4, 3) == [0, 1, 1, 2]
+    model = EncoderClassifier(AutoModel.from_pretrained(tiny_bert, add_pooling_layer=False), ClassifierConfig(LABELS)).eval()
+    ids, mask = torch.randint(5, 100, (4, 9)), torch.ones(4, 9, dtype=torch.long)
+    logits, layers = model(ids, mask, return_layers=True)
+    assert logits.shape == (4, 5) and layers.shape == (4, 3, 312)
+    proj = torch.nn.ModuleList(torch.nn.Linear(312, 312) for _ in range(2))
+    with torch.no_grad():
+        for p in proj:
+            p.weight.copy_(torch.eye(312))
+            p.bias.zero_()
+    # identical features through identity projections: no loss; unrelated ones: a positive loss
+    assert hidden_loss(layers[:, :2], layers[:, :2], proj).abs() < 1e-5
+    assert hidden_loss(layers[:, :2], torch.randn(4, 2, 312), proj) > 0.5

@@ -82,19 +82,24 @@ def collate(encoded: Encoded, index: np.ndarray, pad_id: int) -> tuple[torch.Ten
 
 @torch.no_grad()
 def predict_logits(model, encoded: Encoded, pad_id: int, batch_size: int = 128, bf16: str = "auto",
-                   progress: str | None = None, pooled: bool = False):
-    """Logits for every row (and, with ``pooled``, the pooled encoder features as float16);
+                   progress: str | None = None, pooled: bool = False, layers: bool = False):
+    """Logits for every row and, as float16, with ``pooled`` the pooled encoder features
+    [rows, hidden], with ``layers`` every layer's pooled output [rows, layers, hidden];
     with ``progress`` (a label) logs about every 10 % of the rows."""
+    if pooled and layers:
+        raise ValueError("predict_logits: ask for pooled or layers, not both")
     model.eval()
     out = np.zeros((len(encoded), len(model.config.labels)), dtype=np.float32)
-    feats = np.zeros((len(encoded), model.encoder.config.hidden_size), dtype=np.float16) if pooled else None
+    ec = model.encoder.config
+    shape = (len(encoded), ec.num_hidden_layers, ec.hidden_size) if layers else (len(encoded), ec.hidden_size)
+    feats = np.zeros(shape, dtype=np.float16) if pooled or layers else None
     done, next_log, t0 = 0, len(encoded) / 10, time.time()
     device = next(model.parameters()).device
     for index in length_batches(encoded.lengths(), batch_size, None):
         ids, mask = (t.to(device) for t in collate(encoded, index, pad_id))
         with autocast_context(bf16, device.type):
-            if pooled:
-                logits, feat = model(ids, mask, return_pooled=True)
+            if pooled or layers:
+                logits, feat = model(ids, mask, return_pooled=pooled, return_layers=layers)
                 feats[index] = feat.float().cpu().numpy()
             else:
                 logits = model(ids, mask)
@@ -103,7 +108,7 @@ def predict_logits(model, encoded: Encoded, pad_id: int, batch_size: int = 128, 
         if progress and done >= next_log:
             log.info("%s: %d/%d posts, %.0f s", progress, done, len(encoded), time.time() - t0)
             next_log += len(encoded) / 10
-    return (out, feats) if pooled else out
+    return (out, feats) if pooled or layers else out
 
 
 def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):

@@ -42,6 +42,7 @@ class StudentData:
     val_texts: list[str]
     val_labels: np.ndarray
     train_pooled: np.ndarray | None = None  # teacher's pooled features (float16), for feature KD
+    train_layers: np.ndarray | None = None  # teacher's mean-pooled layer outputs [posts, layers, hidden], hidden KD
     transfer: dict = field(default_factory=dict)  # recipe -> (texts, teacher logits, teacher pooled features)
     fixed: dict = field(default_factory=dict)  # StudentConfig fields not searched (threads, seed...)
 
@@ -141,6 +142,19 @@ def feature_loss(student_pooled, teacher_pooled, projection):
     return (1 - F.cosine_similarity(projection(student_pooled), teacher_pooled.float(), dim=-1)).mean()
 
 
+def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """Teacher layer (0-based) each student layer learns: uniform, the top layer to the top layer."""
+    return [round((i + 1) * teacher_layers / student_layers) - 1 for i in range(student_layers)]
+
+
+def hidden_loss(student_layers, teacher_layers, projections):
+    """Mean over student layers of 1 - cosine(projected student layer, its mapped teacher layer);
+    both [batch, layers, width] pooled outputs (teacher already restricted to the mapped layers)."""
+    losses = [1 - F.cosine_similarity(p(student_layers[:, i]), teacher_layers[:, i].float(), dim=-1)
+              for i, p in enumerate(projections)]
+    return torch.stack(losses, 1).mean()
+
+
 def train_student(config: dict, data: StudentData) -> None:
     import ray
     from ray import tune
@@ -163,9 +177,19 @@ def train_student(config: dict, data: StudentData) -> None:
     val = encode_texts(data.val_texts, tokenizer, cfg.max_length, prefix, cache_dir)
     params = int(sum(p.numel() for p in model.parameters()))
     if cfg.feature_kd > 0 and feats is None:
-        raise ValueError("feature_kd > 0 needs the teacher's pooled features (teacher/pooled_train.npy)")
+        raise ValueError("feature_kd > 0 needs the teacher's pooled features (teacher/pooled_train.npy) on every "
+                         "post of the pool; sets labelled by an ensemble carry none")
+    if cfg.hidden_kd > 0 and data.train_layers is None:
+        raise ValueError("hidden_kd > 0 needs the teacher's layer outputs (teacher/layers_train.npy); "
+                         "search/run.py builds them when --hidden-kd has a weight > 0")
     projection = torch.nn.Linear(cfg.hidden, feats.shape[1]) if cfg.feature_kd > 0 else None
-    trained = list(model.parameters()) + (list(projection.parameters()) if projection else [])
+    layer_proj, t_layers, n_labelled = None, None, len(data.train_texts)
+    if cfg.hidden_kd > 0:
+        mapped = layer_map(cfg.layers, data.train_layers.shape[1])
+        t_layers = torch.as_tensor(np.ascontiguousarray(data.train_layers[:, mapped]))
+        layer_proj = torch.nn.ModuleList(torch.nn.Linear(cfg.hidden, t_layers.shape[2]) for _ in mapped)
+    trained = (list(model.parameters()) + (list(projection.parameters()) if projection else [])
+               + (list(layer_proj.parameters()) if layer_proj else []))
     optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     # an "epoch" is as many posts as the labelled set, drawn from labelled + transfer posts, so that
     # every transfer choice costs the same per epoch and ASHA compares trials at equal compute
@@ -184,6 +208,8 @@ def train_student(config: dict, data: StudentData) -> None:
         model.load_state_dict(state["model"])
         if projection:
             projection.load_state_dict(state["projection"])
+        if layer_proj:
+            layer_proj.load_state_dict(state["layer_proj"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         rng, start_round, bench, batches = state["rng"], state["round"], state["bench"], state["batches"]
@@ -197,10 +223,14 @@ def train_student(config: dict, data: StudentData) -> None:
                 batches = length_batches(train.lengths(), cfg.batch_size, rng)
             index = batches.pop()
             ids, mask = collate(train, index, pad)
-            logits, pooled = model(ids, mask, return_pooled=True)
+            logits, pooled, *layers = model(ids, mask, return_pooled=True, return_layers=layer_proj is not None)
             loss = kd_loss(logits, t_logits[index], labels[index], cfg.kd_alpha, cfg.kd_temperature)
             if projection:
                 loss = loss + cfg.feature_kd * feature_loss(pooled, t_feats[index], projection)
+            rows = index[index < n_labelled] if layer_proj is not None else []
+            if len(rows):  # the labelled posts come first in the pool; only they have teacher layer outputs
+                keep = torch.as_tensor(index < n_labelled)
+                loss = loss + cfg.hidden_kd * hidden_loss(layers[0][keep], t_layers[rows], layer_proj)
             losses.append(optimizer_step(model, loss, optimizer, scheduler))
         start_round += 1
         train_s = time.time() - t0
@@ -214,6 +244,7 @@ def train_student(config: dict, data: StudentData) -> None:
             shutil.copytree(metrics.pop("_folder"), Path(d) / "model")
             model.save(Path(d) / "torch", tokenizer)  # fp32 student, for the report's four-configuration table
             torch.save({"model": model.state_dict(), "projection": projection.state_dict() if projection else None,
+                        "layer_proj": layer_proj.state_dict() if layer_proj else None,
                         "optimizer": optimizer.state_dict(), "batches": batches,
                         "scheduler": scheduler.state_dict(), "rng": rng, "round": start_round, "bench": bench},
                        Path(d) / "train_state.pt")
