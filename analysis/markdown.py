@@ -86,22 +86,21 @@ def teacher_markdown(r: dict) -> list[str]:
     lines = ["## Teacher", "", f"`{t['stage']['teacher']}`, vocabulary {t['vocab']['kept_pieces']} of "
              f"{t['vocab']['original_pieces']} pieces; lr {t['best_config']['lr']}, {t['best_config']['epochs']} epochs, "
              f"pooling {t['best_config']['pooling']}. Stage wall time {wt['total']:.0f} s. Command: "
-             f"`{(run.get('provenance') or {}).get('command', '?')}`.", "",
-             "| split | accuracy | weighted F1 | macro F1 |", "|---|---|---|---|"]
-    for split in ("val", "test"):
-        m = t[split]
-        lines.append(f"| {split} | {m['accuracy']:.4f} | {m['weighted_f1']:.4f} | {m['macro_f1']:.4f} |")
+             f"`{(run.get('provenance') or {}).get('command', '?')}`.", ""] + _split_table("split", t)
     soft = t.get("soft_labels")
     if soft:
         lines += ["", f"Distillation targets (soft labels) in this experiment come from a teacher {soft['tag']}"
                   f" ({', '.join(soft['members'] or [])}; `python -m search.teacher_recipes` on {soft['device']}, "
                   f"installed with `python -m search.soft_labels`), not from the single teacher above, which is kept "
-                  f"for student initialisation and the configuration table:", "",
-                  "| soft labels | accuracy | weighted F1 | macro F1 |", "|---|---|---|---|"]
-        for split in ("val", "test"):
-            m = soft[split]
-            lines.append(f"| {split} | {m['accuracy']:.4f} | {m['weighted_f1']:.4f} | {m['macro_f1']:.4f} |")
+                  f"for student initialisation and the configuration table:", ""] + _split_table("soft labels", soft)
     return lines + [""]
+
+
+def _split_table(title: str, metrics: dict) -> list[str]:
+    """Accuracy / weighted F1 / macro F1 on validation and test."""
+    return [f"| {title} | accuracy | weighted F1 | macro F1 |", "|---|---|---|---|"] + [
+        f"| {s} | {metrics[s]['accuracy']:.4f} | {metrics[s]['weighted_f1']:.4f} | {metrics[s]['macro_f1']:.4f} |"
+        for s in ("val", "test")]
 
 
 def transfer_markdown(r: dict) -> list[str]:

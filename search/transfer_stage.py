@@ -51,29 +51,19 @@ def load_transfer(experiment: Path, spec: TransferSpec) -> tuple[list[str], np.n
 
 def ensure_train_features(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
     """The teacher's pooled features on the labelled training posts (for feature distillation)."""
-    path = experiment / "teacher" / "pooled_train.npy"
-    if path.is_file():
-        return path
-    import torch
-
-    from modeling import EncoderClassifier
-    from trainables.loop import predict_logits
-
-    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
-    torch.set_num_threads(threads)
-    enc = encode_texts(splits.train.text, tok, teacher.config.max_length, teacher.config.text_prefix,
-                       cache / "encoded")
-    _, pooled = predict_logits(teacher, enc, tok.pad_token_id, progress="teacher features on train", pooled=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, pooled)
-    tmp.replace(path)
-    return path
+    return _teacher_train_outputs(splits, experiment, cache, threads, "pooled_train.npy", layers=False)
 
 
 def ensure_train_layers(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
     """Every teacher layer's output, mean-pooled, on the labelled training posts
     ([posts, teacher layers, hidden], float16), for hidden-state distillation from mapped layers."""
-    path = experiment / "teacher" / "layers_train.npy"
+    return _teacher_train_outputs(splits, experiment, cache, threads, "layers_train.npy", layers=True)
+
+
+def _teacher_train_outputs(splits: Splits, experiment: Path, cache: Path, threads: int, name: str,
+                           layers: bool) -> Path:
+    """Computes (once) and caches the teacher's pooled or per-layer outputs on the training posts."""
+    path = experiment / "teacher" / name
     if path.is_file():
         return path
     import torch
@@ -85,9 +75,10 @@ def ensure_train_layers(splits: Splits, experiment: Path, cache: Path, threads: 
     torch.set_num_threads(threads)
     enc = encode_texts(splits.train.text, tok, teacher.config.max_length, teacher.config.text_prefix,
                        cache / "encoded")
-    _, layers = predict_logits(teacher, enc, tok.pad_token_id, progress="teacher layer features on train", layers=True)
+    _, feats = predict_logits(teacher, enc, tok.pad_token_id, progress=f"teacher {name} on train",
+                              pooled=not layers, layers=layers)
     tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, layers)
+    np.save(tmp, feats)
     tmp.replace(path)
     return path
 
