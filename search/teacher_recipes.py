@@ -18,7 +18,7 @@ On a 2-core CPU one epoch takes ~26 min, so this is run on a GPU when one is len
 from __future__ import annotations
 
 import argparse
-import copy
+import hashlib
 import json
 import logging
 import time
@@ -128,7 +128,6 @@ def main(argv=None) -> None:
     for spec in specs:
         texts = generate(train_texts, spec)
         transfer[spec.name] = (texts, encode_texts(texts, tokenizer, 128, prefix))
-    import hashlib
     info = {"device": args.device, "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
             "torch": torch.__version__, "sizes": {n: len(e) for n, e in enc.items()},
             "val_text_sha": hashlib.sha256("\x00".join(splits.val.text).encode()).hexdigest()[:16],
@@ -137,6 +136,7 @@ def main(argv=None) -> None:
             "prep_s": round(time.time() - t_start, 1), "members": {}}
     data = TeacherData(base_files, tokenizer.pad_token_id, enc["train"], labels["train"], enc["val"], labels["val"])
     logits: dict[str, dict[str, np.ndarray]] = {}
+    models: dict = {}  # member name -> fine-tuned classifier (kept to label the transfer sets)
 
     def run(name: str, cfg: TeacherTrainConfig, patience: int) -> None:
         cfg = replace(cfg, pooling=pooling, text_prefix=prefix,
@@ -152,7 +152,7 @@ def main(argv=None) -> None:
             "val": rounded(classification_metrics(labels["val"], out["val"].argmax(1))),
             "test": rounded(classification_metrics(labels["test"], out["test"].argmax(1))),
             "wall_s": round(time.time() - t0, 1)}
-        info["members"][name]["_model"] = model  # dropped before writing
+        models[name] = model
         log.info("member %s: val wF1 %.4f test wF1 %.4f (%.0f s)", name, info["members"][name]["val"]["weighted_f1"],
                  info["members"][name]["test"]["weighted_f1"], time.time() - t0)
         save(info, args.out)
@@ -191,13 +191,13 @@ def main(argv=None) -> None:
             arrays[f"{tag}/{n}"] = np.mean([logits[m][n] for m in members], axis=0).astype(np.float16)
         for tname, (_, e) in transfer.items():
             arrays[f"{tag}/transfer/{tname}"] = np.mean(
-                [predict_logits(info["members"][m]["_model"], e, tokenizer.pad_token_id, batch_size=512)
+                [predict_logits(models[m], e, tokenizer.pad_token_id, batch_size=512)
                  for m in members], axis=0).astype(np.float16)
     if args.member_transfer:
         for m in logits:
             for tname, (_, e) in transfer.items():
                 arrays[f"member/{m}/transfer/{tname}"] = predict_logits(
-                    info["members"][m]["_model"], e, tokenizer.pad_token_id, batch_size=512).astype(np.float16)
+                    models[m], e, tokenizer.pad_token_id, batch_size=512).astype(np.float16)
     info["transfer_labelling_s"] = round(time.time() - t0, 1)
     np.savez_compressed(args.out / "teacher_logits.npz", **arrays)
     info["wall_s"] = round(time.time() - t_start, 1)
@@ -206,9 +206,7 @@ def main(argv=None) -> None:
 
 
 def save(info: dict, out: Path) -> None:
-    clean = copy.copy(info)
-    clean["members"] = {k: {kk: vv for kk, vv in v.items() if kk != "_model"} for k, v in info["members"].items()}
-    (out / "recipes.json").write_text(json.dumps(clean, indent=2, ensure_ascii=False))
+    (out / "recipes.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def recipes_run(tiny_data, tiny_bert, tmp_path_factory):
     out = tmp_path_factory.mktemp("recipes")
     teacher_recipes.main(["--base", str(tiny_bert), "--data-dir", str(tiny_data), "--out", str(out), "--device", "cpu",
                           "--recipes", "base", "llrd", "--seeds", "14", "--epochs-scale", "0.34",
-                          "--transfer", "tang:60", "join:40", "--member-transfer"])
+                          "--transfer", "tang:60", "join:40", "--member-transfer", "--budget-s", "1e6"])
     return out
 
 
