@@ -8,7 +8,6 @@ exactly as before.
 from __future__ import annotations
 
 import json
-from collections import Counter
 
 import numpy as np
 import torch
