@@ -50,6 +50,14 @@ def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | No
     return pool.sort_values("int8_val_weighted_f1", ascending=False).iloc[0].to_dict()
 
 
+def soft_labels_note(config: dict) -> str:
+    soft = config["provenance"].get("soft_labels")
+    if not soft:
+        return ""
+    return (f" (soft labels: {soft.get('tag')} of {', '.join(soft.get('members', []))}, "
+            f"test weighted F1 {soft['test']['weighted_f1']:.4f})")
+
+
 def model_card(config: dict) -> str:
     m = config["provenance"].get("metrics", {})
     fmt = lambda k: f"{m[k]:.4f}" if isinstance(m.get(k), float) else "n/a"
@@ -63,7 +71,7 @@ datasets: [rusentiment]
 ---
 # RuSentiment student ({config['provenance']['trial']['layers']} x {config['provenance']['trial']['hidden']}, int8 ONNX)
 
-Labels: {', '.join(config['labels'])}. Distilled from `{config['provenance'].get('teacher')}`; int8 by ONNX Runtime
+Labels: {', '.join(config['labels'])}. Distilled from `{config['provenance'].get('teacher')}`{soft_labels_note(config)}; int8 by ONNX Runtime
 dynamic quantization (embedding table included). Runs without torch:
 
 ```bash
@@ -85,7 +93,8 @@ clf("Отличный день!")                     # {{"label": ..., "score":
 | size (model + tokenizer) | {fmt('size_mib')} MiB |
 | parameters | {m.get('params', 'n/a')} |
 
-Measured on {config['provenance'].get('cpu', {}).get('model', '?')}; command: `{config['provenance'].get('command', '?')}`.
+Measured inside the search trial (beside the other trials running on the machine) on
+{config['provenance'].get('cpu', {}).get('model', '?')}; command: `{config['provenance'].get('command', '?')}`.
 
 Licence: trained on RuSentiment (CC BY-NC-SA 4.0): non-commercial, share-alike. Teacher weights
 (multilingual-e5-small) are MIT. Cite Rogers et al. (2018), RuSentiment, COLING.
@@ -127,10 +136,11 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
         config = json.loads((tmp / CONFIG_FILE).read_text())
         config["provenance"] = {
             "teacher": teacher["stage"]["teacher"], "teacher_test": teacher.get("test"),
+            "soft_labels": teacher.get("soft_labels"),  # set when search.soft_labels installed other logits
             "data_checksums": data["checksums"], "split_seed": data["seed"], "experiment": str(experiment),
             "trial_id": row["trial_id"], "trial": {k: row.get(k) for k in ("layers", "hidden", "heads", "ffn", "vocab",
                                                                          "kd_alpha", "kd_temperature", "lr", "epochs", "init",
-                                                                         "transfer", "feature_kd")},
+                                                                         "transfer", "feature_kd", "hidden_kd")},
             "metrics": {k: row.get(k) for k in metric_keys if k in row}, "folder_name": out.name,
             "command": (run.get("provenance") or {}).get("command"), "cpu": (run.get("provenance") or {}).get("cpu"),
             "git_commit": (run.get("provenance") or {}).get("git_commit"),

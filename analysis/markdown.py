@@ -51,7 +51,7 @@ def configs_markdown(r: dict) -> list[str]:
 def chosen_markdown(r: dict) -> list[str]:
     c = r["chosen"]
     keys = ("layers", "hidden", "heads", "ffn", "vocab", "vocab_size", "kd_alpha", "kd_temperature", "lr", "epochs",
-            "init", "transfer", "feature_kd")
+            "init", "transfer", "feature_kd", "hidden_kd")
     cm = r["confusion_matrix"]
     lines = ["## Chosen student", "", f"Trial `{c['trial_id']}` ({r['selection']['rule']}; limits: "
              f"latency {r['selection']['max_latency_ms']} ms, size {r['selection']['max_size_mb']} MiB).", "",
@@ -70,13 +70,21 @@ def search_markdown(r: dict) -> list[str]:
              f"{s['trials']} trials ({s['status_counts']}) in {s['wall_time_s']:.0f} s ({s['wall_time_s'] / 60:.1f} min).",
              "", "Pareto front (int8 validation weighted F1 vs median latency vs size; test figures for front "
              "members only, never used for selection):", "",
-             "| trial | layers x hidden (heads, FFN) | vocab | transfer | feature KD | val wF1 fp32 | val wF1 int8 | "
-             "test wF1 | p50 ms | MiB | params |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| trial | layers x hidden (heads, FFN) | vocab | transfer | feature KD | hidden KD | val wF1 fp32 | "
+             "val wF1 int8 | test wF1 | p50 ms | MiB | params |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in s["front"]:
         lines.append(f"| {m['trial_id']} | {m['layers']} x {m['hidden']} ({m['heads']}, {m['ffn']}) | {m['vocab_size']} | "
-                     f"{m.get('transfer', 'none')} | {m.get('feature_kd', 0)} | {_f(m['val_weighted_f1'])} | "
+                     f"{m.get('transfer', 'none')} | {m.get('feature_kd', 0)} | {m.get('hidden_kd', 0)} | {_f(m['val_weighted_f1'])} | "
                      f"{_f(m['int8_val_weighted_f1'])} | {_f(m.get('test_weighted_f1'))} | {_f(m['latency_ms_p50'], 3)} | "
                      f"{_f(m['size_mib'], 2)} | {int(m['params']):,} |")
+    costs = r.get("option_costs") or []
+    if costs:
+        lines += ["", "What each option costs (all trials; median training seconds per round = a quarter epoch, "
+                  "1 thread; medians mix the architectures the trials drew):", "",
+                  "| option | value | trials | median train s / round | median params | best int8 val wF1 |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {c['option']} | {c['value']} | {c['trials']} | {c['median_round_train_s']:.1f} | "
+                  f"{c['median_params']:,.0f} | {_f(c['best_int8_val_weighted_f1'])} |" for c in costs]
     return lines + [""]
 
 
@@ -107,10 +115,12 @@ def transfer_markdown(r: dict) -> list[str]:
     lines = []
     if r.get("transfer_sets"):
         lines += ["## Transfer sets (teacher-labelled, from training posts only)", "",
-                  "| set | posts | labelling s | teacher argmax classes | mean teacher confidence |", "|---|---|---|---|---|"]
+                  "| set | posts | labelled by | labelling s | teacher argmax classes | mean teacher confidence |",
+                  "|---|---|---|---|---|---|"]
         for t in r["transfer_sets"]:
-            lines.append(f"| {t['name']} | {t['size']} | {t['labelling_s']:.0f} | {t['teacher_argmax_classes']} | "
-                         f"{t['mean_teacher_confidence']:.3f} |")
+            took = f"{t['labelling_s']:.0f}" if t.get("labelling_s") is not None else "n/a"
+            lines.append(f"| {t['name']} | {t['size']} | {t.get('labelled_by', 'the teacher, this machine')} | {took} | "
+                         f"{t['teacher_argmax_classes']} | {t['mean_teacher_confidence']:.3f} |")
         lines.append("")
     if r.get("ablation"):
         a = pd.DataFrame(r["ablation"])

@@ -152,12 +152,32 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
         "confusion_matrix": {"labels": list(LABELS), "rows_true_cols_pred": confusion_matrix(y, pred).tolist()},
         "transfer_sets": [json.loads(p.read_text()) for p in sorted((experiment / "teacher" / "transfer").glob("*.json"))],
         "ablation": ablations(experiment),
+        "option_costs": option_costs(trials),
         "before": {"experiment": str(before), "labels": list(labels)} if before else None,
         "plots": plots.write_all(trials, front, out, references(configs, base), _trials(before), labels),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str, ensure_ascii=False))
     (out / "report.md").write_text(report_markdown(report, trials, front))
     return report
+
+
+OPTION_COLUMNS = ("transfer", "feature_kd", "hidden_kd")
+
+
+def option_costs(trials: pd.DataFrame) -> list[dict]:
+    """Per value of each distillation option in the search: trials, median training seconds per round
+    (a quarter of an epoch) and the best int8 validation weighted F1 — the time each option costs, read
+    from ``trials.csv`` (medians mix the architectures the trials drew)."""
+    rows = []
+    for col in OPTION_COLUMNS:
+        if col not in trials or trials[col].nunique(dropna=True) < 2:
+            continue
+        for value, g in trials.groupby(col):
+            rows.append({"option": col, "value": value, "trials": int(len(g)),
+                         "median_round_train_s": float(g.round_train_s.median()),
+                         "median_params": float(g.params.median()),
+                         "best_int8_val_weighted_f1": float(g.int8_val_weighted_f1.max())})
+    return rows
 
 
 def references(configs: list[dict], base: dict) -> list[dict]:

@@ -74,6 +74,10 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
     cached = load_cached_teacher(experiment, cfg.teacher)
     if cached:
         log.info("teacher: reusing %s (val weighted F1 %.4f)", teacher_dir(experiment), cached["val"]["weighted_f1"])
+        soft = cached.get("soft_labels")
+        if soft:  # installed by search.soft_labels: the students learn from these logits, not the model's
+            log.info("teacher: soft labels from %s (%s, %s; val weighted F1 %.4f)", soft["source"], soft["tag"],
+                     "+".join(soft.get("members", [])), soft["val"]["weighted_f1"])
         return cached
     t0 = time.time()
     tdir = teacher_dir(experiment)

@@ -128,6 +128,11 @@ def test_report_of_a_tiny_experiment(searched, tiny_data, tmp_path):
     for png in ("pareto_latency.png", "pareto_size.png", "pareto_before_after.png"):
         assert (out / png).stat().st_size > 1000, png
     assert r["before"] == {"experiment": str(searched), "labels": ["old search", "new search"]}
+    trials = pd.read_csv(searched / "trials.csv")  # each option value the trials drew, with its cost
+    drawn = {(o, v) for o in ("transfer", "feature_kd", "hidden_kd") if trials[o].nunique() > 1 for v in trials[o]}
+    assert {(c["option"], c["value"]) for c in r["option_costs"]} == drawn
+    assert all(c["median_round_train_s"] > 0 and c["trials"] >= 1 for c in r["option_costs"])
+    assert ("What each option costs" in md) == bool(drawn) and "| hidden KD |" in md
     assert report_main(["--experiment", str(tmp_path / "nope")]) == 2
     assert report_main(["--experiment", str(searched), "--before", str(tmp_path / "nope")]) == 2
 
@@ -139,6 +144,8 @@ def test_export_round_trip(searched, tmp_path, capsys):
     assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "m")]) == 0
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["provenance"]["teacher"] and cfg["provenance"]["data_checksums"]
+    assert cfg["provenance"]["soft_labels"] is None  # the teacher's own logits (no ensemble installed)
+    assert "hidden_kd" in cfg["provenance"]["trial"]
     assert (tmp_path / "m" / "README.md").read_text().startswith("---\nlanguage: ru")
     df = pd.read_csv(searched / "trials.csv", dtype={"trial_id": str})
     row = df[df.trial_id == cfg["provenance"]["trial_id"]].iloc[0]
