@@ -16,7 +16,8 @@ def folder_size_mib(path: Path) -> float:
 
 def benchmark(path: Path, texts: list[str], n_latency: int = 300, warmup: int = 30,
               throughput_batches: int = 10, threads: int = 1) -> dict:
-    """Benchmark an exported model folder."""
+    """Benchmark an exported model folder (a path or a string)."""
+    path = Path(path)
     clf = SentimentClassifier.load(path, threads=threads)
     return benchmark_runner(clf, texts, folder_size_mib(path), n_latency, warmup, throughput_batches, threads)
 

@@ -97,3 +97,11 @@ def test_shipped_default_model_works_without_arguments(capsys):
     assert r["label"] in ("negative", "neutral", "positive", "skip", "speech") and 0 < r["score"] <= 1
     assert main(["Отличный день!"]) == 0
     assert '"label"' in capsys.readouterr().out
+
+
+def test_benchmark_of_a_folder_given_as_string(exported):
+    from inference.benchmark import benchmark
+
+    r = benchmark(str(exported), ["Отличный день!", "ужасно", ""], n_latency=5, warmup=2, throughput_batches=1)
+    assert r["latency_ms_p50"] > 0 and r["latency_ms_p95"] >= r["latency_ms_p50"] and r["n_latency"] == 5
+    assert r["size_mib"] > 0 and r["throughput_b32_per_s"] > 0 and r["threads"] == 1
