@@ -93,8 +93,8 @@ clf("Отличный день!")                     # {{"label": ..., "score":
 | size (model + tokenizer) | {fmt('size_mib')} MiB |
 | parameters | {m.get('params', 'n/a')} |
 
-Measured inside the search trial (beside the other trials running on the machine) on
-{config['provenance'].get('cpu', {}).get('model', '?')}; command: `{config['provenance'].get('command', '?')}`.
+Measured during the search trial (other trials may have shared the machine; latency on a busy or virtual
+machine varies by tens of percent) on {config['provenance'].get('cpu', {}).get('model', '?')}; command: `{config['provenance'].get('command', '?')}`.
 
 Licence: trained on RuSentiment (CC BY-NC-SA 4.0): non-commercial, share-alike. Teacher weights
 (multilingual-e5-small) are MIT. Cite Rogers et al. (2018), RuSentiment, COLING.
