@@ -94,8 +94,9 @@ def install(source: Path, target: Path, npz: Path, recipes: dict, data_dir: str 
         counts = np.bincount(logits.argmax(1), minlength=len(LABELS))
         conf = np.exp(logits - logits.max(1, keepdims=True))
         meta = {"name": name, "recipe": recipe, "size": int(size), "seed": spec.seed, "source": "training posts only",
-                "labelled_by": f"{tag} of search/teacher_recipes.py on {recipes.get('device_name')}",
-                "labelling_s": recipes.get("transfer_labelling_s"),
+                "labelled_by": f"{tag} of search/teacher_recipes.py on {recipes.get('device_name')} "
+                               f"(all transfer sets together: {recipes.get('transfer_labelling_s')} s)",
+                "labelling_s": None,  # the recipes run timed the sets together, not this one
                 "teacher_argmax_classes": {c: int(n) for c, n in zip(LABELS, counts)},
                 "mean_teacher_confidence": float((conf.max(1) / conf.sum(1)).mean())}
         (out / f"{name}.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
