@@ -53,7 +53,9 @@ def test_soft_labels_install_into_a_new_experiment(recipes_run, tiny_data, tiny_
     z = np.load(recipes_run / "teacher_logits.npz")
     np.testing.assert_array_equal(np.load(tdir / "logits_val.npy"), z["ensemble/val"].astype(np.float32))
     df = pd.read_parquet(tdir / "transfer" / "tang-60-s13.parquet")
-    assert len(df) == 60 and json.loads((tdir / "transfer" / "tang-60-s13.json").read_text())["size"] == 60
+    meta = json.loads((tdir / "transfer" / "tang-60-s13.json").read_text())
+    assert len(df) == 60 and meta["size"] == 60
+    assert meta["labelling_s"] is None and "all transfer sets together" in meta["labelled_by"]  # no per-set time
     assert json.loads((tdir / "teacher.json").read_text())["soft_labels"]["val"] == soft["val"]
     assert (tdir / "model" / "config.json").is_file() and not (tdir / "transfer" / "tang-60-s13.pooled.npy").exists()
     # logits from another split or other texts are refused, naming what differs
