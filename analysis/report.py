@@ -129,7 +129,8 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
 
     experiment = Path(experiment).resolve()
     data = json.loads((experiment / "data.json").read_text())
-    splits = load_splits(data_dir, seed=data["seed"], max_train_samples=data.get("max_train_samples"))
+    splits = load_splits(data_dir, seed=data["seed"], max_train_samples=data.get("max_train_samples"),
+                         val_from=data.get("val_from", "all"))
     chosen = choose_trial(experiment, trial, max_latency_ms, max_size_mb)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

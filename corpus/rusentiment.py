@@ -1,7 +1,10 @@
 """Load, validate and split RuSentiment.
 
-Train = random + preselected posts; a stratified validation split with a fixed seed is carved
-from it for model selection. The test file is returned separately and is only for final reports.
+Train = random + preselected posts minus a stratified, seeded validation split for model selection.
+By default (``val_from="random"``) validation is carved from the *random* posts only, so that it looks
+like the test file (a random sample); every preselected post goes to training. ``val_from="all"`` is
+the older split (validation carved from random + preselected). The test file is returned separately
+and is only for final reports.
 """
 from __future__ import annotations
 
@@ -127,18 +130,27 @@ class Splits:
     test: pd.DataFrame
     checksums: dict[str, str] = field(default_factory=dict)
     seed: int = 0
+    val_from: str = "random"
 
     def describe(self) -> dict:
         def dist(df):
             return {LABELS[k]: int(v) for k, v in sorted(df["label"].value_counts().items())}
-        return {"seed": self.seed, "checksums": self.checksums,
+        return {"seed": self.seed, "val_from": self.val_from, "checksums": self.checksums,
                 "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
                 "classes": {"train": dist(self.train), "val": dist(self.val), "test": dist(self.test)}}
 
 
+VAL_FROM = ("random", "all")
+
+
 def load_splits(data_dir: str | os.PathLike | None = None, val_fraction: float = 0.1, seed: int = 13,
-                max_train_samples: int | None = None) -> Splits:
-    """Train (random + preselected minus validation), validation (stratified, seeded) and test."""
+                max_train_samples: int | None = None, val_from: str = "random") -> Splits:
+    """Train (random + preselected minus validation), validation (stratified, seeded) and test.
+
+    ``val_from="random"``: validation is ``val_fraction`` of the random posts (the test file's kind);
+    ``"all"``: ``val_fraction`` of random + preselected."""
+    if val_from not in VAL_FROM:
+        raise DataError(f"--val-from must be one of {', '.join(VAL_FROM)}, got {val_from!r}")
     root = resolve_data_dir(data_dir)
     frames = {key: read_labelled_csv(root / name) for key, (name, _) in FILES.items()}
     checksums = {FILES[k][0]: sha256_bytes((root / FILES[k][0]).read_bytes()) for k in FILES}
@@ -146,10 +158,15 @@ def load_splits(data_dir: str | os.PathLike | None = None, val_fraction: float =
         if checksums[name] != digest:
             log.warning("%s: sha256 differs from the published file (%s); results are not comparable",
                         root / name, checksums[name][:12])
-    pool = pd.concat([frames["random"], frames["preselected"]], ignore_index=True)
     if not 0 < val_fraction < 1:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    train, val = train_test_split(pool, test_size=val_fraction, random_state=seed, stratify=pool["label"])
+    if val_from == "random":
+        rest, val = train_test_split(frames["random"], test_size=val_fraction, random_state=seed,
+                                     stratify=frames["random"]["label"])
+        train = pd.concat([rest, frames["preselected"]], ignore_index=True)
+    else:
+        pool = pd.concat([frames["random"], frames["preselected"]], ignore_index=True)
+        train, val = train_test_split(pool, test_size=val_fraction, random_state=seed, stratify=pool["label"])
     train, val = train.reset_index(drop=True), val.reset_index(drop=True)
     test = frames["test"].reset_index(drop=True)
     if max_train_samples is not None:
@@ -159,8 +176,9 @@ def load_splits(data_dir: str | os.PathLike | None = None, val_fraction: float =
             train = _stratified_head(train, max_train_samples, seed)
             val = _stratified_head(val, max(50, int(max_train_samples * val_fraction)), seed)
             test = _stratified_head(test, max(50, int(max_train_samples * val_fraction)), seed)
-    log.info("data from %s: train %d, val %d, test %d", root, len(train), len(val), len(test))
-    return Splits(train, val, test, checksums, seed)
+    log.info("data from %s: train %d, val %d (from %s posts), test %d", root, len(train), len(val),
+             "random" if val_from == "random" else "random + preselected", len(test))
+    return Splits(train, val, test, checksums, seed, val_from)
 
 
 def _stratified_head(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:

@@ -31,6 +31,7 @@ class RunConfig:
     name: str
     seed: int
     max_train_samples: int | None
+    val_from: str
     teacher_trials: int
     teacher_epochs: int
     teacher_lr: float
@@ -71,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     p.add_argument("--seed", type=int, default=13, help="seed of the validation split, training and sampling")
     p.add_argument("--max-train-samples", type=positive_int, default=None,
                    help="stratified subset of the training posts (quick runs)")
+    p.add_argument("--val-from", choices=("random", "all"), default="random",
+                   help="carve validation from the random posts only (like the test file) or from random + "
+                        "preselected (the older split)")
     p.add_argument("--teacher-trials", type=positive_int, default=1,
                    help="teacher learning rates to try (a small Ray Tune grid)")
     p.add_argument("--teacher-epochs", type=positive_int, default=3)
@@ -100,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                    help="student hidden sizes in the space")
     a = p.parse_args(argv)
     return RunConfig(teacher=a.teacher, data_dir=a.data_dir, storage=a.storage, name=a.name, seed=a.seed,
-                     max_train_samples=a.max_train_samples, teacher_trials=a.teacher_trials,
+                     max_train_samples=a.max_train_samples, val_from=a.val_from, teacher_trials=a.teacher_trials,
                      teacher_epochs=a.teacher_epochs, teacher_lr=a.teacher_lr, teacher_seed=a.teacher_seed,
                      cpus_per_trial=a.cpus_per_trial, address=a.address, stage=a.stage, trials=a.trials,
                      max_epochs=a.max_epochs, resume=a.resume, time_budget_s=a.time_budget_s,
@@ -147,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     t0, prov = time.time(), provenance()  # the code as it was when the run started
     try:  # everything that can be checked is checked before any work starts
         experiment = open_experiment(Path(cfg.storage).expanduser().resolve() / cfg.name, cfg.resume)
-        splits = load_splits(cfg.data_dir, seed=cfg.seed, max_train_samples=cfg.max_train_samples)
+        splits = load_splits(cfg.data_dir, seed=cfg.seed, max_train_samples=cfg.max_train_samples,
+                             val_from=cfg.val_from)
         transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
         stage = StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial,
                                    seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume,
