@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 RECIPES = ("tang", "span", "join")
+SOURCES = RECIPES + ("real",)  # "real": a sample of unlabelled real text (corpus.transfer_text), not generated
 MASK = "<mask>"
 
 
@@ -32,8 +33,8 @@ class TransferSpec:
     seed: int = 13
 
     def __post_init__(self):
-        if self.recipe not in RECIPES:
-            raise ValueError(f"unknown transfer recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        if self.recipe not in SOURCES:
+            raise ValueError(f"unknown transfer recipe {self.recipe!r}; choose one of {', '.join(SOURCES)}")
         if self.size <= 0:
             raise ValueError(f"transfer set size must be positive, got {self.size}")
 
@@ -68,6 +69,9 @@ def _join(a: list[str], b: list[str], rng) -> list[str]:
 
 def generate(texts: list[str], spec: TransferSpec) -> list[str]:
     """``spec.size`` new posts from ``texts`` (the training posts; never pass test posts)."""
+    if spec.recipe not in RECIPES:
+        raise ValueError(f"transfer recipe {spec.recipe!r} is not generated from posts; "
+                         f"see corpus.transfer_text for 'real'")
     rng = np.random.default_rng(spec.seed)
     posts = [t.split() for t in texts]
     posts = [p for p in posts if p]

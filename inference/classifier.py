@@ -1,4 +1,5 @@
-"""Load an exported model folder (``model.onnx``, ``tokenizer.json``, ``config.json``) and classify."""
+"""Load an exported model folder (``model.onnx``, ``tokenizer.json``, ``config.json``, and
+``lexical.npz`` for a student with a lexical branch) and classify."""
 from __future__ import annotations
 
 import json
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .lexical import LexicalSpec, lexical_logits
+
 log = logging.getLogger(__name__)
-MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE = "model.onnx", "tokenizer.json", "config.json"
+MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE, LEXICAL_FILE = "model.onnx", "tokenizer.json", "config.json", "lexical.npz"
 # the student shipped in the repository (a checkout or an editable install); $RUSENTIMENT_KD_MODEL overrides it
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "rusentiment-student"
 
@@ -35,6 +38,7 @@ class SentimentClassifier:
         self.max_length: int = int(config["max_length"])
         self.prefix: str = config.get("text_prefix", "")
         self.pad_id: int = int(config["pad_id"])
+        self.lexical = None  # (table, scale or None, LexicalSpec) when the model has a lexical branch
 
     @classmethod
     def load(cls, path: str | Path | None = None, threads: int = 1) -> "SentimentClassifier":
@@ -70,7 +74,18 @@ class SentimentClassifier:
             session = ort.InferenceSession(str(path / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise ModelFolderError(f"{path / MODEL_FILE}: not a loadable ONNX model ({e}); re-export it") from e
-        return cls(session, tokenizer, config, path)
+        clf = cls(session, tokenizer, config, path)
+        if config.get("lexical"):
+            try:
+                with np.load(path / LEXICAL_FILE) as z:
+                    clf.lexical = (z["table"], z["scale"] if "scale" in z else None, LexicalSpec(**config["lexical"]))
+            except (OSError, KeyError, ValueError, TypeError) as e:
+                raise ModelFolderError(f"{path / LEXICAL_FILE}: the lexical branch's table cannot be read ({e}); "
+                                       f"re-export the model folder") from e
+            if clf.lexical[0].shape != (clf.lexical[2].buckets, len(clf.labels)):
+                raise ModelFolderError(f"{path / LEXICAL_FILE}: table shape {clf.lexical[0].shape} does not match "
+                                       f"{clf.lexical[2].buckets} buckets x {len(clf.labels)} labels; re-export")
+        return clf
 
     def encode(self, texts: list[str], truncated: list | None = None) -> tuple[np.ndarray, np.ndarray]:
         encs = self.tokenizer.encode_batch([self.prefix + t for t in texts])
@@ -92,7 +107,12 @@ class SentimentClassifier:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out = []
         for i in range(0, len(texts), batch_size):
-            out.append(self.run(*self.encode(texts[i:i + batch_size], truncated)))
+            batch = texts[i:i + batch_size]
+            logits = self.run(*self.encode(batch, truncated))
+            if self.lexical is not None:
+                table, scale, spec = self.lexical
+                logits = logits + lexical_logits(table, batch, spec, scale)
+            out.append(logits)
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
     def __call__(self, texts, top_k: int | None = None, batch_size: int = 32):

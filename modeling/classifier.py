@@ -3,7 +3,7 @@
 Layout of a saved classifier::
 
     classifier.json      ClassifierConfig (labels, pooling, prefix, max length)
-    head.safetensors     the linear head
+    head.safetensors     the linear head (and the lexical branch's table, if any)
     encoder/             a standard Hugging Face model directory (config, weights, tokenizer)
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
+from inference.lexical import LexicalSpec, batch_features
+
 
 @dataclass
 class ClassifierConfig:
@@ -25,9 +27,12 @@ class ClassifierConfig:
     dropout: float = 0.1
     text_prefix: str = ""   # e5 expects "query: "
     max_length: int = 128
+    lexical: dict | None = None  # inference.lexical.LexicalSpec fields: a hashed n-gram branch joins the logits
 
     def __post_init__(self):
         self.labels = tuple(self.labels)
+        if self.lexical is not None:
+            LexicalSpec(**self.lexical)  # validates
         if self.pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
 
@@ -38,6 +43,18 @@ class EncoderClassifier(nn.Module):
         self.encoder, self.config = encoder, config
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(encoder.config.hidden_size, len(config.labels))
+        # the lexical branch: hashed char/word n-grams -> per-class weights added to the logits; starts
+        # at zero, so a student begins as its transformer alone
+        self.lexical = None
+        if config.lexical is not None:
+            self.lexical = nn.EmbeddingBag(LexicalSpec(**config.lexical).buckets, len(config.labels), mode="sum")
+            nn.init.zeros_(self.lexical.weight)
+
+    def lexical_inputs(self, texts: list[str]) -> tuple[torch.Tensor, ...] | None:
+        """The lexical branch's input for ``texts`` (None without a branch)."""
+        if self.lexical is None:
+            return None
+        return tuple(torch.from_numpy(a) for a in batch_features(list(texts), LexicalSpec(**self.config.lexical)))
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.config.pooling == "cls":
@@ -46,12 +63,17 @@ class EncoderClassifier(nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_pooled: bool = False,
-                return_layers: bool = False):
+                return_layers: bool = False, lexical: tuple[torch.Tensor, ...] | None = None):
         """Logits; with ``return_pooled`` also the pooled features, with ``return_layers`` also every
-        layer's output pooled the same way, [batch, layers, hidden] (both for distillation)."""
+        layer's output pooled the same way, [batch, layers, hidden] (both for distillation).
+        ``lexical``: ``lexical_inputs(texts)`` of the batch; without it the logits are the
+        transformer's alone (that part is what the ONNX graph holds)."""
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=return_layers)
         pooled = self.pool(out.last_hidden_state, attention_mask)
         logits = self.head(self.dropout(pooled))
+        if lexical is not None and self.lexical is not None:
+            ids, offsets, weights = lexical
+            logits = logits + self.lexical(ids, offsets, per_sample_weights=weights).to(logits.dtype)
         extra = []
         if return_pooled:
             extra.append(pooled)
@@ -64,7 +86,10 @@ class EncoderClassifier(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(path / "encoder")
         tokenizer.save_pretrained(path / "encoder")
-        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(path / "head.safetensors"))
+        state = {k: v.contiguous() for k, v in self.head.state_dict().items()}
+        if self.lexical is not None:
+            state["lexical.weight"] = self.lexical.weight.detach().contiguous()
+        save_file(state, str(path / "head.safetensors"))
         (path / "classifier.json").write_text(json.dumps(asdict(self.config), indent=2, ensure_ascii=False))
         return path
 
@@ -78,5 +103,8 @@ class EncoderClassifier(nn.Module):
         config = ClassifierConfig(**json.loads(cfg_file.read_text()))
         encoder = AutoModel.from_pretrained(path / "encoder")
         model = cls(encoder, config)
-        model.head.load_state_dict(load_file(str(path / "head.safetensors")))
+        state = load_file(str(path / "head.safetensors"))
+        if model.lexical is not None:
+            model.lexical.weight.data.copy_(state.pop("lexical.weight"))
+        model.head.load_state_dict(state)
         return model, AutoTokenizer.from_pretrained(path / "encoder")

@@ -1,7 +1,10 @@
 """The one export path: classifier -> ONNX (fp32) -> ONNX Runtime dynamic int8 -> model folder.
 
 Used by every student trial and by the final export. The folder is what ``inference`` loads:
-``model.onnx`` (int8 unless ``quantize=False``), ``tokenizer.json``, ``config.json``.
+``model.onnx`` (int8 unless ``quantize=False``), ``tokenizer.json``, ``config.json`` and, for a
+student with a lexical branch, ``lexical.npz`` (its table: int8 with per-class scales, or fp32 with
+``quantize=False``; the runtime computes the hashed n-grams in numpy and adds the table's sum to
+the graph's logits).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 import torch
 
 from inference.atomic import atomic_directory
-from inference.classifier import CONFIG_FILE, FORMAT, MODEL_FILE, TOKENIZER_FILE
+from inference.classifier import CONFIG_FILE, FORMAT, LEXICAL_FILE, MODEL_FILE, TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -69,6 +72,17 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     return dst
 
 
+def lexical_table(weight: torch.Tensor, quantize: bool) -> dict:
+    """The lexical branch's table for ``lexical.npz``: symmetric per-class int8 (with ``scale``) or fp32."""
+    w = weight.detach().float().cpu().numpy()
+    if not quantize:
+        return {"table": w}
+    import numpy as np
+
+    scale = np.maximum(np.abs(w).max(0), 1e-12) / 127.0
+    return {"table": np.clip(np.round(w / scale), -127, 127).astype(np.int8), "scale": scale.astype(np.float32)}
+
+
 def export_folder(model, tokenizer, out: Path, quantize: bool = True, provenance: dict | None = None) -> Path:
     """Write the self-contained model folder atomically (a temp dir renamed into place)."""
     out = Path(out)
@@ -82,11 +96,17 @@ def export_folder(model, tokenizer, out: Path, quantize: bool = True, provenance
             extra.unlink()
         tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER_FILE))
         cfg = model.config
+        if getattr(model, "lexical", None) is not None:
+            import numpy as np
+
+            with open(tmp / LEXICAL_FILE, "wb") as f:
+                np.savez(f, **lexical_table(model.lexical.weight, quantize))
         config = {"format": FORMAT, "version": 1, "labels": list(cfg.labels), "max_length": cfg.max_length,
                   "text_prefix": cfg.text_prefix, "pad_id": int(tokenizer.pad_token_id),
                   "quantization": "onnxruntime dynamic int8 (MatMul, Gemm, Gather: embeddings included)"
                                   if quantize else "none (fp32)",
                   "parameters": int(sum(p.numel() for p in model.parameters())),
+                  "lexical": cfg.lexical,
                   "provenance": provenance or {}}
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False))
     return out

@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the proje
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger("search")
-DEFAULT_TRANSFER = ("tang:25000", "join:25000")
+DEFAULT_TRANSFER = ("real:60000",)
 TEACHERS_HELP = "e5-small (offline, default), a Hugging Face hub id such as cointegrated/rubert-tiny2, or a local model directory"
 
 
@@ -43,12 +43,18 @@ class RunConfig:
     max_epochs: int
     resume: bool
     time_budget_s: float | None
-    transfer: tuple[str, ...]
+    transfer: tuple[str, ...] | None  # None: the default (real text when there is some)
     feature_kd: tuple[float, ...]
     hidden_kd: tuple[float, ...]
     min_layers: int
     max_layers: int
     hidden: tuple[int, ...]
+    inits: tuple[str, ...]
+    lexical_buckets: tuple[int, ...]
+    transfer_texts: str | None
+    transfer_ratio: float
+    max_size_mb: float | None
+    min_epochs: int
 
 
 def positive_int(text: str) -> int:
@@ -90,10 +96,11 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                    help="largest student epoch count in the space (plain KD overfits after 2-3 epochs)")
     p.add_argument("--resume", action="store_true", help="continue the student search stored in --storage/--name")
     p.add_argument("--time-budget-s", type=float, default=None, help="stop starting/continuing trials after this")
-    p.add_argument("--transfer", nargs="*", default=list(DEFAULT_TRANSFER), metavar="RECIPE:SIZE|RECIPE:xK",
-                   help="teacher-labelled transfer sets the space may add to the labelled posts "
-                        "(recipes: tang, span, join; see corpus/augment.py); SIZE posts or K times the training "
-                        "posts; none: --transfer with no value")
+    p.add_argument("--transfer", nargs="*", default=None, metavar="RECIPE:SIZE|RECIPE:xK",
+                   help="teacher-labelled transfer sets the space may add to the labelled posts: real (a sample "
+                        "of --transfer-texts) or generated from the training posts (tang, span, join; see "
+                        "corpus/augment.py); SIZE posts or K times the training posts; none: --transfer with no value; "
+                        "default: real:60000 when the transfer text file exists, else none")
     p.add_argument("--feature-kd", nargs="+", type=float, default=[0.0, 1.0],
                    help="weights of pooled-feature distillation the space chooses from")
     p.add_argument("--hidden-kd", nargs="+", type=float, default=[0.0],
@@ -102,15 +109,31 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     p.add_argument("--max-layers", type=positive_int, default=4)
     p.add_argument("--hidden", nargs="+", type=positive_int, default=[96, 128, 192, 256, 384],
                    help="student hidden sizes in the space")
+    p.add_argument("--inits", nargs="+", choices=("pruned", "teacher", "random"), default=["pruned", "teacher"],
+                   help="student initialisations the space chooses from: cut from the teacher (pruned), the "
+                        "teacher's embeddings projected (teacher), or random")
+    p.add_argument("--lexical-buckets", nargs="+", type=int, default=[0, 131072],
+                   help="hashed n-gram buckets of the lexical branch the space chooses from (0 = no branch)")
+    p.add_argument("--transfer-texts", default=None,
+                   help="unlabelled text (CSV with a 'text' column) for --transfer real:SIZE; default "
+                        "<data-dir>/../transfer/transfer_texts.csv when it exists")
+    p.add_argument("--transfer-ratio", type=float, default=1.0,
+                   help="transfer posts drawn per epoch, as a multiple of the labelled posts (all labelled posts "
+                        "are seen every epoch)")
+    p.add_argument("--max-size-mb", type=float, default=5.0,
+                   help="size limit (MiB) of a shipped student: the vocabulary shrinks until the estimate fits")
+    p.add_argument("--min-epochs", type=positive_int, default=2, help="smallest student epoch count in the space")
     a = p.parse_args(argv)
     return RunConfig(teacher=a.teacher, data_dir=a.data_dir, storage=a.storage, name=a.name, seed=a.seed,
                      max_train_samples=a.max_train_samples, val_from=a.val_from, teacher_trials=a.teacher_trials,
                      teacher_epochs=a.teacher_epochs, teacher_lr=a.teacher_lr, teacher_seed=a.teacher_seed,
                      cpus_per_trial=a.cpus_per_trial, address=a.address, stage=a.stage, trials=a.trials,
                      max_epochs=a.max_epochs, resume=a.resume, time_budget_s=a.time_budget_s,
-                     transfer=tuple(a.transfer), feature_kd=tuple(a.feature_kd),
+                     transfer=None if a.transfer is None else tuple(a.transfer), feature_kd=tuple(a.feature_kd),
                      hidden_kd=tuple(a.hidden_kd), min_layers=a.min_layers,
-                     max_layers=a.max_layers, hidden=tuple(a.hidden))
+                     max_layers=a.max_layers, hidden=tuple(a.hidden), inits=tuple(a.inits),
+                     lexical_buckets=tuple(a.lexical_buckets), transfer_texts=a.transfer_texts,
+                     transfer_ratio=a.transfer_ratio, max_size_mb=a.max_size_mb, min_epochs=a.min_epochs)
 
 
 EXPERIMENT_FORMAT, EXPERIMENT_VERSION = "rusentiment-kd/experiment", 1
@@ -145,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     from search.provenance import provenance
     from search.student_stage import StudentStageConfig, run_student_stage
     from search.teacher_stage import TeacherStageConfig, load_cached_teacher, run_teacher_stage
-    from search.transfer_stage import ensure_train_layers, parse_transfer, run_transfer_stage
+    from corpus.transfer_text import default_transfer_texts
+    from search.transfer_stage import ensure_importance, ensure_train_layers, parse_transfer, run_transfer_stage
     from teachers import TeacherError, resolve_teacher
 
     t0, prov = time.time(), provenance()  # the code as it was when the run started
@@ -153,12 +177,22 @@ def main(argv: list[str] | None = None) -> int:
         experiment = open_experiment(Path(cfg.storage).expanduser().resolve() / cfg.name, cfg.resume)
         splits = load_splits(cfg.data_dir, seed=cfg.seed, max_train_samples=cfg.max_train_samples,
                              val_from=cfg.val_from)
-        transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
+        transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer or ())
+        texts_file = cfg.transfer_texts or default_transfer_texts(cfg.data_dir)
+        if cfg.transfer is None:  # the default: real text when there is some
+            cfg.transfer = DEFAULT_TRANSFER if texts_file else ()
+            transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
         stage = StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial,
                                    seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume,
                                    min_layers=cfg.min_layers, max_layers=cfg.max_layers, hiddens=cfg.hidden,
-                                   transfer=transfer, feature_kd=cfg.feature_kd, hidden_kd=cfg.hidden_kd)
+                                   transfer=transfer, feature_kd=cfg.feature_kd, hidden_kd=cfg.hidden_kd,
+                                   inits=cfg.inits, lexical_buckets=cfg.lexical_buckets,
+                                   transfer_ratio=cfg.transfer_ratio, max_size_mib=cfg.max_size_mb,
+                                   min_epochs=cfg.min_epochs)
         stage.space()
+        if any(t.recipe == "real" for t in transfer) and texts_file is None:
+            raise DataError("--transfer real:SIZE needs unlabelled text: pass --transfer-texts FILE (a CSV with a "
+                            "'text' column)")
         if load_cached_teacher(experiment, cfg.teacher) is None:
             resolve_teacher(cfg.teacher, cache_root() / "teachers")  # a bad --teacher fails before Ray starts
         (experiment / "data.json").write_text(
@@ -173,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.stage == "all":
             if transfer or any(w > 0 for w in cfg.feature_kd):
                 run_transfer_stage(list(transfer), splits, experiment, cache_root(), cfg.cpus_per_trial,
-                                   features=any(w > 0 for w in cfg.feature_kd))
+                                   features=any(w > 0 for w in cfg.feature_kd), transfer_texts=texts_file)
+            if "pruned" in cfg.inits:
+                ensure_importance(splits, experiment, cache_root(), cfg.cpus_per_trial, seed=cfg.seed)
             if any(w > 0 for w in cfg.hidden_kd):
                 ensure_train_layers(splits, experiment, cache_root(), cfg.cpus_per_trial)
             search = run_student_stage(stage, splits, experiment)

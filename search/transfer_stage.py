@@ -1,7 +1,8 @@
-"""Transfer stage: teacher-labelled augmented posts for distillation, computed once per set.
+"""Transfer stage: teacher-labelled transfer sets for distillation, computed once per set.
 
-Each set (``corpus.augment.TransferSpec``: recipe, size, seed) is generated from the training
-posts only and labelled by the cached teacher; ``<experiment>/teacher/transfer/<name>.parquet``
+Each set (``corpus.augment.TransferSpec``: recipe, size, seed) is either generated from the
+training posts only (``tang``, ``span``, ``join``) or a seeded sample of unlabelled real text
+(``real``: ``corpus.transfer_text``), and labelled by the cached teacher; ``<experiment>/teacher/transfer/<name>.parquet``
 holds the texts and the teacher's logits, ``<name>.json`` what it cost. Later runs reuse them.
 """
 from __future__ import annotations
@@ -54,6 +55,41 @@ def ensure_train_features(splits: Splits, experiment: Path, cache: Path, threads
     return _teacher_train_outputs(splits, experiment, cache, threads, "pooled_train.npy", layers=False)
 
 
+def ensure_importance(splits: Splits, experiment: Path, cache: Path, threads: int, posts: int = 2000,
+                      seed: int = 13) -> Path:
+    """The teacher's activation statistics (``modeling.prune.importance``) over ``posts`` training
+    posts, cached as ``teacher/importance.npz``: what a pruned student keeps."""
+    path = experiment / "teacher" / "importance.npz"
+    if path.is_file():
+        return path
+    import torch
+
+    from modeling import EncoderClassifier
+    from modeling.prune import importance
+    from trainables.loop import collate, length_batches
+
+    t0 = time.time()
+    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
+    torch.set_num_threads(threads)
+    texts = splits.train.text.sample(min(posts, len(splits.train)), random_state=seed).tolist()
+    enc = encode_texts(texts, tok, teacher.config.max_length, teacher.config.text_prefix, cache / "encoded")
+    batches = (collate(enc, index, tok.pad_token_id) for index in length_batches(enc.lengths(), 64, None))
+    scores = importance(teacher, batches)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **scores)
+    tmp.replace(path)
+    log.info("teacher activation statistics over %d training posts: %.0f s", len(texts), time.time() - t0)
+    return path
+
+
+def load_importance(experiment: Path) -> dict | None:
+    path = experiment / "teacher" / "importance.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
 def ensure_train_layers(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
     """Every teacher layer's output, mean-pooled, on the labelled training posts
     ([posts, teacher layers, hidden], float16), for hidden-state distillation from mapped layers."""
@@ -83,7 +119,8 @@ def _teacher_train_outputs(splits: Splits, experiment: Path, cache: Path, thread
     return path
 
 
-def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: Path, threads: int) -> dict:
+def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: Path, threads: int,
+                   transfer_texts: Path | None = None) -> dict:
     """Generate + label one set (or reuse it); returns its summary."""
     out = transfer_dir(experiment)
     meta_file = out / f"{spec.name}.json"
@@ -97,7 +134,17 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    texts = generate(splits.train.text.tolist(), spec)
+    source: dict | str = "training posts only"
+    if spec.recipe == "real":
+        if transfer_texts is None:
+            raise FileNotFoundError("--transfer real:SIZE needs unlabelled text: pass --transfer-texts FILE "
+                                    "(a CSV with a 'text' column)")
+        from corpus.transfer_text import sample_transfer_texts
+
+        texts, source = sample_transfer_texts(transfer_texts, spec.size, spec.seed,
+                                              set(splits.val.text) | set(splits.test.text))
+    else:
+        texts = generate(splits.train.text.tolist(), spec)
     teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
     torch.set_num_threads(threads)
     enc = encode_texts(texts, tok, teacher.config.max_length, teacher.config.text_prefix, cache / "encoded")
@@ -112,7 +159,7 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
     tmp.replace(out / f"{spec.name}.parquet")
     counts = np.bincount(logits.argmax(1), minlength=len(LABELS))
     meta = {"name": spec.name, "recipe": spec.recipe, "size": spec.size, "seed": spec.seed,
-            "source": "training posts only", "labelling_s": round(time.time() - t0, 1),
+            "source": source, "labelling_s": round(time.time() - t0, 1),
             "teacher_argmax_classes": {c: int(n) for c, n in zip(LABELS, counts)},
             "mean_teacher_confidence": float(torch.softmax(torch.as_tensor(logits), -1).max(-1).values.mean())}
     tmp = meta_file.with_suffix(".tmp")
@@ -123,9 +170,9 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
 
 
 def run_transfer_stage(specs: list[TransferSpec], splits: Splits, experiment: Path, cache: Path,
-                       threads: int, features: bool = True) -> dict[str, dict]:
+                       threads: int, features: bool = True, transfer_texts: Path | None = None) -> dict[str, dict]:
     """Build (or reuse) each transfer set; with ``features`` also the teacher's pooled features on
     the training posts (only feature distillation needs them)."""
     if features:
         ensure_train_features(splits, experiment, cache, threads)
-    return {s.name: build_transfer(s, splits, experiment, cache, threads) for s in specs}
+    return {s.name: build_transfer(s, splits, experiment, cache, threads, transfer_texts) for s in specs}

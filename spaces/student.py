@@ -37,6 +37,7 @@ from dataclasses import dataclass
 HEADS_FOR_HIDDEN = {96: (2, 3), 128: (2, 4), 192: (3, 4, 6), 256: (4, 8), 384: (6, 12)}
 FFN_RATIOS = (1, 2, 4)
 VOCABS = (4000, 8000, 16000, 0)
+INITS = ("pruned", "teacher", "random")
 
 
 @dataclass
@@ -50,8 +51,11 @@ class StudentConfig:
     kd_temperature: float = 2.0
     lr: float = 1e-3
     epochs: int = 4
-    init: str = "teacher"
-    transfer: str = "none"     # "none" or teacher-labelled transfer sets joined by "+", e.g. "tang+join"
+    init: str = "teacher"      # "pruned" (cut from the teacher), "teacher" (embeddings projected) or "random"
+    transfer: str = "none"     # "none" or teacher-labelled transfer sets joined by "+", e.g. "real+tang"
+    transfer_ratio: float = 1.0  # transfer posts drawn per epoch, as a multiple of the labelled posts
+    lexical_buckets: int = 0   # hashed n-gram buckets of the lexical branch (0 = no branch)
+    lexical_lr: float = 5e-3   # learning rate of the lexical branch's table
     feature_kd: float = 0.0    # weight of the pooled-feature (cosine) distillation term
     hidden_kd: float = 0.0     # weight of the mapped-layer hidden-state (cosine) distillation term
     batch_size: int = 64
@@ -62,12 +66,18 @@ class StudentConfig:
     dropout: float = 0.1
     seed: int = 13
     threads: int = 2
+    max_size_mib: float | None = None  # the vocabulary shrinks (to 2,000 pieces at least) until the estimate fits
+    bf16: str = "auto"         # autocast in training: "auto" (CUDA, or a CPU with native bf16), "bf16", "off"
 
     def __post_init__(self):
         if self.hidden % self.heads:
             raise ValueError(f"heads={self.heads} must divide hidden={self.hidden}")
-        if self.init not in ("teacher", "random"):
-            raise ValueError(f"init must be 'teacher' or 'random', got {self.init!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.transfer_ratio < 0:
+            raise ValueError(f"transfer_ratio must be >= 0, got {self.transfer_ratio}")
+        if self.lexical_buckets < 0 or self.lexical_buckets == 1:
+            raise ValueError(f"lexical_buckets must be 0 (off) or >= 2, got {self.lexical_buckets}")
         if not 0 <= self.kd_alpha <= 1:
             raise ValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
         if self.feature_kd < 0 or self.hidden_kd < 0:
@@ -84,6 +94,9 @@ class StudentSpace:
     transfers: tuple[str, ...] = ("none",)     # transfer-set choices built by the transfer stage
     feature_kd: tuple[float, ...] = (0.0,)     # weights of pooled-feature distillation to choose from
     hidden_kd: tuple[float, ...] = (0.0,)      # weights of mapped-layer hidden-state distillation
+    inits: tuple[str, ...] = INITS             # initialisations to choose from
+    lexical_buckets: tuple[int, ...] = (0,)    # lexical-branch sizes to choose from (0 = no branch)
+    min_epochs: int = 2
 
     def __post_init__(self):
         bad = [h for h in self.hiddens if h not in HEADS_FOR_HIDDEN]
@@ -91,8 +104,16 @@ class StudentSpace:
             raise ValueError(f"hidden sizes {bad} are not in the space; choose from {sorted(HEADS_FOR_HIDDEN)}")
         if not 1 <= self.min_layers <= self.max_layers:
             raise ValueError(f"layers: need 1 <= min ({self.min_layers}) <= max ({self.max_layers})")
-        if not self.transfers or not self.feature_kd or not self.hidden_kd:
-            raise ValueError("transfers, feature_kd and hidden_kd need at least one choice each")
+        if not self.transfers or not self.feature_kd or not self.hidden_kd or not self.inits or not self.lexical_buckets:
+            raise ValueError("transfers, feature_kd, hidden_kd, inits and lexical_buckets need at least one choice each")
+        bad = [i for i in self.inits if i not in INITS]
+        if bad:
+            raise ValueError(f"inits {bad} are not known; choose from {', '.join(INITS)}")
+        bad = [b for b in self.lexical_buckets if b < 0 or b == 1]
+        if bad:
+            raise ValueError(f"lexical bucket counts {bad}: use 0 (no branch) or >= 2")
+        if not 1 <= self.min_epochs <= self.max_epochs:
+            raise ValueError(f"epochs: need 1 <= min ({self.min_epochs}) <= max ({self.max_epochs})")
 
 
 def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
@@ -105,8 +126,7 @@ def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
     trial.suggest_float("kd_alpha", 0.3, 1.0)
     trial.suggest_float("kd_temperature", 1.0, 4.0)
     trial.suggest_float("lr", 2e-4, 3e-3, log=True)
-    trial.suggest_categorical("init", ("teacher", "random"))
-    trial.suggest_int("epochs", min(2, space.max_epochs), space.max_epochs)
+    trial.suggest_int("epochs", space.min_epochs, space.max_epochs)
     if len(space.transfers) > 1:
         trial.suggest_categorical("transfer", space.transfers)
     if len(space.feature_kd) > 1:
@@ -114,6 +134,11 @@ def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
     if len(space.hidden_kd) > 1:
         trial.suggest_categorical("hidden_kd", space.hidden_kd)
     constants = {"heads": heads, "ffn": hidden * ffn_ratio, "layers": layers}
+    for name, choices in (("init", space.inits), ("lexical_buckets", space.lexical_buckets)):
+        if len(choices) > 1:
+            trial.suggest_categorical(name, choices)
+        else:
+            constants[name] = choices[0]
     if len(space.transfers) == 1:
         constants["transfer"] = space.transfers[0]
     if len(space.feature_kd) == 1:
@@ -121,3 +146,23 @@ def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
     if len(space.hidden_kd) == 1:
         constants["hidden_kd"] = space.hidden_kd[0]
     return constants
+
+
+def estimated_size_mib(cfg: StudentConfig, vocab: int) -> float:
+    """Shipped size of an int8 student (graph + tokenizer + lexical table), estimated from its shape:
+    1 byte per weight, ~60 bytes of ``tokenizer.json`` per piece, 5 bytes per lexical bucket (int8
+    per class); calibrated on exported folders within ~5 %."""
+    h, f = cfg.hidden, cfg.ffn
+    weights = vocab * h + cfg.max_length * h + cfg.layers * (4 * h * h + 2 * h * f)
+    return (weights + 60 * vocab + 5 * cfg.lexical_buckets + 200_000) / 2**20
+
+
+def fit_vocab(cfg: StudentConfig, seen_pieces: int) -> int:
+    """The vocabulary the student gets: ``cfg.vocab`` (0 = every seen piece), shrunk in steps of
+    1,000 until ``estimated_size_mib`` fits ``cfg.max_size_mib`` (never below 2,000 pieces)."""
+    vocab = min(cfg.vocab or seen_pieces, seen_pieces)
+    if cfg.max_size_mib is None:
+        return vocab
+    while vocab > 2000 and estimated_size_mib(cfg, vocab) > cfg.max_size_mib:
+        vocab = max(2000, vocab - 1000)
+    return vocab

@@ -82,10 +82,12 @@ def collate(encoded: Encoded, index: np.ndarray, pad_id: int) -> tuple[torch.Ten
 
 @torch.no_grad()
 def predict_logits(model, encoded: Encoded, pad_id: int, batch_size: int = 128, bf16: str = "auto",
-                   progress: str | None = None, pooled: bool = False, layers: bool = False):
+                   progress: str | None = None, pooled: bool = False, layers: bool = False,
+                   texts: list[str] | None = None):
     """Logits for every row and, as float16, with ``pooled`` the pooled encoder features
     [rows, hidden], with ``layers`` every layer's pooled output [rows, layers, hidden];
-    with ``progress`` (a label) logs about every 10 % of the rows."""
+    with ``progress`` (a label) logs about every 10 % of the rows. ``texts`` (the rows' texts)
+    feed a student's lexical branch; without them the logits are the transformer's alone."""
     if pooled and layers:
         raise ValueError("predict_logits: ask for pooled or layers, not both")
     model.eval()
@@ -97,12 +99,15 @@ def predict_logits(model, encoded: Encoded, pad_id: int, batch_size: int = 128, 
     device = next(model.parameters()).device
     for index in length_batches(encoded.lengths(), batch_size, None):
         ids, mask = (t.to(device) for t in collate(encoded, index, pad_id))
+        lex = None
+        if texts is not None and getattr(model, "lexical", None) is not None:
+            lex = tuple(t.to(device) for t in model.lexical_inputs([texts[i] for i in index]))
         with autocast_context(bf16, device.type):
             if pooled or layers:
-                logits, feat = model(ids, mask, return_pooled=pooled, return_layers=layers)
+                logits, feat = model(ids, mask, return_pooled=pooled, return_layers=layers, lexical=lex)
                 feats[index] = feat.float().cpu().numpy()
             else:
-                logits = model(ids, mask)
+                logits = model(ids, mask, lexical=lex)
         out[index] = logits.float().cpu().numpy()
         done += len(index)
         if progress and done >= next_log:

@@ -1,8 +1,12 @@
 """Ray Tune trainable for one student: KD from cached teacher logits -> int8 PTQ -> CPU benchmark.
 
-Every epoch reports fp32 and int8 validation metrics (so ASHA can stop weak trials and any trial,
-stopped or not, ends with an int8 result); latency and size depend only on the architecture and
-are measured once, after the first epoch, by the serialised benchmark actor.
+A student is cut from the teacher (``init="pruned"``: ``modeling.prune``), or built new with the
+teacher's embeddings projected (``"teacher"``) or at random; it may carry a lexical branch
+(hashed n-grams, ``inference.lexical``). An epoch is every labelled post plus
+``transfer_ratio`` x as many posts drawn from the chosen teacher-labelled transfer sets. After
+every quarter epoch (a "round") it reports fp32 and int8 validation metrics (so ASHA can stop weak
+trials and any trial, stopped or not, ends with an int8 result); latency and size depend only on
+the architecture and are measured once, after the first round, by the serialised benchmark actor.
 """
 from __future__ import annotations
 
@@ -20,13 +24,15 @@ import torch.nn.functional as F
 from corpus import encode_texts
 from corpus.rusentiment import cache_root
 from modeling import ClassifierConfig, EncoderClassifier, classification_metrics
+from inference.lexical import LexicalSpec, batch_features
 from modeling.onnx_export import export_folder
+from modeling.prune import PruneShape, prune_encoder
 from modeling.vocab import choose_kept_ids, piece_counts, trim_tokenizer
-from spaces.student import StudentConfig
+from spaces.student import StudentConfig, fit_vocab
 
 from .bench_slot import benchmark_serialised
-from .loop import (collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits, setup_worker_logging,
-                   steps_per_epoch, write_folder)
+from .loop import (autocast_context, collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits,
+                   setup_worker_logging, steps_per_epoch, write_folder)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,7 @@ class StudentData:
     train_pooled: np.ndarray | None = None  # teacher's pooled features (float16), for feature KD
     train_layers: np.ndarray | None = None  # teacher's mean-pooled layer outputs [posts, layers, hidden], hidden KD
     transfer: dict = field(default_factory=dict)  # recipe -> (texts, teacher logits, teacher pooled features)
+    importance: dict | None = None  # the teacher's activation statistics (modeling.prune.importance), for "pruned"
     fixed: dict = field(default_factory=dict)  # StudentConfig fields not searched (threads, seed...)
 
     def pool(self, transfer: str):
@@ -84,14 +91,33 @@ def _pca_projection(table: torch.Tensor, dim: int) -> torch.Tensor:
     return proj.contiguous()
 
 
-def build_student(cfg: StudentConfig, teacher: EncoderClassifier, teacher_tok, train_texts, cache_dir):
+def build_student(cfg: StudentConfig, teacher: EncoderClassifier, teacher_tok, train_texts, cache_dir,
+                  importance: dict | None = None):
     """(student, tokenizer): vocabulary = the ``cfg.vocab`` most frequent training pieces."""
     from transformers import BertConfig, BertModel
 
     tc = teacher.config
     enc = encode_texts(train_texts, teacher_tok, cfg.max_length, tc.text_prefix, cache_dir)
-    keep = choose_kept_ids(piece_counts(enc, len(teacher_tok)), teacher_tok, cfg.vocab or None)
+    counts = piece_counts(enc, len(teacher_tok))
+    vocab = fit_vocab(cfg, int((counts > 0).sum()) + len(teacher_tok.all_special_ids))
+    if vocab != (cfg.vocab or vocab):
+        log.info("vocabulary %d -> %d pieces to fit %.1f MiB", cfg.vocab, vocab, cfg.max_size_mib)
+    keep = choose_kept_ids(counts, teacher_tok, vocab)
     tokenizer = trim_tokenizer(teacher_tok, keep)
+    lexical = LexicalSpec(buckets=cfg.lexical_buckets).to_dict() if cfg.lexical_buckets else None
+    if cfg.init == "pruned":
+        if importance is None:
+            raise ValueError("init 'pruned' needs the teacher's activation statistics (StudentData.importance); "
+                             "search/run.py computes them when the space offers 'pruned'")
+        bert, channels = prune_encoder(teacher.encoder, importance, PruneShape(cfg.layers, cfg.hidden, cfg.heads, cfg.ffn),
+                                       keep, cfg.max_length, tokenizer.pad_token_id, cfg.dropout)
+        model = EncoderClassifier(bert, ClassifierConfig(labels=tc.labels, pooling=tc.pooling, dropout=cfg.dropout,
+                                                         text_prefix=tc.text_prefix, max_length=cfg.max_length,
+                                                         lexical=lexical))
+        with torch.no_grad():
+            model.head.weight.copy_(teacher.head.weight[:, channels])
+            model.head.bias.copy_(teacher.head.bias)
+        return model, tokenizer
     bert = BertModel(BertConfig(
         vocab_size=len(keep), hidden_size=cfg.hidden, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
         intermediate_size=cfg.ffn, max_position_embeddings=cfg.max_length, type_vocab_size=1,
@@ -100,7 +126,8 @@ def build_student(cfg: StudentConfig, teacher: EncoderClassifier, teacher_tok, t
     if cfg.init == "teacher":
         _init_from_teacher(bert, teacher.encoder, keep, cfg)
     model = EncoderClassifier(bert, ClassifierConfig(labels=tc.labels, pooling="mean", dropout=cfg.dropout,
-                                                     text_prefix=tc.text_prefix, max_length=cfg.max_length))
+                                                     text_prefix=tc.text_prefix, max_length=cfg.max_length,
+                                                     lexical=lexical))
     return model, tokenizer
 
 
@@ -155,6 +182,42 @@ def hidden_loss(student_layers, teacher_layers, projections):
     return torch.stack(losses, 1).mean()
 
 
+def epoch_batches(n_labelled: int, n_pool: int, ratio: float, lengths: np.ndarray, batch_size: int,
+                  rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch's batches of pool rows: every labelled row (the first ``n_labelled``) plus
+    ``ratio * n_labelled`` rows drawn without replacement from the transfer rows after them."""
+    draws = min(n_pool - n_labelled, round(ratio * n_labelled))
+    rows = np.arange(n_labelled)
+    if draws > 0:
+        rows = np.concatenate([rows, n_labelled + rng.choice(n_pool - n_labelled, draws, replace=False)])
+    return [rows[b] for b in length_batches(lengths[rows], batch_size, rng)]
+
+
+class LexicalPool:
+    """Every pool text's hashed n-gram ids, computed once; ``batch(index)`` gives EmbeddingBag inputs."""
+
+    def __init__(self, texts: list[str], spec: LexicalSpec):
+        self.ids, offsets, self.weights = batch_features(texts, spec)
+        self.bounds = np.r_[offsets, len(self.ids)]
+
+    def batch(self, index: np.ndarray) -> tuple[torch.Tensor, ...]:
+        parts = [np.arange(self.bounds[i], self.bounds[i + 1]) for i in index]
+        pick = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        offsets = np.r_[0, np.cumsum([len(p) for p in parts])[:-1]].astype(np.int64)
+        return torch.from_numpy(self.ids[pick]), torch.from_numpy(offsets), torch.from_numpy(self.weights[pick])
+
+
+def param_groups(model: EncoderClassifier, extra: list, cfg: StudentConfig) -> list[dict]:
+    """AdamW groups: the lexical branch's table learns at ``cfg.lexical_lr`` (a linear model on sparse
+    features wants a larger step than the transformer), everything else at ``cfg.lr``."""
+    lexical = [model.lexical.weight] if model.lexical is not None else []
+    rest = [p for n, p in model.named_parameters() if not n.startswith("lexical.")] + extra
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if lexical:
+        groups.append({"params": lexical, "lr": cfg.lexical_lr})
+    return groups
+
+
 def train_student(config: dict, data: StudentData) -> None:
     import ray
     from ray import tune
@@ -168,13 +231,14 @@ def train_student(config: dict, data: StudentData) -> None:
     cache_dir = cache_root() / "encoded"  # this node's own token cache
     with tempfile.TemporaryDirectory() as d:
         teacher, teacher_tok = EncoderClassifier.load(write_folder(data.teacher_files, Path(d)))
-    model, tokenizer = build_student(cfg, teacher, teacher_tok, data.train_texts, cache_dir)
+    model, tokenizer = build_student(cfg, teacher, teacher_tok, data.train_texts, cache_dir, data.importance)
     del teacher
     pad = tokenizer.pad_token_id
     prefix = model.config.text_prefix
     texts, hard, soft, feats = data.pool(cfg.transfer)
     train = encode_texts(texts, tokenizer, cfg.max_length, prefix, cache_dir)
     val = encode_texts(data.val_texts, tokenizer, cfg.max_length, prefix, cache_dir)
+    lex_pool = LexicalPool(texts, LexicalSpec(**model.config.lexical)) if model.lexical is not None else None
     params = int(sum(p.numel() for p in model.parameters()))
     if cfg.feature_kd > 0 and feats is None:
         raise ValueError("feature_kd > 0 needs the teacher's pooled features (teacher/pooled_train.npy) on every "
@@ -188,12 +252,11 @@ def train_student(config: dict, data: StudentData) -> None:
         mapped = layer_map(cfg.layers, data.train_layers.shape[1])
         t_layers = torch.as_tensor(np.ascontiguousarray(data.train_layers[:, mapped]))
         layer_proj = torch.nn.ModuleList(torch.nn.Linear(cfg.hidden, t_layers.shape[2]) for _ in mapped)
-    trained = (list(model.parameters()) + (list(projection.parameters()) if projection else [])
-               + (list(layer_proj.parameters()) if layer_proj else []))
-    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # an "epoch" is as many posts as the labelled set, drawn from labelled + transfer posts, so that
-    # every transfer choice costs the same per epoch and ASHA compares trials at equal compute
-    per_round = max(1, steps_per_epoch(len(data.train_texts), cfg.batch_size) // cfg.evals_per_epoch)
+    extra = (list(projection.parameters()) if projection else []) + (list(layer_proj.parameters()) if layer_proj else [])
+    optimizer = torch.optim.AdamW(param_groups(model, extra, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # an epoch: every labelled post + transfer_ratio x as many transfer draws (none without transfer sets)
+    draws = 0 if cfg.transfer == "none" else min(len(train) - n_labelled, round(cfg.transfer_ratio * n_labelled))
+    per_round = max(1, steps_per_epoch(n_labelled + draws, cfg.batch_size) // cfg.evals_per_epoch)
     total = per_round * cfg.evals_per_epoch * cfg.epochs
     scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
     labels, t_logits = torch.as_tensor(hard), torch.as_tensor(soft)
@@ -220,10 +283,15 @@ def train_student(config: dict, data: StudentData) -> None:
         model.train()
         for _ in range(per_round):
             if not batches:
-                batches = length_batches(train.lengths(), cfg.batch_size, rng)
+                batches = epoch_batches(n_labelled, len(train), draws / n_labelled, train.lengths(), cfg.batch_size, rng)
             index = batches.pop()
             ids, mask = collate(train, index, pad)
-            logits, pooled, *layers = model(ids, mask, return_pooled=True, return_layers=layer_proj is not None)
+            lex = lex_pool.batch(index) if lex_pool else None
+            with autocast_context(cfg.bf16):
+                logits, pooled, *layers = model(ids, mask, return_pooled=True, return_layers=layer_proj is not None,
+                                                lexical=lex)
+                logits, pooled = logits.float(), pooled.float()
+                layers = [x.float() for x in layers]
             loss = kd_loss(logits, t_logits[index], labels[index], cfg.kd_alpha, cfg.kd_temperature)
             if projection:
                 loss = loss + cfg.feature_kd * feature_loss(pooled, t_feats[index], projection)
@@ -237,7 +305,8 @@ def train_student(config: dict, data: StudentData) -> None:
         metrics = evaluate_and_report_state(model, tokenizer, val, pad, data, cfg, bench)
         bench = {k: metrics[k] for k in BENCH_KEYS if k in metrics}
         metrics.update(round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
-                       train_pool=len(train), node_id=ray.get_runtime_context().get_node_id(),
+                       train_pool=len(train), epoch_posts=n_labelled + draws,
+                       node_id=ray.get_runtime_context().get_node_id(),
                        vocab_size=len(tokenizer), train_loss=float(np.mean(losses)), round_train_s=train_s,
                        build_s=build_s)
         with tempfile.TemporaryDirectory() as d:
@@ -252,7 +321,8 @@ def train_student(config: dict, data: StudentData) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "tokenize_ms_p50", "throughput_b32_per_s", "size_mib", "bench_s")
+BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "e2e_ms_p50", "e2e_ms_p95", "tokenize_ms_p50", "throughput_b32_per_s",
+              "size_mib", "bench_s")
 
 
 def evaluate_and_report_state(model, tokenizer, val, pad, data: StudentData, cfg: StudentConfig, bench: dict) -> dict:
@@ -260,7 +330,7 @@ def evaluate_and_report_state(model, tokenizer, val, pad, data: StudentData, cfg
     ``_folder``) and benchmarks it once per trial."""
     from inference import SentimentClassifier
 
-    fp32 = predict_logits(model, val, pad, bf16="off").argmax(1)
+    fp32 = predict_logits(model, val, pad, bf16="off", texts=data.val_texts).argmax(1)
     metrics = classification_metrics(data.val_labels, fp32, prefix="val_")
     t1 = time.time()
     tmp = tempfile.mkdtemp(prefix="student-")
