@@ -85,6 +85,24 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None, allow_download: 
     return download(cache_root() / "data")
 
 
+OOD_TEST = ("rusentitweet", "rusentitweet_test.csv")  # same five classes, tweets: an out-of-domain test
+
+
+def sibling_file(data_dir: str | os.PathLike | None, folder: str, name: str) -> Path | None:
+    """``<data dir>/../<folder>/<name>`` when it exists (the shared data layout), else None."""
+    try:
+        root = resolve_data_dir(data_dir, allow_download=False)
+    except DataError:
+        return None
+    path = root.parent / folder / name
+    return path if path.is_file() else None
+
+
+def load_ood_test(path: str | os.PathLike) -> pd.DataFrame:
+    """An out-of-domain test file in RuSentiment's ``label,text`` format (for reports only)."""
+    return read_labelled_csv(Path(path)).reset_index(drop=True)
+
+
 def read_labelled_csv(path: Path) -> pd.DataFrame:
     """Read one ``label,text`` CSV; any problem raises DataError naming the file and row."""
     if not path.is_file():

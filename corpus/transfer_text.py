@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .rusentiment import DataError, resolve_data_dir
+from .rusentiment import DataError, sibling_file
 
 log = logging.getLogger(__name__)
 FILE_NAME = "transfer_texts.csv"
@@ -21,12 +21,7 @@ FILE_NAME = "transfer_texts.csv"
 
 def default_transfer_texts(data_dir: str | Path | None) -> Path | None:
     """``<data dir>/../transfer/transfer_texts.csv`` when it exists (the shared layout), else None."""
-    try:
-        root = resolve_data_dir(data_dir, allow_download=False)
-    except DataError:
-        return None
-    path = root.parent / "transfer" / FILE_NAME
-    return path if path.is_file() else None
+    return sibling_file(data_dir, "transfer", FILE_NAME)
 
 
 def read_transfer_texts(path: str | Path) -> pd.DataFrame:

@@ -1,9 +1,13 @@
-"""What each distillation lever adds, on one fixed student: ``python -m search.ablation``.
+"""What each lever adds, on one fixed student: ``python -m search.ablation``.
 
-Runs the student trainable (the same KD -> int8 PTQ -> benchmark path as the search) once per lever
-setting, with everything else fixed, through a Ray Tune grid; writes ``ablation.csv`` and
-``ablation.json`` in the experiment directory. The transfer sets must have been built by
-``search/run.py`` (they are reused, not recomputed). Test figures are for the report only.
+Runs the student trainable (the same KD -> int8 PTQ -> benchmark path as the search) once per row,
+everything else fixed, through a Ray Tune grid. A row is ``NAME:FIELD=VALUE,FIELD=VALUE`` over
+``spaces.student.StudentConfig`` fields on top of ``--base`` (the fixed student), e.g.
+``pruned:init=pruned`` or ``real+lex:init=pruned,transfer=real,lexical_buckets=131072``. Writes
+``<tag>.csv`` / ``<tag>.json`` in the experiment directory: per row int8 validation, test and
+out-of-domain weighted F1 with bootstrap 95 % intervals, the paired test difference to the first
+row, and its cost in seconds. Transfer sets named by the rows are built (or reused) first. Test
+and out-of-domain figures are for the report only; nothing is selected on them.
 """
 from __future__ import annotations
 
@@ -12,35 +16,63 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger("search.ablation")
-DEFAULT_LEVERS = ("none:0", "tang:0", "join:0", "span:0", "tang+join+span:0", "none:1", "tang+join+span:1", "none:0:1")
+# the fixed student of the knowledge-students ablation: 4 of the teacher's 12 layers, 256 of 384 channels
+DEFAULT_BASE = "layers=4,hidden=256,heads=8,ffn=512,vocab=8000,epochs=3,lr=3e-4,kd_alpha=0.7,kd_temperature=2"
+DEFAULT_ROWS = ("random-layers:init=teacher,lr=1e-3", "pruned:init=pruned", "pruned+tang:init=pruned,transfer=tang",
+                "pruned+real:init=pruned,transfer=real", "pruned+lexical:init=pruned,lexical_buckets=65536",
+                "pruned+real+lexical:init=pruned,transfer=real,lexical_buckets=65536")
 
 
 @dataclass
 class AblationConfig:
     experiment: str
     data_dir: str | None = None
-    levers: tuple[str, ...] = DEFAULT_LEVERS   # TRANSFER:FEATURE_KD[:HIDDEN_KD]
-    transfer: tuple[str, ...] = ("tang:25000", "join:25000", "span:25000")
-    layers: int = 2
-    hidden: int = 128
-    heads: int = 2
-    ffn: int = 256
-    vocab: int = 8000
-    epochs: int = 3
-    lr: float = 1e-3
-    kd_alpha: float = 0.7
-    kd_temperature: float = 2.0
+    base: str = DEFAULT_BASE
+    rows: tuple[str, ...] = DEFAULT_ROWS
+    transfer: tuple[str, ...] = ("real:60000", "tang:26000")
+    transfer_texts: str | None = None   # default: <data dir>/../transfer/transfer_texts.csv
+    ood_test: str | None = None         # default: <data dir>/../rusentitweet/rusentitweet_test.csv
     cpus_per_trial: int = 1
     seed: int = 13
     tag: str = "ablation"      # names the outputs: <tag>.csv, <tag>.json, <tag>_trials/, <tag>_students/
     collect_only: bool = False  # write the tables from an interrupted run's <tag>_trials/ (no training)
+
+
+def parse_overrides(text: str, where: str) -> dict:
+    """``FIELD=VALUE,...`` over StudentConfig fields, values typed like the field's default."""
+    from spaces.student import StudentConfig
+
+    types = {f.name: type(f.default) for f in fields(StudentConfig)}
+    out = {}
+    for part in filter(None, text.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq or key not in types:
+            raise ValueError(f"{where}: {part!r} is not FIELD=VALUE over a student field; fields: {', '.join(types)}")
+        kind = types[key] if types[key] in (int, float, str) else str
+        try:
+            out[key] = kind(float(value)) if kind is int else kind(value)
+        except ValueError:
+            raise ValueError(f"{where}: {key}={value!r} is not a {kind.__name__}") from None
+    return out
+
+
+def parse_rows(rows: tuple[str, ...]) -> dict[str, dict]:
+    out = {}
+    for text in rows:
+        name, colon, spec = text.partition(":")
+        if not colon or not name:
+            raise ValueError(f"--rows {text!r}: expected NAME:FIELD=VALUE,... such as pruned:init=pruned")
+        if name in out:
+            raise ValueError(f"--rows: the name {name!r} is used twice")
+        out[name] = parse_overrides(spec, f"--rows {name}")
+    return out
 
 
 def parse_args(argv=None) -> AblationConfig:
@@ -49,30 +81,19 @@ def parse_args(argv=None) -> AblationConfig:
     d = AblationConfig(experiment="")
     p.add_argument("--experiment", required=True, help="experiment directory written by search/run.py")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--levers", nargs="+", default=list(d.levers), help="TRANSFER:FEATURE_KD[:HIDDEN_KD] settings to compare")
-    p.add_argument("--transfer", nargs="+", default=list(d.transfer), help="transfer sets (as in search/run.py)")
-    for name in ("layers", "hidden", "heads", "ffn", "vocab", "epochs", "cpus_per_trial", "seed"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    for name in ("lr", "kd_alpha", "kd_temperature"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument("--base", default=d.base, help="the fixed student: FIELD=VALUE,... over StudentConfig")
+    p.add_argument("--rows", nargs="+", default=list(d.rows), help="NAME:FIELD=VALUE,... one per ablation row")
+    p.add_argument("--transfer", nargs="*", default=list(d.transfer), help="transfer sets (as in search/run.py)")
+    p.add_argument("--transfer-texts", default=None, help="unlabelled text for real:SIZE sets")
+    p.add_argument("--ood-test", default=None, help="an out-of-domain label,text test file (report only)")
+    p.add_argument("--cpus-per-trial", type=int, default=d.cpus_per_trial)
+    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--tag", default=d.tag, help="output name prefix inside the experiment directory")
     p.add_argument("--collect-only", action="store_true",
                    help="only write the tables from the trials already in <tag>_trials (an interrupted run)")
     a = vars(p.parse_args(argv))
-    a["levers"], a["transfer"] = tuple(a["levers"]), tuple(a["transfer"])
+    a["rows"], a["transfer"] = tuple(a["rows"]), tuple(a["transfer"])
     return AblationConfig(**a)
-
-
-def parse_lever(text: str) -> tuple[str, float, float]:
-    """``TRANSFER:FEATURE_KD[:HIDDEN_KD]`` -> (transfer, feature KD weight, hidden KD weight)."""
-    parts = text.split(":")
-    try:
-        if len(parts) not in (2, 3):
-            raise ValueError
-        return parts[0], float(parts[1]), float(parts[2]) if len(parts) == 3 else 0.0
-    except ValueError:
-        raise ValueError(f"--levers {text!r}: expected TRANSFER:FEATURE_KD[:HIDDEN_KD] such as none:0, tang:1 or "
-                         f"none:0:1") from None
 
 
 def run_ablation(cfg: AblationConfig) -> dict:
@@ -80,16 +101,29 @@ def run_ablation(cfg: AblationConfig) -> dict:
     from ray import tune
 
     from corpus import load_splits
-    from corpus.rusentiment import cache_root
+    from corpus.rusentiment import OOD_TEST, cache_root, load_ood_test, sibling_file
+    from corpus.transfer_text import default_transfer_texts
     from search.student_stage import StudentStageConfig, make_data
-    from search.transfer_stage import ensure_train_layers, parse_transfer, run_transfer_stage
+    from search.transfer_stage import ensure_importance, ensure_train_layers, parse_transfer, run_transfer_stage
+    from spaces.student import StudentConfig
     from trainables.bench_slot import start_benchmark_slot
     from trainables.student import train_student
 
     experiment = Path(cfg.experiment).resolve()
-    splits = load_splits(cfg.data_dir, seed=cfg.seed)
-    specs = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
-    levers = [parse_lever(x) for x in cfg.levers]
+    data = json.loads((experiment / "data.json").read_text())
+    splits = load_splits(cfg.data_dir, seed=data["seed"], max_train_samples=data.get("max_train_samples"),
+                         val_from=data.get("val_from", "all"))
+    base = parse_overrides(cfg.base, "--base")
+    rows = {name: {**base, **over} for name, over in parse_rows(cfg.rows).items()}
+    for name, row in rows.items():
+        StudentConfig(**row)  # every row is a valid student before anything runs
+    used = {r for row in rows.values() for r in row.get("transfer", "none").split("+")} - {"none"}
+    specs = tuple(s for s in (parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer) if s.recipe in used)
+    missing = used - {s.recipe for s in specs}
+    if missing:
+        raise ValueError(f"rows use transfer sets {sorted(missing)} that --transfer does not build")
+    ood_path = cfg.ood_test or sibling_file(cfg.data_dir, *OOD_TEST)
+    extra = {"ood": load_ood_test(ood_path)} if ood_path else {}
     t0 = time.time()
     if cfg.collect_only:
         from ray.tune import ExperimentAnalysis, ResultGrid
@@ -98,39 +132,58 @@ def run_ablation(cfg: AblationConfig) -> dict:
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no ablation trials to collect; run without --collect-only")
         results = [r for r in ResultGrid(ExperimentAnalysis(str(path))) if (r.metrics or {}).get("round")]
-        return _write(cfg, experiment, results, splits, t0)
+        return _write(cfg, experiment, results, splits, extra, rows, t0)
     if not ray.is_initialized():
         ray.init(address="local", include_dashboard=False, configure_logging=False)
-    run_transfer_stage(list(specs), splits, experiment, cache_root(), 2, features=any(lv[1] > 0 for lv in levers))
-    if any(lv[2] > 0 for lv in levers):
+    texts_file = cfg.transfer_texts or default_transfer_texts(cfg.data_dir)
+    run_transfer_stage(list(specs), splits, experiment, cache_root(), 2,
+                       features=any(r.get("feature_kd", 0) > 0 for r in rows.values()), transfer_texts=texts_file)
+    if any(r.get("hidden_kd", 0) > 0 for r in rows.values()):
         ensure_train_layers(splits, experiment, cache_root(), 2)
+    if any(r.get("init") == "pruned" for r in rows.values()):
+        ensure_importance(splits, experiment, cache_root(), 2, seed=data["seed"])
     stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs, evals_per_epoch=1,
-                               hidden_kd=tuple({lv[2] for lv in levers}))
-    data = make_data(splits, experiment, stage)
+                               hidden_kd=tuple({r.get("hidden_kd", 0.0) for r in rows.values()}),
+                               inits=tuple({r.get("init", "teacher") for r in rows.values()}))
+    student_data = make_data(splits, experiment, stage)
     start_benchmark_slot()
-    fixed = {k: getattr(cfg, k) for k in ("layers", "hidden", "heads", "ffn", "vocab", "epochs", "lr", "kd_alpha",
-                                          "kd_temperature")}
-    space = {**fixed, "init": "teacher", "lever": tune.grid_search(levers),
-             "transfer": tune.sample_from(lambda spec: spec.config["lever"][0]),
-             "feature_kd": tune.sample_from(lambda spec: spec.config["lever"][1]),
-             "hidden_kd": tune.sample_from(lambda spec: spec.config["lever"][2])}
-    trainable = tune.with_resources(tune.with_parameters(train_student, data=data), {"cpu": cfg.cpus_per_trial})
+    keys = sorted({k for r in rows.values() for k in r})
+    defaults = asdict(StudentConfig())
+    space = {"row": tune.grid_search(list(rows)),
+             **{k: tune.sample_from(lambda spec, k=k: rows[spec.config["row"]].get(k, defaults[k])) for k in keys}}
+    trainable = tune.with_resources(tune.with_parameters(train_student, data=student_data), {"cpu": cfg.cpus_per_trial})
     results = tune.Tuner(trainable, param_space=space, run_config=tune.RunConfig(
         name=f"{cfg.tag}_trials", storage_path=str(experiment), verbose=1,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1))).fit()
-    return _write(cfg, experiment, results, splits, t0)
+    return _write(cfg, experiment, results, splits, extra, rows, t0)
 
 
-def _write(cfg: AblationConfig, experiment: Path, results, splits, t0: float) -> dict:
+def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, t0: float) -> dict:
+    import numpy as np
+
+    from modeling.metrics import paired_bootstrap
     from search.student_stage import collect_trials, evaluate_on_test, write_csv_atomic
 
     df = collect_trials(results, experiment, models=f"{cfg.tag}_students")
-    df = evaluate_on_test(df, splits, experiment)
-    base = df[(df.transfer == "none") & (df.feature_kd == 0) & (df.hidden_kd.fillna(0) == 0)]
-    if len(base):
-        df["delta_int8_val_weighted_f1"] = df.int8_val_weighted_f1 - float(base.int8_val_weighted_f1.iloc[0])
+    names = {(r.metrics or {}).get("trial_id") or Path(r.path).name: r.config.get("row") for r in results}
+    df["row"] = df.trial_id.map(names)
+    df["overrides"] = df.row.map(lambda n: ",".join(f"{k}={v}" for k, v in rows.get(n, {}).items()))
+    df = evaluate_on_test(df, splits, experiment, extra)
+    df["row"] = df["row"].astype("category").cat.set_categories(list(rows), ordered=True)
+    df = df.sort_values("row").reset_index(drop=True)
+    first = df.iloc[0]
+    for name in ("test", *extra):
+        y = (splits.test if name == "test" else extra[name]).label.to_numpy()
+        ref = experiment / "predictions" / f"{first.trial_id}_{name}.npy"
+        diffs = [paired_bootstrap(y, np.load(experiment / "predictions" / f"{t}_{name}.npy"), np.load(ref))
+                 if (experiment / "predictions" / f"{t}_{name}.npy").is_file() else {} for t in df.trial_id]
+        df[f"{name}_delta_wf1"] = [d.get("diff") for d in diffs]
+        df[f"{name}_delta_low"] = [d.get("low") for d in diffs]
+        df[f"{name}_delta_high"] = [d.get("high") for d in diffs]
+    df["delta_int8_val_weighted_f1"] = df.int8_val_weighted_f1 - float(first.int8_val_weighted_f1)
     write_csv_atomic(df, experiment / f"{cfg.tag}.csv")
-    out = {"config": asdict(cfg), "wall_time_s": round(time.time() - t0, 1), "rows": df.to_dict(orient="records")}
+    out = {"config": asdict(cfg), "rows_resolved": rows,
+           "wall_time_s": round(time.time() - t0, 1), "rows": df.to_dict(orient="records")}
     (experiment / f"{cfg.tag}.json").write_text(json.dumps(out, indent=2, default=str))
     return out
 
@@ -145,8 +198,8 @@ def main(argv=None) -> int:
         return 2
     import pandas as pd
 
-    cols = ["transfer", "feature_kd", "hidden_kd", "int8_val_weighted_f1", "delta_int8_val_weighted_f1", "test_weighted_f1",
-            "round_train_s", "time_total_s"]
+    cols = ["row", "int8_val_weighted_f1", "test_weighted_f1", "test_wf1_low", "test_wf1_high", "test_delta_wf1",
+            "ood_weighted_f1", "ood_delta_wf1", "e2e_ms_p50", "size_mib", "time_total_s"]
     df = pd.DataFrame(out["rows"])
     print(df[[c for c in cols if c in df]].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     return 0

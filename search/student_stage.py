@@ -166,18 +166,31 @@ def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def evaluate_on_test(front: pd.DataFrame, splits: Splits, experiment: Path) -> pd.DataFrame:
-    """Test figures for front members only (never used for selection)."""
+def evaluate_on_test(front: pd.DataFrame, splits: Splits, experiment: Path,
+                     extra_tests: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Test figures (with a bootstrap 95 % interval of weighted F1) for front members only (never
+    used for selection); ``extra_tests`` (name -> ``label,text`` frame, e.g. an out-of-domain
+    test) add ``<name>_`` columns the same way. Each member's test predictions are saved beside
+    in ``predictions/<trial>_<name>.npy`` for paired comparisons."""
     from inference import SentimentClassifier
     from modeling import classification_metrics
+    from modeling.metrics import bootstrap_interval
 
+    tests = {"test": splits.test, **(extra_tests or {})}
     rows = []
     for _, r in front.iterrows():
         if not isinstance(r.get("model_dir"), str):
             continue
         clf = SentimentClassifier.load(experiment / r["model_dir"], threads=2)
-        pred = clf.logits(splits.test.text.tolist(), 64).argmax(1)
-        rows.append({"trial_id": r["trial_id"], **classification_metrics(splits.test.label.to_numpy(), pred, "test_")})
+        row = {"trial_id": r["trial_id"]}
+        for name, df in tests.items():
+            y = df.label.to_numpy()
+            pred = clf.logits(df.text.tolist(), 64).argmax(1)
+            (experiment / "predictions").mkdir(exist_ok=True)
+            np.save(experiment / "predictions" / f"{r['trial_id']}_{name}.npy", pred)
+            row.update(classification_metrics(y, pred, f"{name}_"))
+            row[f"{name}_wf1_low"], row[f"{name}_wf1_high"] = bootstrap_interval(y, pred)
+        rows.append(row)
     return front.merge(pd.DataFrame(rows), on="trial_id", how="left") if rows else front
 
 

@@ -22,7 +22,8 @@ def searched(tiny_data, tiny_bert, tmp_path_factory, ray_local):
     storage = tmp_path_factory.mktemp("exp")
     rc = main(["--teacher", str(tiny_bert), "--data-dir", str(tiny_data), "--storage", str(storage),
                "--name", "smoke", "--trials", "2", "--max-epochs", "2", "--teacher-epochs", "1",
-               "--transfer", "tang:x0.5", "join:30", "--feature-kd", "0", "1", "--hidden-kd", "0", "1"])
+               "--transfer", "tang:x0.5", "join:30", "--feature-kd", "0", "1", "--hidden-kd", "0", "1",
+               "--inits", "teacher", "random", "--lexical-buckets", "0", "4096"])
     assert rc == 0
     return storage / "smoke"
 
@@ -160,20 +161,35 @@ def test_export_round_trip(searched, tmp_path, capsys):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
-def test_ablation_runs_each_lever_on_one_student(searched, tiny_data):
+def test_ablation_runs_each_row_on_one_student(searched, tiny_data, tmp_path):
     from search.ablation import AblationConfig, run_ablation
 
-    out = run_ablation(AblationConfig(experiment=str(searched), data_dir=str(tiny_data), levers=("none:0", "tang:1", "none:0:1"),
-                                      transfer=("tang:x0.5", "join:30"), layers=1, hidden=96, heads=2, ffn=96,
-                                      vocab=0, epochs=1))
+    texts = tmp_path / "transfer.csv"
+    pd.DataFrame({"source": "t", "text": [f"просто текст номер {i} ура" for i in range(80)]}).to_csv(texts, index=False)
+    ood = tmp_path / "ood.csv"
+    pd.DataFrame({"label": ["positive", "negative", "neutral", "skip", "speech"] * 4,
+                  "text": ["ура", "плохо", "город", "vk", "спасибо"] * 4}).to_csv(ood, index=False)
+    rows = ("base:init=teacher", "pruned:init=pruned", "real:init=pruned,transfer=real,transfer_ratio=0.5",
+            "lexical:init=pruned,lexical_buckets=4096", "hidden:init=teacher,hidden_kd=1")
+    out = run_ablation(AblationConfig(experiment=str(searched), data_dir=str(tiny_data), rows=rows,
+                                      base="layers=2,hidden=156,heads=6,ffn=300,vocab=0,epochs=1",
+                                      transfer=("real:60", "tang:30"), transfer_texts=str(texts), ood_test=str(ood)))
     df = pd.read_csv(searched / "ablation.csv")
-    assert len(df) == 3 and set(zip(df.transfer, df.feature_kd, df.hidden_kd)) == {
-        ("none", 0.0, 0.0), ("tang", 1.0, 0.0), ("none", 0.0, 1.0)}
+    assert df.row.tolist() == ["base", "pruned", "real", "lexical", "hidden"]
     assert df.int8_val_weighted_f1.notna().all() and df.test_weighted_f1.notna().all()
-    assert (searched / "teacher" / "layers_train.npy").is_file()
-    base = df[(df.transfer == "none") & (df.hidden_kd == 0)].iloc[0]
-    assert base.delta_int8_val_weighted_f1 == 0 and base.train_pool < df[df.transfer == "tang"].iloc[0].train_pool
+    assert df.ood_weighted_f1.notna().all() and (df.test_wf1_low <= df.test_weighted_f1).all()
+    assert df.test_delta_wf1.iloc[0] == 0 and df.delta_int8_val_weighted_f1.iloc[0] == 0
+    assert (searched / "teacher" / "layers_train.npy").is_file() and (searched / "teacher" / "importance.npz").is_file()
+    real = df.set_index("row").loc["real"]
+    n_labelled = real.train_pool - 60
+    assert real.epoch_posts == n_labelled + min(60, round(0.5 * n_labelled))  # all labelled + transfer draws
+    meta = json.loads(next((searched / "teacher" / "transfer").glob("real-60-*.json")).read_text())
+    assert meta["source"]["drawn_per_source"] == {"t": 60}
+    lex = df.set_index("row").loc["lexical"]
+    assert lex.lexical_buckets == 4096 and (searched / lex.model_dir / "lexical.npz").is_file()
     assert out["rows"] and (searched / "ablation_students").is_dir()
+    with pytest.raises(ValueError, match="not FIELD=VALUE over a student field"):
+        run_ablation(AblationConfig(experiment=str(searched), data_dir=str(tiny_data), rows=("x:nope=1",)))
 
 
 def test_layer_map_and_hidden_loss(tiny_bert):

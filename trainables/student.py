@@ -80,14 +80,18 @@ def student_config(config: dict, fixed: dict) -> StudentConfig:
 
 
 def _pca_projection(table: torch.Tensor, dim: int) -> torch.Tensor:
-    """[d_in, dim]: the top principal directions of ``table`` rows."""
+    """[d_in, dim]: the top principal directions of ``table`` rows (filled orthogonally when there
+    are fewer rows than directions; zero columns beyond d_in when the student is wider)."""
+    d_in = table.shape[1]
     centred = table - table.mean(0, keepdim=True)
     _, _, v = torch.linalg.svd(centred.float(), full_matrices=False)
-    proj = v[:dim].T
-    if proj.shape[1] < dim:  # fewer rows than dimensions (tiny vocabularies): fill orthogonally
-        extra = torch.linalg.qr(torch.randn(table.shape[1], table.shape[1]))[0]
+    proj = v[:min(dim, d_in)].T
+    if proj.shape[1] < min(dim, d_in):  # fewer rows than dimensions (tiny vocabularies): fill orthogonally
+        extra = torch.linalg.qr(torch.randn(d_in, d_in))[0]
         extra = extra - proj @ (proj.T @ extra)
-        proj = torch.cat([proj, torch.linalg.qr(extra)[0][:, : dim - proj.shape[1]]], 1)
+        proj = torch.cat([proj, torch.linalg.qr(extra)[0][:, : min(dim, d_in) - proj.shape[1]]], 1)
+    if dim > d_in:
+        proj = torch.cat([proj, torch.zeros(d_in, dim - d_in)], 1)
     return proj.contiguous()
 
 
