@@ -22,19 +22,24 @@ def main(argv=None) -> int:
                    help="an earlier experiment whose front is drawn beside this one (pareto_before_after.png)")
     p.add_argument("--labels", nargs=2, default=["before", "after"], metavar=("BEFORE", "AFTER"),
                    help="legend names of the two fronts")
+    p.add_argument("--table", default="trials",
+                   help="the students to choose from: trials (the search) or an ablation tag (EXPERIMENT/TAG.csv)")
+    p.add_argument("--ood-test", default=None,
+                   help="out-of-domain label,text test file (default: <data dir>/../rusentitweet/rusentitweet_test.csv)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for exp in [a.experiment] + ([a.before] if a.before else []):
-        if not (exp / "data.json").is_file() or not (exp / "trials.csv").is_file():
-            print(f"error: {exp} is not a finished experiment (needs data.json and trials.csv from "
-                  f"`python search/run.py`)", file=sys.stderr)
+        table = "trials" if exp != a.experiment else a.table
+        if not (exp / "data.json").is_file() or not (exp / f"{table}.csv").is_file():
+            print(f"error: {exp} is not a finished experiment (needs data.json and {table}.csv from "
+                  f"`python search/run.py` or `python -m search.ablation`)", file=sys.stderr)
             return 2
     from analysis.report import build_report
 
     out = a.out or a.experiment / "report"
     try:
         build_report(a.experiment, out, a.data_dir, a.trial, a.max_latency_ms, a.max_size_mb, a.refresh_baseline,
-                     a.before, tuple(a.labels))
+                     a.before, tuple(a.labels), a.table, a.ood_test)
     except (ExportError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

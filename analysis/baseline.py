@@ -29,7 +29,11 @@ def _pipeline(c: float):
     return make_pipeline(features, LinearSVC(C=c))
 
 
-def tfidf_baseline(splits, n_latency: int = 300, seed: int = 0) -> dict:
+def tfidf_baseline(splits, n_latency: int = 300, seed: int = 0, ood=None) -> tuple[dict, dict]:
+    """Figures (test and, with ``ood``, out-of-domain, with bootstrap intervals; latency; size) and
+    the predictions {"test": ..., "ood": ...}."""
+    from modeling.metrics import bootstrap_interval
+
     t0 = time.time()
     train_x, train_y = splits.train.text.tolist(), splits.train.label.to_numpy()
     val_x, val_y = splits.val.text.tolist(), splits.val.label.to_numpy()
@@ -40,7 +44,13 @@ def tfidf_baseline(splits, n_latency: int = 300, seed: int = 0) -> dict:
         log.info("TF-IDF + LinearSVC: C=%g val weighted F1 %.4f", c, by_c[c][0])
     best_c = max(by_c, key=lambda c: by_c[c][0])
     model = by_c[best_c][1]
-    test = classification_metrics(splits.test.label.to_numpy(), model.predict(splits.test.text.tolist()))
+    preds = {"test": model.predict(splits.test.text.tolist())}
+    test = classification_metrics(splits.test.label.to_numpy(), preds["test"])
+    extra = dict(zip(("test_wf1_low", "test_wf1_high"), bootstrap_interval(splits.test.label.to_numpy(), preds["test"])))
+    if ood is not None:
+        preds["ood"] = model.predict(ood.text.tolist())
+        extra.update(classification_metrics(ood.label.to_numpy(), preds["ood"], "ood_"))
+        extra.update(zip(("ood_wf1_low", "ood_wf1_high"), bootstrap_interval(ood.label.to_numpy(), preds["ood"])))
     blob = pickle.dumps(model)
     rng = np.random.default_rng(seed)
     sample = [val_x[i] for i in rng.integers(0, len(val_x), size=n_latency + 30)]
@@ -55,5 +65,6 @@ def tfidf_baseline(splits, n_latency: int = 300, seed: int = 0) -> dict:
                 lat.append((time.perf_counter() - s) * 1e3)
     return {"name": "TF-IDF (char_wb 2-5 + word 1-2) + LinearSVC", "C": best_c,
             "val_weighted_f1": round(by_c[best_c][0], 4), **{f"test_{k}": round(v, 4) for k, v in test.items()},
+            **{k: round(float(v), 4) for k, v in extra.items()}, "e2e_ms_p50": float(np.median(lat)),
             "size_mib": len(blob) / 2**20, "latency_ms_p50": float(np.median(lat)),
-            "latency_ms_p95": float(np.percentile(lat, 95)), "threads": 1, "fit_s": round(time.time() - t0, 1)}
+            "latency_ms_p95": float(np.percentile(lat, 95)), "threads": 1, "fit_s": round(time.time() - t0, 1)}, preds

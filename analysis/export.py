@@ -25,10 +25,15 @@ class ExportError(ValueError):
     pass
 
 
-def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | None, max_size_mb: float | None) -> dict:
-    table = experiment / "trials.csv"
+def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | None, max_size_mb: float | None,
+                 table_name: str = "trials") -> dict:
+    """The trial to export: ``trial``, else the most accurate (int8 validation weighted F1) member of
+    the Pareto front (of ``trials.csv``; of every row of another table such as an ablation's) within
+    the limits (latency: end to end when measured)."""
+    table = experiment / f"{table_name}.csv"
     if not table.is_file():
-        raise ExportError(f"{experiment}: no trials.csv; run the student search first (python search/run.py)")
+        raise ExportError(f"{experiment}: no {table.name}; run the student search first (python search/run.py)"
+                          + ("" if table_name == "trials" else " or the ablation (python -m search.ablation)"))
     df = pd.read_csv(table, dtype={"trial_id": str})
     if trial:
         rows = df[df.trial_id == trial]
@@ -39,9 +44,10 @@ def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | No
             raise ExportError(f"trial {trial} failed ({row.get('error')}); it has no model to export")
         return row.to_dict()
     front_file = experiment / "pareto.csv"
-    pool = pd.read_csv(front_file, dtype={"trial_id": str}) if front_file.is_file() else df[df.status != "error"]
+    pool = pd.read_csv(front_file, dtype={"trial_id": str}) if front_file.is_file() and table_name == "trials" \
+        else df[df.status != "error"]
     if max_latency_ms is not None:
-        pool = pool[pool.latency_ms_p50 <= max_latency_ms]
+        pool = pool[pool["e2e_ms_p50" if "e2e_ms_p50" in pool else "latency_ms_p50"] <= max_latency_ms]
     if max_size_mb is not None:
         pool = pool[pool.size_mib <= max_size_mb]
     if pool.empty:
@@ -58,6 +64,15 @@ def soft_labels_note(config: dict) -> str:
             f"test weighted F1 {soft['test']['weighted_f1']:.4f})")
 
 
+def lexical_note(config: dict) -> str:
+    lex = config.get("lexical")
+    if not lex:
+        return ""
+    return (f"; a lexical branch (hashed character {lex['char_min']}-{lex['char_max']}-grams and word uni-/bigrams, "
+            f"{lex['buckets']:,} buckets, int8 table in `lexical.npz`, computed in numpy by the runtime) adds "
+            f"to the transformer's logits")
+
+
 def model_card(config: dict) -> str:
     m = config["provenance"].get("metrics", {})
     fmt = lambda k: f"{m[k]:.4f}" if isinstance(m.get(k), float) else "n/a"
@@ -72,7 +87,7 @@ datasets: [rusentiment]
 # RuSentiment student ({config['provenance']['trial']['layers']} x {config['provenance']['trial']['hidden']}, int8 ONNX)
 
 Labels: {', '.join(config['labels'])}. Distilled from `{config['provenance'].get('teacher')}`{soft_labels_note(config)}; int8 by ONNX Runtime
-dynamic quantization (embedding table included). Runs without torch:
+dynamic quantization (embedding table included){lexical_note(config)}. Runs without torch:
 
 ```bash
 pip install -r requirements.txt          # onnxruntime, tokenizers, numpy: no torch
@@ -89,8 +104,10 @@ clf("Отличный день!")                     # {{"label": ..., "score":
 |---|---|
 | validation weighted F1 (int8) | {fmt('int8_val_weighted_f1')} |
 | test accuracy / weighted F1 / macro F1 (int8) | {fmt('test_accuracy')} / {fmt('test_weighted_f1')} / {fmt('test_macro_f1')} |
-| median / p95 batch-1 latency, 1 thread | {fmt('latency_ms_p50')} / {fmt('latency_ms_p95')} ms |
-| size (model + tokenizer) | {fmt('size_mib')} MiB |
+| out-of-domain (RuSentiTweet test) weighted F1 (int8) | {fmt('ood_weighted_f1')} |
+| median / p95 batch-1 latency, 1 thread, model only | {fmt('latency_ms_p50')} / {fmt('latency_ms_p95')} ms |
+| median / p95 batch-1 latency, 1 thread, end to end (tokenisation + lexical n-grams + model) | {fmt('e2e_ms_p50')} / {fmt('e2e_ms_p95')} ms |
+| size (model + tokenizer + lexical table) | {fmt('size_mib')} MiB |
 | parameters | {m.get('params', 'n/a')} |
 
 Measured during the search trial (other trials may have shared the machine; latency on a busy or virtual
@@ -117,9 +134,9 @@ def add_runtime(folder: Path) -> None:
 
 
 def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms: float | None = None,
-           max_size_mb: float | None = None, with_runtime: bool = True) -> Path:
+           max_size_mb: float | None = None, with_runtime: bool = True, table: str = "trials") -> Path:
     experiment = Path(experiment)
-    row = choose_trial(experiment, trial, max_latency_ms, max_size_mb)
+    row = choose_trial(experiment, trial, max_latency_ms, max_size_mb, table)
     src = experiment / row["model_dir"]
     if not (src / "model.onnx").is_file():
         raise ExportError(f"{src}: the trial's model folder is missing or incomplete")
@@ -127,7 +144,9 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
     teacher = json.loads((experiment / "teacher" / "teacher.json").read_text())
     run = json.loads((experiment / "run.json").read_text()) if (experiment / "run.json").is_file() else {}
     metric_keys = ("val_weighted_f1", "int8_val_accuracy", "int8_val_weighted_f1", "int8_val_macro_f1",
-                   "test_accuracy", "test_weighted_f1", "test_macro_f1", "latency_ms_p50", "latency_ms_p95",
+                   "test_accuracy", "test_weighted_f1", "test_macro_f1", "test_wf1_low", "test_wf1_high",
+                   "ood_accuracy", "ood_weighted_f1", "ood_macro_f1", "latency_ms_p50", "latency_ms_p95",
+                   "e2e_ms_p50", "e2e_ms_p95",
                    "throughput_b32_per_s", "size_mib", "params")
     out = Path(out)
     with atomic_directory(out) as tmp:
@@ -140,7 +159,8 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
             "data_checksums": data["checksums"], "split_seed": data["seed"], "experiment": str(experiment),
             "trial_id": row["trial_id"], "trial": {k: row.get(k) for k in ("layers", "hidden", "heads", "ffn", "vocab",
                                                                          "kd_alpha", "kd_temperature", "lr", "epochs", "init",
-                                                                         "transfer", "feature_kd", "hidden_kd")},
+                                                                         "transfer", "feature_kd", "hidden_kd",
+                                                                         "lexical_buckets", "row", "overrides")},
             "metrics": {k: row.get(k) for k in metric_keys if k in row}, "folder_name": out.name,
             "command": (run.get("provenance") or {}).get("command"), "cpu": (run.get("provenance") or {}).get("cpu"),
             "git_commit": (run.get("provenance") or {}).get("git_commit"),
@@ -160,12 +180,14 @@ def main(argv=None) -> int:
     p.add_argument("--trial", default=None)
     p.add_argument("--max-latency-ms", type=float, default=None)
     p.add_argument("--max-size-mb", type=float, default=None)
+    p.add_argument("--table", default="trials", help="choose among the rows of EXPERIMENT/TABLE.csv (trials, or an "
+                                                      "ablation tag)")
     p.add_argument("--without-runtime", action="store_true",
                    help="leave out the copy of inference/ and requirements.txt (for a folder kept inside this "
                         "repository, such as the shipped default model, whose runtime is the repository's own)")
     a = p.parse_args(argv)
     try:
-        path = export(a.experiment, a.out, a.trial, a.max_latency_ms, a.max_size_mb, not a.without_runtime)
+        path = export(a.experiment, a.out, a.trial, a.max_latency_ms, a.max_size_mb, not a.without_runtime, a.table)
     except (ExportError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -56,15 +56,23 @@ def _dir_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
 
 
-def _measure(name: str, runner, size_mib: float, params: int, splits, eval_runner=None) -> dict:
-    """Test metrics (``eval_runner``: the same model with more threads, for speed) + the benchmark."""
+def _measure(name: str, runner, size_mib: float, params: int, splits, eval_runner=None, ood=None) -> dict:
+    """Test (and out-of-domain ``ood``) metrics with bootstrap 95 % intervals of weighted F1
+    (``eval_runner``: the same model with more threads, for speed) + the benchmark. Returns the row
+    and the predictions {"test": ..., "ood": ...}."""
     from inference.benchmark import benchmark_runner
     from modeling import classification_metrics
+    from modeling.metrics import bootstrap_interval
 
     t0 = time.time()
-    pred = (eval_runner or runner).logits(splits.test.text.tolist(), 64).argmax(1)
-    row = {"name": name, "params": int(params),
-           **classification_metrics(splits.test.label.to_numpy(), pred, "test_")}
+    row, preds = {"name": name, "params": int(params)}, {}
+    for split, df in (("test", splits.test), ("ood", ood)):
+        if df is None:
+            continue
+        preds[split] = (eval_runner or runner).logits(df.text.tolist(), 64).argmax(1)
+        row.update(classification_metrics(df.label.to_numpy(), preds[split], f"{split}_"))
+        row[f"{split}_wf1_low"], row[f"{split}_wf1_high"] = bootstrap_interval(df.label.to_numpy(), preds[split])
+    pred = preds
     row.update(benchmark_runner(runner, splits.val.text.tolist(), size_mib))
     row["measure_s"] = round(time.time() - t0, 1)
     log.info("%s: test weighted F1 %.4f, p50 %.3f ms, %.2f MiB", name, row["test_weighted_f1"],
@@ -72,9 +80,9 @@ def _measure(name: str, runner, size_mib: float, params: int, splits, eval_runne
     return row, pred
 
 
-def four_configurations(experiment: Path, trial: dict, splits, workdir: Path) -> tuple[list[dict], np.ndarray]:
+def four_configurations(experiment: Path, trial: dict, splits, workdir: Path, ood=None) -> tuple[list[dict], dict]:
     """Teacher, teacher + PTQ, chosen student, student + PTQ, all measured here; returns the rows and
-    the int8 student's test predictions."""
+    the int8 student's test (and out-of-domain) predictions."""
     from inference import SentimentClassifier
     from inference.benchmark import folder_size_mib
     from modeling import EncoderClassifier
@@ -83,47 +91,86 @@ def four_configurations(experiment: Path, trial: dict, splits, workdir: Path) ->
     teacher, ttok = EncoderClassifier.load(experiment / "teacher" / "model")
     t_params = sum(p.numel() for p in teacher.parameters())
     rows = [_measure("teacher (fp32, torch)", TorchRunner(teacher, ttok, 1), _dir_mib(experiment / "teacher" / "model"),
-                     t_params, splits)[0]]
+                     t_params, splits, ood=ood)[0]]
     import torch
 
     torch.set_num_threads(2)
     folder = export_folder(teacher, ttok, workdir / "teacher_int8")
     rows.append(_measure("teacher + int8 PTQ (ONNX Runtime)", SentimentClassifier.load(folder, 1),
-                         folder_size_mib(folder), t_params, splits, SentimentClassifier.load(folder, 2))[0])
-    fp32_dir = experiment / "students_fp32" / trial["trial_id"]
+                         folder_size_mib(folder), t_params, splits, SentimentClassifier.load(folder, 2), ood)[0])
+    models = Path(trial["model_dir"]).parent.name  # "students" for a search, "<tag>_students" for an ablation
+    fp32_dir = experiment / f"{models}_fp32" / trial["trial_id"]
     if fp32_dir.is_dir():
         student, stok = EncoderClassifier.load(fp32_dir)
         folder = export_folder(student, stok, workdir / "student_fp32", quantize=False)
         rows.append(_measure("student (fp32, ONNX Runtime)", SentimentClassifier.load(folder, 1), folder_size_mib(folder),
-                             trial["params"], splits, SentimentClassifier.load(folder, 2))[0])
+                             trial["params"], splits, SentimentClassifier.load(folder, 2), ood)[0])
     folder = experiment / trial["model_dir"]
     row, pred = _measure("student + int8 PTQ (shipped form)", SentimentClassifier.load(folder, 1),
-                         folder_size_mib(folder), trial["params"], splits, SentimentClassifier.load(folder, 2))
+                         folder_size_mib(folder), trial["params"], splits, SentimentClassifier.load(folder, 2), ood)
     rows.append(row)
     base = rows[0]
     for r in rows:
         r["compression_vs_teacher"] = base["size_mib"] / r["size_mib"]
         r["speedup_vs_teacher"] = base["latency_ms_p50"] / r["latency_ms_p50"]
+        r["e2e_speedup_vs_teacher"] = base["e2e_ms_p50"] / r["e2e_ms_p50"]
     return rows, pred
 
 
-def baseline(experiment: Path, splits, refresh: bool) -> dict:
+def baseline(experiment: Path, splits, refresh: bool, ood=None) -> tuple[dict, dict]:
+    """The TF-IDF baseline's figures and its predictions ({"test": ..., "ood": ...}), cached."""
     from analysis.baseline import tfidf_baseline
 
-    path = experiment / "baseline_tfidf.json"
-    if path.is_file() and not refresh:
-        return json.loads(path.read_text())
-    b = tfidf_baseline(splits)
+    path, pred_file = experiment / "baseline_tfidf.json", experiment / "baseline_tfidf_pred.npz"
+    if path.is_file() and pred_file.is_file() and not refresh:
+        b = json.loads(path.read_text())
+        if ood is None or "ood_weighted_f1" in b:
+            with np.load(pred_file) as z:
+                return b, {k: z[k] for k in z.files}
+    b, preds = tfidf_baseline(splits, ood=ood)
+    np.savez(pred_file, **preds)
     path.write_text(json.dumps(b, indent=2))
-    return b
+    return b, preds
+
+
+def versus_baseline(splits, ood, student_pred: dict, base_pred: dict) -> dict:
+    """Paired bootstrap of weighted F1, int8 student minus TF-IDF, on test and out of domain."""
+    from modeling.metrics import paired_bootstrap
+
+    out = {}
+    for split, df in (("test", splits.test), ("ood", ood)):
+        if df is not None and split in student_pred and split in base_pred:
+            out[split] = paired_bootstrap(df.label.to_numpy(), student_pred[split], base_pred[split])
+    return out
+
+
+def ranking_agreement(table: pd.DataFrame, before: Path | None) -> dict:
+    """Spearman correlation between int8 validation and test weighted F1 over the students that
+    have both: on this experiment's split, and on ``before``'s (an experiment with another split)."""
+    from scipy.stats import spearmanr
+
+    def rho(df):
+        df = df.dropna(subset=["int8_val_weighted_f1", "test_weighted_f1"])
+        if len(df) < 3:
+            return {"students": int(len(df)), "spearman": None}
+        return {"students": int(len(df)),
+                "spearman": float(spearmanr(df.int8_val_weighted_f1, df.test_weighted_f1).statistic)}
+
+    out = {"this": rho(table)}
+    if before is not None and (Path(before) / "pareto.csv").is_file():
+        data = json.loads((Path(before) / "data.json").read_text())
+        out["before"] = {**rho(pd.read_csv(Path(before) / "pareto.csv")), "val_from": data.get("val_from", "all")}
+    return out
 
 
 def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial: str | None = None,
                  max_latency_ms: float | None = None, max_size_mb: float | None = None,
                  refresh_baseline: bool = False, before: Path | None = None,
-                 labels: tuple[str, str] = ("before", "after")) -> dict:
+                 labels: tuple[str, str] = ("before", "after"), table: str = "trials",
+                 ood_test: str | None = None) -> dict:
     from analysis.markdown import report_markdown
     from corpus import LABELS, load_splits
+    from corpus.rusentiment import OOD_TEST, load_ood_test, sibling_file
     from search.provenance import provenance
     from sklearn.metrics import confusion_matrix, f1_score
 
@@ -131,18 +178,26 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     data = json.loads((experiment / "data.json").read_text())
     splits = load_splits(data_dir, seed=data["seed"], max_train_samples=data.get("max_train_samples"),
                          val_from=data.get("val_from", "all"))
-    chosen = choose_trial(experiment, trial, max_latency_ms, max_size_mb)
+    chosen = choose_trial(experiment, trial, max_latency_ms, max_size_mb, table)
+    ood_path = ood_test or sibling_file(data_dir, *OOD_TEST)
+    ood = load_ood_test(ood_path) if ood_path else None
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        configs, pred = four_configurations(experiment, chosen, splits, Path(tmp))
-    base = baseline(experiment, splits, refresh_baseline)
+        configs, preds = four_configurations(experiment, chosen, splits, Path(tmp), ood)
+    pred = preds["test"]
+    base, base_preds = baseline(experiment, splits, refresh_baseline, ood)
     y = splits.test.label.to_numpy()
-    trials = pd.read_csv(experiment / "trials.csv", dtype={"trial_id": str})
-    front = pd.read_csv(experiment / "pareto.csv", dtype={"trial_id": str})
+    trials = pd.read_csv(experiment / f"{table}.csv", dtype={"trial_id": str})
+    front_file = experiment / "pareto.csv"
+    front = pd.read_csv(front_file, dtype={"trial_id": str}) if table == "trials" and front_file.is_file() else \
+        trials[trials.status != "error"]
     report = {
         "experiment": str(experiment), "machine": provenance(), "data": data,
         "teacher": json.loads((experiment / "teacher" / "teacher.json").read_text()),
-        "search": json.loads((experiment / "search.json").read_text()),
+        "search": _load(experiment / "search.json") if table == "trials" else None, "table": table,
+        "ood_test": str(ood_path) if ood_path else None,
+        "versus_baseline": versus_baseline(splits, ood, preds, base_preds),
+        "ranking_agreement": ranking_agreement(front, before),
         "run": _load(experiment / "run.json"), "teacher_run": _load(experiment / "run_teacher.json"),
         "chosen": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in chosen.items()},
         "selection": {"trial": trial, "max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb,
@@ -162,7 +217,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     return report
 
 
-OPTION_COLUMNS = ("transfer", "feature_kd", "hidden_kd")
+OPTION_COLUMNS = ("init", "transfer", "feature_kd", "hidden_kd", "lexical_buckets")
 
 
 def option_costs(trials: pd.DataFrame) -> list[dict]:

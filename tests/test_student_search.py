@@ -130,7 +130,8 @@ def test_report_of_a_tiny_experiment(searched, tiny_data, tmp_path):
         assert (out / png).stat().st_size > 1000, png
     assert r["before"] == {"experiment": str(searched), "labels": ["old search", "new search"]}
     trials = pd.read_csv(searched / "trials.csv")  # each option value the trials drew, with its cost
-    drawn = {(o, v) for o in ("transfer", "feature_kd", "hidden_kd") if trials[o].nunique() > 1 for v in trials[o]}
+    drawn = {(o, v) for o in ("init", "transfer", "feature_kd", "hidden_kd", "lexical_buckets") if trials[o].nunique() > 1
+             for v in trials[o]}
     assert {(c["option"], c["value"]) for c in r["option_costs"]} == drawn
     assert all(c["median_round_train_s"] > 0 and c["trials"] >= 1 for c in r["option_costs"])
     assert ("What each option costs" in md) == bool(drawn) and "| hidden KD |" in md
@@ -190,6 +191,30 @@ def test_ablation_runs_each_row_on_one_student(searched, tiny_data, tmp_path):
     assert out["rows"] and (searched / "ablation_students").is_dir()
     with pytest.raises(ValueError, match="not FIELD=VALUE over a student field"):
         run_ablation(AblationConfig(experiment=str(searched), data_dir=str(tiny_data), rows=("x:nope=1",)))
+
+
+def test_report_and_export_from_the_ablation_table(searched, tiny_data, tmp_path):
+    from analysis.__main__ import main as report_main
+    from analysis.export import main as export_main
+    from inference import SentimentClassifier
+
+    ood = tmp_path / "ood.csv"
+    pd.DataFrame({"label": ["positive", "negative", "neutral", "skip", "speech"] * 4,
+                  "text": ["ура", "плохо", "город", "vk", "спасибо"] * 4}).to_csv(ood, index=False)
+    out = tmp_path / "report"
+    assert report_main(["--experiment", str(searched), "--out", str(out), "--data-dir", str(tiny_data),
+                        "--table", "ablation", "--ood-test", str(ood)]) == 0
+    r = json.loads((out / "report.json").read_text())
+    student = r["four_configurations"][-1]
+    assert 0 <= student["ood_weighted_f1"] <= 1 and student["test_wf1_low"] <= student["test_weighted_f1"]
+    assert student["e2e_ms_p50"] >= student["latency_ms_p50"] > 0
+    assert set(r["versus_baseline"]) == {"test", "ood"} and "ood_weighted_f1" in r["baseline"]
+    md = (out / "report.md").read_text()
+    assert "RuSentiTweet test weighted F1" in md and "## Ablation" in md and "## Student search" not in md
+    assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "m"), "--table", "ablation"]) == 0
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["provenance"]["trial"]["row"] == r["chosen"]["row"]
+    assert SentimentClassifier.load(tmp_path / "m")(["ура"])[0]["label"] in cfg["labels"]
 
 
 def test_layer_map_and_hidden_loss(tiny_bert):
