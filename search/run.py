@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     from search.provenance import provenance
     from search.student_stage import StudentStageConfig, run_student_stage
     from search.teacher_stage import TeacherStageConfig, load_cached_teacher, run_teacher_stage
-    from corpus.transfer_text import default_transfer_texts
+    from corpus.transfer_text import default_transfer_texts, read_transfer_texts
     from search.transfer_stage import ensure_importance, ensure_train_layers, parse_transfer, run_transfer_stage
     from teachers import TeacherError, resolve_teacher
 
@@ -190,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
                                    transfer_ratio=cfg.transfer_ratio, max_size_mib=cfg.max_size_mb,
                                    min_epochs=cfg.min_epochs)
         stage.space()
-        if any(t.recipe == "real" for t in transfer) and texts_file is None:
-            raise DataError("--transfer real:SIZE needs unlabelled text: pass --transfer-texts FILE (a CSV with a "
-                            "'text' column)")
+        if any(t.recipe == "real" for t in transfer):
+            if texts_file is None:
+                raise DataError("--transfer real:SIZE needs unlabelled text: pass --transfer-texts FILE (a CSV with a "
+                                "'text' column)")
+            read_transfer_texts(texts_file)  # a missing or malformed file fails before the teacher trains
         if load_cached_teacher(experiment, cfg.teacher) is None:
             resolve_teacher(cfg.teacher, cache_root() / "teachers")  # a bad --teacher fails before Ray starts
         (experiment / "data.json").write_text(
