@@ -49,7 +49,8 @@ def parse_overrides(text: str, where: str) -> dict:
     """``FIELD=VALUE,...`` over StudentConfig fields, values typed like the field's default."""
     from spaces.student import StudentConfig
 
-    types = {f.name: type(f.default) for f in fields(StudentConfig)}
+    # typed like the default; the optional (None-default) fields are numbers (max_size_mib)
+    types = {f.name: float if f.default is None else type(f.default) for f in fields(StudentConfig)}
     out = {}
     for part in filter(None, text.split(",")):
         key, eq, value = part.partition("=")
@@ -160,6 +161,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
 
 def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, t0: float) -> dict:
     import numpy as np
+    import pandas as pd
 
     from modeling.metrics import paired_bootstrap
     from search.student_stage import collect_trials, evaluate_on_test, write_csv_atomic
@@ -180,7 +182,7 @@ def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, 
         df[f"{name}_delta_wf1"] = [d.get("diff") for d in diffs]
         df[f"{name}_delta_low"] = [d.get("low") for d in diffs]
         df[f"{name}_delta_high"] = [d.get("high") for d in diffs]
-    df["delta_int8_val_weighted_f1"] = df.int8_val_weighted_f1 - float(first.int8_val_weighted_f1)
+    df["delta_int8_val_weighted_f1"] = pd.to_numeric(df.int8_val_weighted_f1) - pd.to_numeric(first.int8_val_weighted_f1)
     write_csv_atomic(df, experiment / f"{cfg.tag}.csv")
     out = {"config": asdict(cfg), "rows_resolved": rows,
            "wall_time_s": round(time.time() - t0, 1), "rows": df.to_dict(orient="records")}
