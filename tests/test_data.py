@@ -83,5 +83,7 @@ def test_real_files_match_published_checksums():
     s = load_splits(REAL_DATA)
     for name, digest in FILES.values():
         assert s.checksums[name] == digest
-    assert (len(s.train), len(s.val), len(s.test)) == (25396, 2822, 2967)
+    assert (len(s.train), len(s.val), len(s.test)) == (26091, 2127, 2967)  # validation: 10 % of the random posts
+    old = load_splits(REAL_DATA, val_from="all")
+    assert (len(old.train), len(old.val)) == (25396, 2822)
     assert len(read_labelled_csv(resolve_data_dir(REAL_DATA) / FILES["test"][0])) == 2967
