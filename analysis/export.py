@@ -110,7 +110,7 @@ clf("Отличный день!")                     # {{"label": ..., "score":
 | size (model + tokenizer + lexical table) | {fmt('size_mib')} MiB |
 | parameters | {m.get('params', 'n/a')} |
 
-Measured during the search trial (other trials may have shared the machine; latency on a busy or virtual
+Measured during the search (or ablation) trial (other trials may have shared the machine; latency on a busy or virtual
 machine varies by tens of percent) on {config['provenance'].get('cpu', {}).get('model', '?')}; command: `{config['provenance'].get('command', '?')}`.
 
 Licence: trained on RuSentiment (CC BY-NC-SA 4.0): non-commercial, share-alike. Teacher weights
@@ -162,7 +162,9 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
                                                                          "transfer", "feature_kd", "hidden_kd",
                                                                          "lexical_buckets", "row", "overrides")},
             "metrics": {k: row.get(k) for k in metric_keys if k in row}, "folder_name": out.name,
-            "command": (run.get("provenance") or {}).get("command"), "cpu": (run.get("provenance") or {}).get("cpu"),
+            "command": (run.get("provenance") or {}).get("command") if table == "trials" else
+            f"python -m search.ablation --experiment {experiment} --tag {table} (row {row.get('row')}: "
+            f"{row.get('overrides')})", "cpu": (run.get("provenance") or {}).get("cpu"),
             "git_commit": (run.get("provenance") or {}).get("git_commit"),
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str))
