@@ -122,7 +122,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                         "are seen every epoch)")
     p.add_argument("--max-size-mb", type=float, default=5.0,
                    help="size limit (MiB) of a shipped student: the vocabulary shrinks until the estimate fits")
-    p.add_argument("--min-epochs", type=positive_int, default=2, help="smallest student epoch count in the space")
+    p.add_argument("--min-epochs", type=positive_int, default=2,
+                   help="smallest student epoch count in the space (capped at --max-epochs)")
     a = p.parse_args(argv)
     return RunConfig(teacher=a.teacher, data_dir=a.data_dir, storage=a.storage, name=a.name, seed=a.seed,
                      max_train_samples=a.max_train_samples, val_from=a.val_from, teacher_trials=a.teacher_trials,

@@ -51,7 +51,7 @@ class StudentStageConfig:
         recipes = [t.recipe for t in self.transfer]
         choices = ("none", *recipes, *(["+".join(recipes)] if len(recipes) > 1 else []))
         return StudentSpace(min_layers=self.min_layers, max_layers=self.max_layers, hiddens=tuple(self.hiddens),
-                            max_epochs=self.max_epochs, min_epochs=self.min_epochs, transfers=choices,
+                            max_epochs=self.max_epochs, min_epochs=min(self.min_epochs, self.max_epochs), transfers=choices,
                             feature_kd=tuple(self.feature_kd), hidden_kd=tuple(self.hidden_kd), inits=tuple(self.inits),
                             lexical_buckets=tuple(self.lexical_buckets))
 
@@ -157,7 +157,7 @@ def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[df["status"] != "error"].dropna(subset=list(OBJECTIVES))
     pts = ok[list(OBJECTIVES)].to_numpy(dtype=float) * np.array([-1.0, 1.0, 1.0])
     keep = [not any(np.all(q <= p) and np.any(q < p) for q in pts) for p in pts]
-    return ok[keep].sort_values("latency_ms_p50")
+    return ok[keep].sort_values("e2e_ms_p50")
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
