@@ -174,10 +174,10 @@ def test_an_epoch_sees_every_labelled_post_plus_transfer_draws():
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 30, size=100)
-    rows = np.concatenate(epoch_batches(40, 100, 0.5, lengths, 8, rng))
+    rows = np.concatenate(epoch_batches(40, 100, 20, lengths, 8, rng))
     assert sorted(rows[rows < 40].tolist()) == list(range(40))  # each labelled post once
     assert (rows >= 40).sum() == 20 and len(set(rows[rows >= 40].tolist())) == 20
-    assert len(np.concatenate(epoch_batches(40, 40, 1.0, lengths, 8, rng))) == 40
+    assert len(np.concatenate(epoch_batches(40, 40, 40, lengths, 8, rng))) == 40
 
 
 def test_real_transfer_text_excludes_evaluated_posts(tmp_path):

@@ -186,11 +186,11 @@ def hidden_loss(student_layers, teacher_layers, projections):
     return torch.stack(losses, 1).mean()
 
 
-def epoch_batches(n_labelled: int, n_pool: int, ratio: float, lengths: np.ndarray, batch_size: int,
+def epoch_batches(n_labelled: int, n_pool: int, draws: int, lengths: np.ndarray, batch_size: int,
                   rng: np.random.Generator) -> list[np.ndarray]:
-    """One epoch's batches of pool rows: every labelled row (the first ``n_labelled``) plus
-    ``ratio * n_labelled`` rows drawn without replacement from the transfer rows after them."""
-    draws = min(n_pool - n_labelled, round(ratio * n_labelled))
+    """One epoch's batches of pool rows: every labelled row (the first ``n_labelled``) plus ``draws``
+    rows drawn without replacement from the transfer rows after them."""
+    draws = min(n_pool - n_labelled, draws)
     rows = np.arange(n_labelled)
     if draws > 0:
         rows = np.concatenate([rows, n_labelled + rng.choice(n_pool - n_labelled, draws, replace=False)])
@@ -287,7 +287,7 @@ def train_student(config: dict, data: StudentData) -> None:
         model.train()
         for _ in range(per_round):
             if not batches:
-                batches = epoch_batches(n_labelled, len(train), draws / n_labelled, train.lengths(), cfg.batch_size, rng)
+                batches = epoch_batches(n_labelled, len(train), draws, train.lengths(), cfg.batch_size, rng)
             index = batches.pop()
             ids, mask = collate(train, index, pad)
             lex = lex_pool.batch(index) if lex_pool else None
