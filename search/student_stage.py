@@ -5,7 +5,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -46,6 +46,7 @@ class StudentStageConfig:
     transfer_ratio: float = 1.0
     max_size_mib: float | None = None
     min_epochs: int = 2
+    teacher_shape: tuple[int, int, int, int] | None = None  # (layers, hidden, heads, ffn); read from the teacher
 
     def space(self) -> StudentSpace:
         recipes = [t.recipe for t in self.transfer]
@@ -53,7 +54,13 @@ class StudentStageConfig:
         return StudentSpace(min_layers=self.min_layers, max_layers=self.max_layers, hiddens=tuple(self.hiddens),
                             max_epochs=self.max_epochs, min_epochs=min(self.min_epochs, self.max_epochs), transfers=choices,
                             feature_kd=tuple(self.feature_kd), hidden_kd=tuple(self.hidden_kd), inits=tuple(self.inits),
-                            lexical_buckets=tuple(self.lexical_buckets))
+                            lexical_buckets=tuple(self.lexical_buckets), teacher_shape=self.teacher_shape)
+
+
+def teacher_shape(experiment: Path) -> tuple[int, int, int, int]:
+    """(layers, hidden, heads, ffn) of the experiment's fine-tuned teacher encoder."""
+    c = json.loads((experiment / "teacher" / "model" / "encoder" / "config.json").read_text())
+    return c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"], c["intermediate_size"]
 
 
 def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> StudentData:
@@ -198,6 +205,8 @@ def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path)
     from trainables.bench_slot import start_benchmark_slot
 
     t0 = time.time()
+    cfg = replace(cfg, teacher_shape=teacher_shape(experiment))
+    cfg.space()  # a space the teacher cannot be cut to fails here, before any trial
     data = make_data(splits, experiment, cfg)
     start_benchmark_slot()
     tuner = make_tuner(cfg, data, experiment)

@@ -8,7 +8,8 @@ the number of heads is chosen among the divisors listed for the sampled hidden s
 |---|---|
 | layers | 1-4 |
 | hidden | 96, 128, 192, 256, 384 |
-| heads | divisors of hidden with head size 32-64 (96: 2/3, 128: 2/4, 192: 3/4/6, 256: 4/8, 384: 6/12) |
+| heads | divisors of hidden with head size 32-64 (96: 2/3, 128: 2/4, 192: 3/4/6, 256: 4/8, 384: 6/12); a
+  "pruned" student keeps the teacher's head size (e5-small: 32, so 256 wide = 8 heads) |
 | FFN width | hidden x 1, 2 or 4 |
 | vocabulary | 4k, 8k, 16k most frequent training pieces, or all pieces seen in training (0) |
 | KD alpha | 0.3-1.0 (weight of the soft-label KL term; 1 - alpha on hard-label CE) |
@@ -97,6 +98,8 @@ class StudentSpace:
     inits: tuple[str, ...] = INITS             # initialisations to choose from
     lexical_buckets: tuple[int, ...] = (0,)    # lexical-branch sizes to choose from (0 = no branch)
     min_epochs: int = 2
+    # (layers, hidden, heads, ffn) of the teacher that "pruned" students are cut from; None: not known yet
+    teacher_shape: tuple[int, int, int, int] | None = None
 
     def __post_init__(self):
         bad = [h for h in self.hiddens if h not in HEADS_FOR_HIDDEN]
@@ -114,14 +117,34 @@ class StudentSpace:
             raise ValueError(f"lexical bucket counts {bad}: use 0 (no branch) or >= 2")
         if not 1 <= self.min_epochs <= self.max_epochs:
             raise ValueError(f"epochs: need 1 <= min ({self.min_epochs}) <= max ({self.max_epochs})")
+        if "pruned" in self.inits and self.teacher_shape is not None:
+            t_layers, t_hidden, t_heads, _ = self.teacher_shape
+            t_head = t_hidden // t_heads
+            bad = [h for h in self.hiddens if h > t_hidden or h % t_head or h // t_head > t_heads]
+            if bad:
+                fit = [h for h in HEADS_FOR_HIDDEN if h <= t_hidden and not h % t_head]
+                raise ValueError(f"--hidden {bad} cannot be cut from the teacher ({t_hidden} channels, {t_heads} heads "
+                                 f"of {t_head}) with --inits pruned: use hidden sizes from {fit} or drop 'pruned'")
+            if self.max_layers > t_layers:
+                raise ValueError(f"--max-layers {self.max_layers}: the teacher has {t_layers} layers to cut from")
+
+    def pruned_shape(self, hidden: int, ffn: int) -> tuple[int, int]:
+        """(heads, ffn) of a student of width ``hidden`` cut from the teacher: the teacher's head size
+        kept (heads = hidden / head size), the FFN no wider than the teacher's."""
+        t_layers, t_hidden, t_heads, t_ffn = self.teacher_shape
+        return hidden // (t_hidden // t_heads), min(ffn, t_ffn)
 
 
 def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
     """Define-by-run space for ``OptunaSearch(space=...)``; returns the constant settings."""
     layers = trial.suggest_int("layers", space.min_layers, space.max_layers)
     hidden = trial.suggest_categorical("hidden", space.hiddens)
-    heads = trial.suggest_categorical(f"heads_for_{hidden}", HEADS_FOR_HIDDEN[hidden])
-    ffn_ratio = trial.suggest_categorical("ffn_ratio", FFN_RATIOS)
+    init = trial.suggest_categorical("init", space.inits) if len(space.inits) > 1 else space.inits[0]
+    ffn = hidden * trial.suggest_categorical("ffn_ratio", FFN_RATIOS)
+    if init == "pruned" and space.teacher_shape is not None:  # the teacher's head size: heads follow the width
+        heads, ffn = space.pruned_shape(hidden, ffn)
+    else:
+        heads = trial.suggest_categorical(f"heads_for_{hidden}", HEADS_FOR_HIDDEN[hidden])
     trial.suggest_categorical("vocab", VOCABS)
     trial.suggest_float("kd_alpha", 0.3, 1.0)
     trial.suggest_float("kd_temperature", 1.0, 4.0)
@@ -133,12 +156,13 @@ def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
         trial.suggest_categorical("feature_kd", space.feature_kd)
     if len(space.hidden_kd) > 1:
         trial.suggest_categorical("hidden_kd", space.hidden_kd)
-    constants = {"heads": heads, "ffn": hidden * ffn_ratio, "layers": layers}
-    for name, choices in (("init", space.inits), ("lexical_buckets", space.lexical_buckets)):
-        if len(choices) > 1:
-            trial.suggest_categorical(name, choices)
-        else:
-            constants[name] = choices[0]
+    constants = {"heads": heads, "ffn": ffn, "layers": layers}
+    if len(space.inits) == 1:
+        constants["init"] = init
+    if len(space.lexical_buckets) > 1:
+        trial.suggest_categorical("lexical_buckets", space.lexical_buckets)
+    else:
+        constants["lexical_buckets"] = space.lexical_buckets[0]
     if len(space.transfers) == 1:
         constants["transfer"] = space.transfers[0]
     if len(space.feature_kd) == 1:
