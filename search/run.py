@@ -55,6 +55,7 @@ class RunConfig:
     transfer_ratio: float
     max_size_mb: float | None
     min_epochs: int
+    enqueue: tuple[str, ...]
 
 
 def positive_int(text: str) -> int:
@@ -124,6 +125,10 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                    help="size limit (MiB) of a shipped student: the vocabulary shrinks until the estimate fits")
     p.add_argument("--min-epochs", type=positive_int, default=2,
                    help="smallest student epoch count in the space (capped at --max-epochs)")
+    p.add_argument("--enqueue", nargs="+", default=[], metavar="NAME=VALUE,...",
+                   help="trials Optuna runs first, over the space's parameters (layers, hidden, init, ffn_ratio, "
+                        "vocab, kd_alpha, kd_temperature, lr, epochs, transfer, lexical_buckets, ...), e.g. a "
+                        "student an ablation found good")
     a = p.parse_args(argv)
     return RunConfig(teacher=a.teacher, data_dir=a.data_dir, storage=a.storage, name=a.name, seed=a.seed,
                      max_train_samples=a.max_train_samples, val_from=a.val_from, teacher_trials=a.teacher_trials,
@@ -134,7 +139,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                      hidden_kd=tuple(a.hidden_kd), min_layers=a.min_layers,
                      max_layers=a.max_layers, hidden=tuple(a.hidden), inits=tuple(a.inits),
                      lexical_buckets=tuple(a.lexical_buckets), transfer_texts=a.transfer_texts,
-                     transfer_ratio=a.transfer_ratio, max_size_mb=a.max_size_mb, min_epochs=a.min_epochs)
+                     transfer_ratio=a.transfer_ratio, max_size_mb=a.max_size_mb, min_epochs=a.min_epochs,
+                     enqueue=tuple(a.enqueue))
 
 
 EXPERIMENT_FORMAT, EXPERIMENT_VERSION = "rusentiment-kd/experiment", 1
@@ -171,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from search.teacher_stage import TeacherStageConfig, load_cached_teacher, run_teacher_stage
     from corpus.transfer_text import default_transfer_texts, read_transfer_texts
     from search.transfer_stage import ensure_importance, ensure_train_layers, parse_transfer, run_transfer_stage
+    from spaces.student import parse_point
     from teachers import TeacherError, resolve_teacher
 
     t0, prov = time.time(), provenance()  # the code as it was when the run started
@@ -189,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
                                    transfer=transfer, feature_kd=cfg.feature_kd, hidden_kd=cfg.hidden_kd,
                                    inits=cfg.inits, lexical_buckets=cfg.lexical_buckets,
                                    transfer_ratio=cfg.transfer_ratio, max_size_mib=cfg.max_size_mb,
-                                   min_epochs=cfg.min_epochs)
+                                   min_epochs=cfg.min_epochs,
+                                   enqueue=tuple(parse_point(t) for t in cfg.enqueue))
+        for point in stage.enqueue:
+            stage.space().check_point(point)
         stage.space()
         if any(t.recipe == "real" for t in transfer):
             if texts_file is None:

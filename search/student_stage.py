@@ -47,6 +47,7 @@ class StudentStageConfig:
     max_size_mib: float | None = None
     min_epochs: int = 2
     teacher_shape: tuple[int, int, int, int] | None = None  # (layers, hidden, heads, ffn); read from the teacher
+    enqueue: tuple[dict, ...] = ()  # space points Optuna runs first (spaces.student.parse_point)
 
     def space(self) -> StudentSpace:
         recipes = [t.recipe for t in self.transfer]
@@ -96,7 +97,7 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
             raise FileNotFoundError(f"--resume: no student search to resume in {path}; run without --resume")
         log.info("resuming the student search in %s", path)
         return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
-    searcher = OptunaSearch(space=partial(sample_student, space=cfg.space()),
+    searcher = OptunaSearch(space=partial(sample_student, space=cfg.space()), points_to_evaluate=list(cfg.enqueue) or None,
                             metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=cfg.seed)
     scheduler = ASHAScheduler(time_attr="round", metric=ASHA_METRIC, mode="max",
                               max_t=cfg.max_epochs * cfg.evals_per_epoch, grace_period=1, reduction_factor=3)
@@ -206,7 +207,9 @@ def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path)
 
     t0 = time.time()
     cfg = replace(cfg, teacher_shape=teacher_shape(experiment))
-    cfg.space()  # a space the teacher cannot be cut to fails here, before any trial
+    space = cfg.space()  # a space the teacher cannot be cut to, or a point outside it, fails here
+    for point in cfg.enqueue:
+        space.check_point(point)
     data = make_data(splits, experiment, cfg)
     start_benchmark_slot()
     tuner = make_tuner(cfg, data, experiment)

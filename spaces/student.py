@@ -128,6 +128,18 @@ class StudentSpace:
             if self.max_layers > t_layers:
                 raise ValueError(f"--max-layers {self.max_layers}: the teacher has {t_layers} layers to cut from")
 
+    def check_point(self, point: dict) -> None:
+        """A point to enqueue (``parse_point``) must lie inside this space."""
+        allowed = {"layers": range(self.min_layers, self.max_layers + 1), "hidden": self.hiddens, "init": self.inits,
+                   "ffn_ratio": FFN_RATIOS, "vocab": VOCABS, "epochs": range(self.min_epochs, self.max_epochs + 1),
+                   "transfer": self.transfers, "feature_kd": self.feature_kd, "hidden_kd": self.hidden_kd,
+                   "lexical_buckets": self.lexical_buckets}
+        for key, value in point.items():
+            if key in allowed and value not in allowed[key]:
+                raise ValueError(f"--enqueue {key}={value}: not in the space ({key} from {list(allowed[key])})")
+            if key.startswith("heads_for_") and value not in HEADS_FOR_HIDDEN.get(int(key[10:]), ()):
+                raise ValueError(f"--enqueue {key}={value}: not in the space")
+
     def pruned_shape(self, hidden: int, ffn: int) -> tuple[int, int]:
         """(heads, ffn) of a student of width ``hidden`` cut from the teacher: the teacher's head size
         kept (heads = hidden / head size), the FFN no wider than the teacher's."""
@@ -170,6 +182,28 @@ def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
     if len(space.hidden_kd) == 1:
         constants["hidden_kd"] = space.hidden_kd[0]
     return constants
+
+
+SPACE_PARAMS = ("layers", "hidden", "init", "ffn_ratio", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs",
+                "transfer", "feature_kd", "hidden_kd", "lexical_buckets")
+
+
+def parse_point(text: str) -> dict:
+    """``NAME=VALUE,...`` over the space's parameters (``SPACE_PARAMS`` and ``heads_for_<hidden>``):
+    a trial for Optuna to run first (``enqueue_trial``), e.g. a student known to be good."""
+    point = {}
+    for part in filter(None, text.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq or not (key in SPACE_PARAMS or key.startswith("heads_for_")):
+            raise ValueError(f"--enqueue {part!r}: expected NAME=VALUE with NAME one of {', '.join(SPACE_PARAMS)} "
+                             f"or heads_for_<hidden>")
+        for kind in (int, float, str):
+            try:
+                point[key] = kind(value)
+                break
+            except ValueError:
+                continue
+    return point
 
 
 def estimated_size_mib(cfg: StudentConfig, vocab: int) -> float:

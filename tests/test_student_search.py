@@ -23,7 +23,8 @@ def searched(tiny_data, tiny_bert, tmp_path_factory, ray_local):
     rc = main(["--teacher", str(tiny_bert), "--data-dir", str(tiny_data), "--storage", str(storage),
                "--name", "smoke", "--trials", "2", "--max-epochs", "2", "--teacher-epochs", "1",
                "--transfer", "tang:x0.5", "join:30", "--feature-kd", "0", "1", "--hidden-kd", "0", "1",
-               "--inits", "teacher", "random", "--lexical-buckets", "0", "4096"])
+               "--inits", "teacher", "random", "--lexical-buckets", "0", "4096",
+               "--enqueue", "layers=1,init=random,lexical_buckets=4096,kd_alpha=0.5"])
     assert rc == 0
     return storage / "smoke"
 
@@ -36,6 +37,8 @@ def test_two_trial_search_writes_complete_trials_table(searched):
     for d in df.model_dir:
         assert (searched / d / "model.onnx").is_file()
     assert ((df.int8_fp32_agreement >= 0) & (df.int8_fp32_agreement <= 1)).all()
+    first = df.sort_values("trial_id").iloc[0]  # the --enqueue point ran first, as given
+    assert (first.layers, first.init, first.lexical_buckets, first.kd_alpha) == (1, "random", 4096, 0.5)
     for name in ("tang", "join"):  # transfer sets labelled once by the teacher, with their cost
         meta = json.loads(next((searched / "teacher" / "transfer").glob(f"{name}-*.json")).read_text())
         assert meta["labelling_s"] >= 0 and sum(meta["teacher_argmax_classes"].values()) == meta["size"]
