@@ -56,7 +56,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--model", type=Path, default=None,
-                   help="exported model folder (default: the shipped student, models/rusentiment-student)")
+                   help="exported model folder (default: the shipped student, inference/models/rusentiment-student)")
     p.add_argument("--input", type=Path, help="file of texts (.txt, .csv with 'text', .jsonl with 'text')")
     p.add_argument("--output", type=Path, help="write JSON lines here (default: stdout)")
     p.add_argument("--top-k", type=int, default=None, help="return the k best labels with scores")

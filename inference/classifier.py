@@ -13,8 +13,9 @@ from .lexical import LexicalSpec, lexical_logits
 
 log = logging.getLogger(__name__)
 MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE, LEXICAL_FILE = "model.onnx", "tokenizer.json", "config.json", "lexical.npz"
-# the student shipped in the repository (a checkout or an editable install); $RUSENTIMENT_KD_MODEL overrides it
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "rusentiment-student"
+# the shipped student: package data, so any install finds it (a checkout, an editable install, a wheel);
+# $RUSENTIMENT_KD_MODEL overrides it
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "rusentiment-student"
 
 
 def default_model_dir() -> Path:
