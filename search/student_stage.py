@@ -84,6 +84,23 @@ def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> Stud
     )
 
 
+STUDY_NAME, STUDY_FILE = "students", "optuna.db"
+
+
+def study_storage(experiment: Path, fresh: bool = False):
+    """The Optuna study behind the search, stored in ``<experiment>/optuna.db`` (SQLite) so that
+    ``optuna-dashboard sqlite:///<experiment>/optuna.db`` and Optuna's own plots can open it.
+    ``fresh``: a new search replaces the study an earlier one left there."""
+    import optuna
+
+    url = f"sqlite:///{(experiment / STUDY_FILE).resolve()}"
+    storage = optuna.storages.RDBStorage(url)
+    if fresh and STUDY_NAME in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
+        log.warning("%s: replacing the study %r of an earlier search", experiment / STUDY_FILE, STUDY_NAME)
+        optuna.delete_study(study_name=STUDY_NAME, storage=storage)
+    return storage
+
+
 def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
     import ray
     from ray import tune
@@ -98,7 +115,8 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
         log.info("resuming the student search in %s", path)
         return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     searcher = OptunaSearch(space=partial(sample_student, space=cfg.space()), points_to_evaluate=list(cfg.enqueue) or None,
-                            metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=cfg.seed)
+                            metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=cfg.seed,
+                            storage=study_storage(experiment, fresh=True), study_name=STUDY_NAME)
     scheduler = ASHAScheduler(time_attr="round", metric=ASHA_METRIC, mode="max",
                               max_t=cfg.max_epochs * cfg.evals_per_epoch, grace_period=1, reduction_factor=3)
     cpus = int(ray.cluster_resources().get("CPU", cfg.cpus_per_trial))

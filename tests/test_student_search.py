@@ -37,6 +37,9 @@ def test_two_trial_search_writes_complete_trials_table(searched):
     for d in df.model_dir:
         assert (searched / d / "model.onnx").is_file()
     assert ((df.int8_fp32_agreement >= 0) & (df.int8_fp32_agreement <= 1)).all()
+    study = optuna.load_study(study_name="students", storage=f"sqlite:///{searched / 'optuna.db'}")
+    finished = [t for t in study.trials if t.state.is_finished()]  # stored for optuna-dashboard / Optuna's plots
+    assert len(finished) == 2, [(t.number, t.state, t.params) for t in study.trials]
     first = df.sort_values("trial_id").iloc[0]  # the --enqueue point ran first, as given
     assert (first.layers, first.init, first.lexical_buckets, first.kd_alpha) == (1, "random", 4096, 0.5)
     for name in ("tang", "join"):  # transfer sets labelled once by the teacher, with their cost
