@@ -18,19 +18,27 @@ def folder_size_mib(path: Path) -> float:
                if (path / n).is_file()) / 2**20
 
 
+def pass_spread(ms: np.ndarray, passes: int) -> float:
+    """Relative spread of the medians of ``passes`` consecutive slices of the timings:
+    (max - min) / overall median — how much one pass's figure could have moved."""
+    medians = [float(np.median(c)) for c in np.array_split(ms, passes) if len(c)]
+    return float((max(medians) - min(medians)) / max(float(np.median(ms)), 1e-12))
+
+
 def benchmark(path: Path, texts: list[str], n_latency: int = 300, warmup: int = 30,
-              throughput_batches: int = 10, threads: int = 1) -> dict:
+              throughput_batches: int = 10, threads: int = 1, passes: int = 3) -> dict:
     """Benchmark an exported model folder (a path or a string)."""
     path = Path(path)
     clf = SentimentClassifier.load(path, threads=threads)
-    return benchmark_runner(clf, texts, folder_size_mib(path), n_latency, warmup, throughput_batches, threads)
+    return benchmark_runner(clf, texts, folder_size_mib(path), n_latency, warmup, throughput_batches, threads, passes)
 
 
 def benchmark_runner(clf, texts: list[str], size_mib: float, n_latency: int = 300, warmup: int = 30,
-                     throughput_batches: int = 10, threads: int = 1) -> dict:
+                     throughput_batches: int = 10, threads: int = 1, passes: int = 3) -> dict:
     """The timing protocol for anything with ``encode(texts) -> (ids, mask)``, ``run(ids, mask)``
     and ``logits(texts, batch_size)`` (an exported folder, or a torch model wrapped the same way);
-    the caller has already limited the runtime to ``threads``."""
+    the caller has already limited the runtime to ``threads``. Medians are over all ``n_latency``
+    texts; ``*_spread`` is the relative spread of the medians of ``passes`` consecutive slices."""
     texts = [t for t in texts if t.strip()] or ["Привет"]
     rng = np.random.default_rng(0)
     sample = [texts[i] for i in rng.integers(0, len(texts), size=n_latency + warmup)]
@@ -63,6 +71,8 @@ def benchmark_runner(clf, texts: list[str], size_mib: float, n_latency: int = 30
     thr = n / (time.perf_counter() - t0)
     lat_ms, e2e_ms = np.array(lat) * 1e3, np.array(e2e) * 1e3
     return {"latency_ms_p50": float(np.median(lat_ms)), "latency_ms_p95": float(np.percentile(lat_ms, 95)),
+            "latency_ms_spread": pass_spread(lat_ms, passes),
             "e2e_ms_p50": float(np.median(e2e_ms)), "e2e_ms_p95": float(np.percentile(e2e_ms, 95)),
+            "e2e_ms_spread": pass_spread(e2e_ms, passes),
             "tokenize_ms_p50": float(np.median(tok) * 1e3), "throughput_b32_per_s": float(thr),
             "size_mib": size_mib, "threads": threads, "n_latency": len(lat)}

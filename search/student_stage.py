@@ -136,7 +136,7 @@ CONFIG_COLUMNS = ["layers", "hidden", "heads", "ffn", "vocab", "kd_alpha", "kd_t
                   "transfer", "feature_kd", "hidden_kd", "lexical_buckets"]
 METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
                   "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "latency_ms_p50",
-                  "latency_ms_p95", "e2e_ms_p50", "e2e_ms_p95", "tokenize_ms_p50", "throughput_b32_per_s", "size_mib", "params", "vocab_size",
+                  "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread", "tokenize_ms_p50", "throughput_b32_per_s", "size_mib", "params", "vocab_size",
                   "train_pool", "epoch_posts", "node_id", "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
 
 

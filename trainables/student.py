@@ -325,7 +325,8 @@ def train_student(config: dict, data: StudentData) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "e2e_ms_p50", "e2e_ms_p95", "tokenize_ms_p50", "throughput_b32_per_s",
+BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread",
+              "tokenize_ms_p50", "throughput_b32_per_s",
               "size_mib", "bench_s")
 
 
