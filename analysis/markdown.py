@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 
@@ -122,7 +123,7 @@ def search_markdown(r: dict) -> list[str]:
 
 
 def teacher_markdown(r: dict) -> list[str]:
-    t, run = r["teacher"], r.get("teacher_run") or r.get("run") or {}
+    t, run = r["teacher"], r.get("run") or {}
     wt = t["wall_time_s"]
     lines = ["## Teacher", "", f"`{t['stage']['teacher']}`, vocabulary {t['vocab']['kept_pieces']} of "
              f"{t['vocab']['original_pieces']} pieces; lr {t['best_config']['lr']}, {t['best_config']['epochs']} epochs, "
@@ -141,7 +142,7 @@ def _split_table(title: str, metrics: dict) -> list[str]:
     """Accuracy / weighted F1 / macro F1 on validation and test."""
     return [f"| {title} | accuracy | weighted F1 | macro F1 |", "|---|---|---|---|"] + [
         f"| {s} | {metrics[s]['accuracy']:.4f} | {metrics[s]['weighted_f1']:.4f} | {metrics[s]['macro_f1']:.4f} |"
-        for s in ("val", "test")]
+        for s in ("val", "test") if s in metrics]
 
 
 def transfer_markdown(r: dict) -> list[str]:
@@ -182,15 +183,25 @@ def ablation_markdown(a: pd.DataFrame) -> list[str]:
 def report_markdown(r: dict, trials: pd.DataFrame, front: pd.DataFrame) -> str:
     m = r["machine"]["cpu"]
     d = r["data"]
-    md = ["# RuSentiment distillation report", "",
-          f"Machine: {m['model']}, {m['cores']} cores; has {', '.join(m['simd_flags'])}; lacks {', '.join(m['lacks'])}. "
+    kind = (d.get("dataset") or {}).get("kind", "rusentiment")
+    title = "RuSentiment" if kind == "rusentiment" else Path(d["dataset"]["train"]).name
+    md = [f"# {title} distillation report", ""]
+    if r.get("figures_on", "test") != "test":
+        md += [f"**Every \"test\" figure in this report is on {r['figures_on']}**: the same posts chose the "
+               f"student, so they overstate what new data would show.", ""]
+    md += [f"Machine: {m['model']}, {m['cores']} cores; has {', '.join(m['simd_flags'])}; lacks {', '.join(m['lacks'])}. "
           f"Report command: `{r['machine']['command']}`, git {r['machine']['git_commit']}.", ""]
     md += targets_markdown(r) + configs_markdown(r)
     md += ["## Pareto plots", ""] + [f"![{p}]({p})" for p in r["plots"]] + [""]
     md += chosen_markdown(r) + search_markdown(r) + transfer_markdown(r) + teacher_markdown(r)
-    md += ["## Data", "", f"Validation split: seed {d['seed']}, stratified, carved from "
-           f"{'the random posts only (like the test file)' if d.get('val_from') == 'random' else 'random + preselected posts'}"
-           f"; sizes {d['sizes']}.", "", "| class | train | val | test |", "|---|---|---|---|"]
+    carved = {"random": "carved from the random posts only (like the test file)",
+              "all": "carved from random + preselected posts", "train": "a stratified part of the training data",
+              "given": "the given validation file"}.get(d.get("val_from"), d.get("val_from"))
+    md += ["## Data", "", f"Source: {d.get('dataset') or {'kind': 'rusentiment'}}; classes in output order: "
+           f"{', '.join(d.get('labels') or d['classes']['train'])}.", "",
+           f"Validation split: seed {d['seed']}, {carved}; sizes {d['sizes']}.", "",
+           "| class | train | val | test |", "|---|---|---|---|"]
     for c in d["classes"]["train"]:
-        md.append(f"| {c} | {d['classes']['train'][c]} | {d['classes']['val'][c]} | {d['classes']['test'][c]} |")
+        md.append(f"| {c} | {d['classes']['train'][c]} | {d['classes']['val'].get(c, 0)} | "
+                  f"{d['classes']['test'].get(c, 0)} |")
     return "\n".join(md) + "\n"

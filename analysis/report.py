@@ -14,6 +14,7 @@ import json
 import logging
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,8 @@ def ranking_agreement(table: pd.DataFrame, before: Path | None) -> dict:
     from scipy.stats import spearmanr
 
     def rho(df):
+        if "test_weighted_f1" not in df:  # no test split
+            return {"students": 0, "spearman": None}
         df = df.dropna(subset=["int8_val_weighted_f1", "test_weighted_f1"])
         if len(df) < 3:
             return {"students": int(len(df)), "spearman": None}
@@ -169,17 +172,22 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
                  labels: tuple[str, str] = ("before", "after"), table: str = "trials",
                  ood_test: str | None = None) -> dict:
     from analysis.markdown import report_markdown
-    from corpus import LABELS, load_splits
+    from corpus import splits_from_record
     from corpus.rusentiment import OOD_TEST, load_ood_test, sibling_file
     from search.provenance import provenance
     from sklearn.metrics import confusion_matrix, f1_score
 
     experiment = Path(experiment).resolve()
     data = json.loads((experiment / "data.json").read_text())
-    splits = load_splits(data_dir, seed=data["seed"], max_train_samples=data.get("max_train_samples"),
-                         val_from=data.get("val_from", "all"))
+    splits = splits_from_record(data, data_dir)
+    figures_on = "test"
+    if not splits.has_test:  # own data without a test file: every "test" figure below is on validation
+        splits, figures_on = replace(splits, test=splits.val), "validation (no test file was given)"
+        log.warning("no test split: the report's figures are on validation, which also selected the student")
+    labels_ = splits.labels
     chosen = choose_trial(experiment, trial, max_latency_ms, max_size_mb, table)
-    ood_path = ood_test or sibling_file(data_dir, *OOD_TEST)
+    benchmark_data = (data.get("dataset") or {}).get("kind", "rusentiment") == "rusentiment"
+    ood_path = ood_test or (sibling_file(data_dir, *OOD_TEST) if benchmark_data else None)
     ood = load_ood_test(ood_path) if ood_path else None
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,20 +200,21 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     front = pd.read_csv(front_file, dtype={"trial_id": str}) if table == "trials" and front_file.is_file() else \
         trials[trials.status != "error"]
     report = {
-        "experiment": str(experiment), "machine": provenance(), "data": data,
+        "experiment": str(experiment), "machine": provenance(), "data": data, "figures_on": figures_on,
         "teacher": json.loads((experiment / "teacher" / "teacher.json").read_text()),
         "search": _load(experiment / "search.json") if table == "trials" else None, "table": table,
         "ood_test": str(ood_path) if ood_path else None,
         "versus_baseline": versus_baseline(splits, ood, preds, base_preds),
         "ranking_agreement": ranking_agreement(front, before),
-        "run": _load(experiment / "run.json"), "teacher_run": _load(experiment / "run_teacher.json"),
+        "run": _load(experiment / "run.json"),
         "chosen": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in chosen.items()},
         "selection": {"trial": trial, "max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb,
                       "rule": "most accurate Pareto-front member on int8 validation weighted F1 within the limits"},
         "four_configurations": configs, "baseline": base,
         "old_report": OLD_REPORT,
-        "per_class_f1": dict(zip(LABELS, map(float, f1_score(y, pred, average=None, labels=range(len(LABELS)))))),
-        "confusion_matrix": {"labels": list(LABELS), "rows_true_cols_pred": confusion_matrix(y, pred).tolist()},
+        "per_class_f1": dict(zip(labels_, map(float, f1_score(y, pred, average=None, labels=range(len(labels_)))))),
+        "confusion_matrix": {"labels": list(labels_),
+                             "rows_true_cols_pred": confusion_matrix(y, pred, labels=range(len(labels_))).tolist()},
         "transfer_sets": [json.loads(p.read_text()) for p in sorted((experiment / "teacher" / "transfer").glob("*.json"))],
         "ablation": ablations(experiment),
         "option_costs": option_costs(trials),

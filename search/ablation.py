@@ -101,7 +101,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     import ray
     from ray import tune
 
-    from corpus import load_splits
+    from corpus import splits_from_record
     from corpus.rusentiment import OOD_TEST, cache_root, load_ood_test, sibling_file
     from corpus.transfer_text import default_transfer_texts
     from search.student_stage import StudentStageConfig, make_data
@@ -112,8 +112,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
 
     experiment = Path(cfg.experiment).resolve()
     data = json.loads((experiment / "data.json").read_text())
-    splits = load_splits(cfg.data_dir, seed=data["seed"], max_train_samples=data.get("max_train_samples"),
-                         val_from=data.get("val_from", "all"))
+    splits = splits_from_record(data, cfg.data_dir)
     base = parse_overrides(cfg.base, "--base")
     rows = {name: {**base, **over} for name, over in parse_rows(cfg.rows).items()}
     for name, row in rows.items():
@@ -123,7 +122,8 @@ def run_ablation(cfg: AblationConfig) -> dict:
     missing = used - {s.recipe for s in specs}
     if missing:
         raise ValueError(f"rows use transfer sets {sorted(missing)} that --transfer does not build")
-    ood_path = cfg.ood_test or sibling_file(cfg.data_dir, *OOD_TEST)
+    benchmark_data = (data.get("dataset") or {}).get("kind", "rusentiment") == "rusentiment"
+    ood_path = cfg.ood_test or (sibling_file(cfg.data_dir, *OOD_TEST) if benchmark_data else None)
     extra = {"ood": load_ood_test(ood_path)} if ood_path else {}
     t0 = time.time()
     if cfg.collect_only:
@@ -174,7 +174,7 @@ def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, 
     df["row"] = df["row"].astype("category").cat.set_categories(list(rows), ordered=True)
     df = df.sort_values("row").reset_index(drop=True)
     first = df.iloc[0]
-    for name in ("test", *extra):
+    for name in (("test",) if splits.has_test else ()) + tuple(extra):
         y = (splits.test if name == "test" else extra[name]).label.to_numpy()
         ref = experiment / "predictions" / f"{first.trial_id}_{name}.npy"
         diffs = [paired_bootstrap(y, np.load(experiment / "predictions" / f"{t}_{name}.npy"), np.load(ref))

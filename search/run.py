@@ -27,6 +27,11 @@ TEACHERS_HELP = "e5-small (offline, default), a Hugging Face hub id such as coin
 class RunConfig:
     teacher: str
     data_dir: str | None
+    train: str | None          # own data (see corpus/tables.py); None: RuSentiment from data_dir
+    val: str | None
+    test: str | None
+    text_column: str
+    label_column: str
     storage: str
     name: str
     seed: int
@@ -74,6 +79,15 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     p.add_argument("--teacher", default="e5-small", help=TEACHERS_HELP)
     p.add_argument("--data-dir", default=None,
                    help="folder with the RuSentiment CSVs (else $RUSENTIMENT_DATA_DIR, else download)")
+    p.add_argument("--dataset", choices=("rusentiment",), default="rusentiment",
+                   help="the benchmark dataset, used unless --train gives your own data")
+    p.add_argument("--train", default=None, metavar="FILE|DIR|NAME",
+                   help="your own labelled texts: CSV, TSV, JSON Lines or Parquet, a datasets save_to_disk folder, or "
+                        "a Hugging Face dataset name; any label set (2+ classes)")
+    p.add_argument("--val", default=None, help="validation data (same forms; default: a stratified 10%% of --train)")
+    p.add_argument("--test", default=None, help="test data (same forms; default: none, figures are validation-only)")
+    p.add_argument("--text-column", default="text", help="column holding the texts in --train/--val/--test")
+    p.add_argument("--label-column", default="label", help="column holding the labels in --train/--val/--test")
     p.add_argument("--storage", default="experiments", help="where experiments are stored (path)")
     p.add_argument("--name", default="rusentiment", help="experiment name (a folder under --storage)")
     p.add_argument("--seed", type=int, default=13, help="seed of the validation split, training and sampling")
@@ -130,7 +144,10 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                         "vocab, kd_alpha, kd_temperature, lr, epochs, transfer, lexical_buckets, ...), e.g. a "
                         "student an ablation found good")
     a = p.parse_args(argv)
-    return RunConfig(teacher=a.teacher, data_dir=a.data_dir, storage=a.storage, name=a.name, seed=a.seed,
+    if (a.val or a.test) and not a.train:
+        p.error("--val and --test go with --train (your own data); RuSentiment's splits come from --data-dir")
+    return RunConfig(teacher=a.teacher, data_dir=a.data_dir, train=a.train, val=a.val, test=a.test,
+                     text_column=a.text_column, label_column=a.label_column, storage=a.storage, name=a.name, seed=a.seed,
                      max_train_samples=a.max_train_samples, val_from=a.val_from, teacher_trials=a.teacher_trials,
                      teacher_epochs=a.teacher_epochs, teacher_lr=a.teacher_lr, teacher_seed=a.teacher_seed,
                      cpus_per_trial=a.cpus_per_trial, address=a.address, stage=a.stage, trials=a.trials,
@@ -170,7 +187,7 @@ def open_experiment(path: Path, resume: bool) -> Path:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(argv)
-    from corpus import DataError, load_splits
+    from corpus import DataError, load_splits, load_table_splits
     from corpus.rusentiment import cache_root
     from search.provenance import provenance
     from search.student_stage import StudentStageConfig, run_student_stage
@@ -183,8 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     t0, prov = time.time(), provenance()  # the code as it was when the run started
     try:  # everything that can be checked is checked before any work starts
         experiment = open_experiment(Path(cfg.storage).expanduser().resolve() / cfg.name, cfg.resume)
-        splits = load_splits(cfg.data_dir, seed=cfg.seed, max_train_samples=cfg.max_train_samples,
-                             val_from=cfg.val_from)
+        if cfg.train:
+            splits = load_table_splits(cfg.train, cfg.val, cfg.test, cfg.text_column, cfg.label_column,
+                                       seed=cfg.seed, max_train_samples=cfg.max_train_samples)
+        else:
+            splits = load_splits(cfg.data_dir, seed=cfg.seed, max_train_samples=cfg.max_train_samples,
+                                 val_from=cfg.val_from)
         transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer or ())
         texts_file = cfg.transfer_texts or default_transfer_texts(cfg.data_dir)
         if cfg.transfer is None:  # the default: real text when there is some
@@ -230,10 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return 2
     run_info = {"provenance": prov, "wall_time_s": round(time.time() - t0, 1),
-                "teacher_test": teacher["test"], "teacher_val": teacher["val"]}
+                "teacher_test": teacher.get("test"), "teacher_val": teacher["val"]}
     (experiment / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
-    print(f"teacher: test weighted F1 {teacher['test']['weighted_f1']:.4f} "
-          f"(accuracy {teacher['test']['accuracy']:.4f}, macro F1 {teacher['test']['macro_f1']:.4f})")
+    shown = "test" if "test" in teacher else "val"  # own data without a test file: validation only
+    print(f"teacher: {shown} weighted F1 {teacher[shown]['weighted_f1']:.4f} "
+          f"(accuracy {teacher[shown]['accuracy']:.4f}, macro F1 {teacher[shown]['macro_f1']:.4f})")
     if search:
         print_front(search, experiment)
     print(f"experiment: {experiment}")

@@ -46,7 +46,7 @@ def copy_linked(src: Path, dst: Path) -> None:
 
 
 def install(source: Path, target: Path, npz: Path, recipes: dict, data_dir: str | None, tag: str = "ensemble") -> dict:
-    from corpus import LABELS, load_splits
+    from corpus import load_splits
     from corpus.augment import TransferSpec, generate
     from modeling import classification_metrics
 
@@ -89,15 +89,15 @@ def install(source: Path, target: Path, npz: Path, recipes: dict, data_dir: str 
         if text_hash(texts) != recipes["transfer_text_sha"][name]:
             raise ValueError(f"{name}: regenerated texts differ from the labelled ones; was corpus/augment.py changed?")
         logits = z[key].astype(np.float32)
-        pd.DataFrame({"text": texts, **{f"logit_{c}": logits[:, i] for i, c in enumerate(LABELS)}}).to_parquet(
+        pd.DataFrame({"text": texts, **{f"logit_{c}": logits[:, i] for i, c in enumerate(splits.labels)}}).to_parquet(
             out / f"{name}.parquet", index=False)
-        counts = np.bincount(logits.argmax(1), minlength=len(LABELS))
+        counts = np.bincount(logits.argmax(1), minlength=len(splits.labels))
         conf = np.exp(logits - logits.max(1, keepdims=True))
         meta = {"name": name, "recipe": recipe, "size": int(size), "seed": spec.seed, "source": "training posts only",
                 "labelled_by": f"{tag} of search/teacher_recipes.py on {recipes.get('device_name')} "
                                f"(all transfer sets together: {recipes.get('transfer_labelling_s')} s)",
                 "labelling_s": None,  # the recipes run timed the sets together, not this one
-                "teacher_argmax_classes": {c: int(n) for c, n in zip(LABELS, counts)},
+                "teacher_argmax_classes": {c: int(n) for c, n in zip(splits.labels, counts)},
                 "mean_teacher_confidence": float((conf.max(1) / conf.sum(1)).mean())}
         (out / f"{name}.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
         log.info("transfer set %s: %d posts with %s logits", name, len(texts), tag)

@@ -202,7 +202,7 @@ def evaluate_on_test(front: pd.DataFrame, splits: Splits, experiment: Path,
     from modeling import classification_metrics
     from modeling.metrics import bootstrap_interval
 
-    tests = {"test": splits.test, **(extra_tests or {})}
+    tests = {**({"test": splits.test} if splits.has_test else {}), **(extra_tests or {})}
     rows = []
     for _, r in front.iterrows():
         if not isinstance(r.get("model_dir"), str):

@@ -83,10 +83,11 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
     tdir = teacher_dir(experiment)
     tdir.mkdir(parents=True, exist_ok=True)
     source, tokenizer, vocab_info = prepare_base(cfg, splits, tdir / "base", cache)
+    parts = [("train", splits.train), ("val", splits.val)] + ([("test", splits.test)] if splits.has_test else [])
     enc = {name: encode_texts(df.text, tokenizer, cfg.max_length, source.text_prefix, cache / "encoded")
-           for name, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+           for name, df in parts}
     data = TeacherData(folder_bytes(tdir / "base"), tokenizer.pad_token_id, enc["train"], splits.train.label.to_numpy(),
-                       enc["val"], splits.val.label.to_numpy())
+                       enc["val"], splits.val.label.to_numpy(), labels=tuple(splits.labels))
     space = asdict(TeacherTrainConfig(lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
                                       pooling=source.pooling, text_prefix=source.text_prefix,
                                       max_length=cfg.max_length, seed=cfg.seed, threads=cfg.cpus_per_trial))
@@ -116,7 +117,7 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
     torch.set_num_threads(cfg.cpus_per_trial)
     info = {"stage": asdict(cfg), "vocab": vocab_info, "source": asdict(source),
             "best_config": {k: v for k, v in best.config.items()}, "trials": []}
-    for name, df in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+    for name, df in parts:
         logits = predict_logits(model, enc[name], tokenizer.pad_token_id)
         np.save(tdir / f"logits_{name}.npy", logits)
         m = classification_metrics(df.label.to_numpy(), logits.argmax(1))
@@ -129,7 +130,8 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
     tmp = tdir / "teacher.json.tmp"
     tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False, default=str))
     tmp.replace(tdir / "teacher.json")
-    log.info("teacher: val weighted F1 %.4f, test weighted F1 %.4f (accuracy %.4f, macro F1 %.4f), %.0f s",
-             info["val"]["weighted_f1"], info["test"]["weighted_f1"], info["test"]["accuracy"],
-             info["test"]["macro_f1"], info["wall_time_s"]["total"])
+    shown = "test" if splits.has_test else "val"
+    log.info("teacher: val weighted F1 %.4f, %s weighted F1 %.4f (accuracy %.4f, macro F1 %.4f), %.0f s",
+             info["val"]["weighted_f1"], shown, info[shown]["weighted_f1"], info[shown]["accuracy"],
+             info[shown]["macro_f1"], info["wall_time_s"]["total"])
     return info

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from corpus import LABELS, Splits, encode_texts
+from corpus import Splits, encode_texts
 from corpus.augment import TransferSpec, generate
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ def load_transfer(experiment: Path, spec: TransferSpec) -> tuple[list[str], np.n
     df = pd.read_parquet(path)
     pooled_file = path.with_suffix(".pooled.npy")
     pooled = np.load(pooled_file) if pooled_file.is_file() else None
-    return df["text"].tolist(), df[[f"logit_{c}" for c in LABELS]].to_numpy(np.float32), pooled
+    columns = [c for c in df.columns if c.startswith("logit_")]  # one per class, in the model's label order
+    return df["text"].tolist(), df[columns].to_numpy(np.float32), pooled
 
 
 def ensure_train_features(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
@@ -153,14 +154,15 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
     tmp = out / f"{spec.name}.pooled.tmp.npy"
     np.save(tmp, pooled)
     tmp.replace(out / f"{spec.name}.pooled.npy")
-    df = pd.DataFrame({"text": texts, **{f"logit_{c}": logits[:, i] for i, c in enumerate(LABELS)}})
+    labels = teacher.config.labels
+    df = pd.DataFrame({"text": texts, **{f"logit_{c}": logits[:, i] for i, c in enumerate(labels)}})
     tmp = out / f"{spec.name}.parquet.tmp"
     df.to_parquet(tmp, index=False)
     tmp.replace(out / f"{spec.name}.parquet")
-    counts = np.bincount(logits.argmax(1), minlength=len(LABELS))
+    counts = np.bincount(logits.argmax(1), minlength=len(labels))
     meta = {"name": spec.name, "recipe": spec.recipe, "size": spec.size, "seed": spec.seed,
             "source": source, "labelling_s": round(time.time() - t0, 1),
-            "teacher_argmax_classes": {c: int(n) for c, n in zip(LABELS, counts)},
+            "teacher_argmax_classes": {c: int(n) for c, n in zip(labels, counts)},
             "mean_teacher_confidence": float(torch.softmax(torch.as_tensor(logits), -1).max(-1).values.mean())}
     tmp = meta_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False))

@@ -51,6 +51,7 @@ class TeacherData:
     train_labels: np.ndarray
     val: Encoded
     val_labels: np.ndarray
+    labels: tuple[str, ...] = LABELS  # the classes, in output order (the data's own)
 
 
 def param_groups(model: EncoderClassifier, cfg: TeacherTrainConfig) -> list[dict]:
@@ -79,7 +80,7 @@ def build_teacher(data: TeacherData, cfg: TeacherTrainConfig):
         kwargs = {"add_pooling_layer": False} if AutoConfig.from_pretrained(base).model_type == "bert" else {}
         encoder = AutoModel.from_pretrained(base, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(base)
-    model = EncoderClassifier(encoder, ClassifierConfig(labels=LABELS, pooling=cfg.pooling, dropout=cfg.dropout,
+    model = EncoderClassifier(encoder, ClassifierConfig(labels=list(data.labels), pooling=cfg.pooling, dropout=cfg.dropout,
                                                         text_prefix=cfg.text_prefix, max_length=cfg.max_length))
     return model, tokenizer
 
