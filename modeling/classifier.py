@@ -86,9 +86,9 @@ class EncoderClassifier(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(path / "encoder")
         tokenizer.save_pretrained(path / "encoder")
-        state = {k: v.contiguous() for k, v in self.head.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
         if self.lexical is not None:
-            state["lexical.weight"] = self.lexical.weight.detach().contiguous()
+            state["lexical.weight"] = self.lexical.weight.detach().cpu().contiguous()
         save_file(state, str(path / "head.safetensors"))
         (path / "classifier.json").write_text(json.dumps(asdict(self.config), indent=2, ensure_ascii=False))
         return path

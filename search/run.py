@@ -61,6 +61,7 @@ class RunConfig:
     max_size_mb: float | None
     min_epochs: int
     enqueue: tuple[str, ...]
+    gpus_per_trial: float | None  # None: one GPU per teacher trial when the cluster has one, else none
 
 
 def positive_int(text: str) -> int:
@@ -103,6 +104,10 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     p.add_argument("--teacher-seed", type=int, default=None,
                    help="seed of the teacher's training only (initialisation, dropout, batch order); default --seed")
     p.add_argument("--cpus-per-trial", type=positive_int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="GPUs per teacher trial (fine-tuning, then teacher outputs and transfer labelling on the GPU "
+                        "with bf16); default: 1 when the Ray cluster has a GPU, else 0. Students train and every "
+                        "latency is measured on CPU")
     p.add_argument("--address", default=None, help="Ray cluster address (auto or ray://HOST:PORT); default: local")
     p.add_argument("--stage", choices=("teacher", "all"), default="all",
                    help="stop after the teacher stage, or run the student search too")
@@ -157,7 +162,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                      max_layers=a.max_layers, hidden=tuple(a.hidden), inits=tuple(a.inits),
                      lexical_buckets=tuple(a.lexical_buckets), transfer_texts=a.transfer_texts,
                      transfer_ratio=a.transfer_ratio, max_size_mb=a.max_size_mb, min_epochs=a.min_epochs,
-                     enqueue=tuple(a.enqueue))
+                     enqueue=tuple(a.enqueue), gpus_per_trial=a.gpus_per_trial)
 
 
 EXPERIMENT_FORMAT, EXPERIMENT_VERSION = "rusentiment-kd/experiment", 1
@@ -232,9 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         (experiment / "data.json").write_text(
             json.dumps({**splits.describe(), "max_train_samples": cfg.max_train_samples}, indent=2))
         start_ray(cfg.address)
+        gpus = gpus_per_trial(cfg.gpus_per_trial)
         teacher = run_teacher_stage(
             TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
-                               lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial,
+                               lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=gpus,
                                seed=cfg.seed if cfg.teacher_seed is None else cfg.teacher_seed),
             splits, experiment, cache_root())
         search = None
@@ -289,6 +295,19 @@ def start_ray(address: str | None) -> None:
     except ConnectionError as e:
         raise ConnectionError(f"--address {address}: cannot connect to a Ray cluster there ({e}); start one with "
                               f"`ray start --head` or leave --address out to run on this machine") from None
+
+
+def gpus_per_trial(asked: float | None) -> float:
+    """``--gpus-per-trial``, or by default one GPU per teacher trial when the cluster has one."""
+    import ray
+
+    have = ray.cluster_resources().get("GPU", 0)
+    if asked is None:
+        asked = 1.0 if have >= 1 else 0.0
+    if asked > have:
+        raise ValueError(f"--gpus-per-trial {asked}: the Ray cluster has {have:g} GPU(s); use at most {have:g}")
+    log.info("teacher trials: %g GPU each (%g in the cluster)%s", asked, have, "" if asked else "; on CPU")
+    return asked
 
 
 def print_front(search: dict, experiment: Path) -> None:

@@ -32,6 +32,7 @@ class TeacherStageConfig:
     max_length: int = 128
     cpus_per_trial: int = 2
     seed: int = 13
+    gpus_per_trial: float = 0.0  # > 0: the trial trains on a GPU (bf16 autocast); caching uses one too
 
 
 def teacher_dir(experiment: Path) -> Path:
@@ -94,7 +95,8 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
     if cfg.trials > 1:
         grid = [cfg.lr] + [lr for lr in LR_GRID if lr != cfg.lr]
         space["lr"] = tune.grid_search(grid[: cfg.trials])
-    trainable = tune.with_resources(tune.with_parameters(train_teacher, data=data), {"cpu": cfg.cpus_per_trial})
+    trainable = tune.with_resources(tune.with_parameters(train_teacher, data=data),
+                                    {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     tuner = tune.Tuner(
         trainable, param_space=space,
         tune_config=tune.TuneConfig(metric=METRIC, mode="max"),
@@ -114,7 +116,10 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
         model.save(tdir / "model", tokenizer)
     log.info("teacher: computing logits on train / val / test for distillation and the report")
     import torch
+
+    from trainables.loop import training_device
     torch.set_num_threads(cfg.cpus_per_trial)
+    model.to(training_device(cfg.gpus_per_trial > 0))
     info = {"stage": asdict(cfg), "vocab": vocab_info, "source": asdict(source),
             "best_config": {k: v for k, v in best.config.items()}, "trials": []}
     for name, df in parts:

@@ -106,10 +106,11 @@ def _teacher_train_outputs(splits: Splits, experiment: Path, cache: Path, thread
     import torch
 
     from modeling import EncoderClassifier
-    from trainables.loop import predict_logits
+    from trainables.loop import predict_logits, training_device
 
     teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
     torch.set_num_threads(threads)
+    teacher.to(training_device())  # on a GPU when this machine has one
     enc = encode_texts(splits.train.text, tok, teacher.config.max_length, teacher.config.text_prefix,
                        cache / "encoded")
     _, feats = predict_logits(teacher, enc, tok.pad_token_id, progress=f"teacher {name} on train",
@@ -131,7 +132,7 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
     import torch
 
     from modeling import EncoderClassifier
-    from trainables.loop import predict_logits
+    from trainables.loop import predict_logits, training_device
 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -148,6 +149,7 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
         texts = generate(splits.train.text.tolist(), spec)
     teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
     torch.set_num_threads(threads)
+    teacher.to(training_device())  # labelling runs on a GPU when this machine has one
     enc = encode_texts(texts, tok, teacher.config.max_length, teacher.config.text_prefix, cache / "encoded")
     logits, pooled = predict_logits(teacher, enc, tok.pad_token_id, progress=f"labelling transfer set {spec.name}",
                                     pooled=True)

@@ -42,6 +42,12 @@ def cpu_has_fast_bf16() -> bool:
     return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
+def training_device(use_gpu: bool = True) -> torch.device:
+    """CUDA when one is visible to this process (Ray sets CUDA_VISIBLE_DEVICES for a trial given a
+    GPU; a trial without one sees none), else the CPU."""
+    return torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+
+
 def autocast_context(mode: str, device: str = "cpu"):
     """``mode``: "auto" (bf16 on CUDA and on CPUs with native bf16), "bf16" or "off"."""
     if mode not in ("auto", "bf16", "off"):

@@ -20,7 +20,7 @@ from corpus.encode import Encoded
 from modeling import ClassifierConfig, EncoderClassifier, classification_metrics
 
 from .loop import (autocast_context, collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits,
-                   setup_worker_logging, steps_per_epoch, write_folder)
+                   setup_worker_logging, steps_per_epoch, training_device, write_folder)
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,10 @@ def train_teacher(config: dict, data: TeacherData) -> None:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    device = training_device()  # a GPU when the trial was given one (--gpus-per-trial), bf16 autocast there
     model, tokenizer = build_teacher(data, cfg)
+    model.to(device)
+    log.info("teacher trial on %s", torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU")
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
     total = steps_per_epoch(len(data.train), cfg.batch_size) * cfg.epochs
     scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
@@ -126,9 +129,10 @@ def train_teacher(config: dict, data: TeacherData) -> None:
     if checkpoint:
         with checkpoint.as_directory() as d:
             model, _ = EncoderClassifier.load(Path(d) / "model")
+            model.to(device)
             optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
             scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
-            state = torch.load(Path(d) / "train_state.pt", weights_only=False)
+            state = torch.load(Path(d) / "train_state.pt", weights_only=False, map_location=device)
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             rng = state["rng"]
