@@ -29,10 +29,6 @@ class Encoded:
     def row(self, i: int) -> np.ndarray:
         return self.ids[self.offsets[i]:self.offsets[i + 1]]
 
-    def subset(self, index) -> "Encoded":
-        rows = [self.row(int(i)) for i in index]
-        return Encoded.from_rows(rows)
-
     @classmethod
     def from_rows(cls, rows) -> "Encoded":
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))

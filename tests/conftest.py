@@ -6,6 +6,15 @@ import pytest
 from tests.fixtures import tiny_texts, write_tiny_bert, write_tiny_rusentiment
 
 REAL_DATA = os.environ.get("RUSENTIMENT_DATA_DIR")
+# a test that needs one of these trains, starts Ray or runs a subprocess: it is "slow", and
+# `pytest -m "not slow"` (the day-to-day subset, about a minute) leaves it out
+SLOW_FIXTURES = {"ray_local", "no_ray_in_process", "searched", "recipes_run", "e5_dir"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,1 +1,2 @@
-"""Ray Tune trainables: teacher fine-tuning (and, next, student distillation)."""
+"""Ray Tune trainables: teacher fine-tuning (``teacher.py``) and student distillation -> int8 PTQ -> CPU
+benchmark (``student.py``), with the loops they share (``loop.py``)."""

@@ -2,8 +2,10 @@
 
 A trial sends its model folder's bytes and waits (its own CPUs idle), so two benchmarks never
 overlap and a benchmark never overlaps its own trial's training. With one trial per machine (the
-default on small machines: --cpus-per-trial = all cores) nothing else runs beside it either. On a
-cluster, give one node the custom resource ``benchmark`` and no trials; the actor is pinned there.
+default on small machines: --cpus-per-trial = all cores) nothing else runs beside it either; with
+two 1-CPU trials on 2 cores the other trial trains meanwhile, so search-time latencies carry some
+noise (the report re-measures the chosen student in a quiet run). ``start_benchmark_slot(resource)``
+can pin the actor to a node holding a custom resource (for a library caller; no CLI flag sets it).
 """
 from __future__ import annotations
 

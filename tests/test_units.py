@@ -1,0 +1,51 @@
+"""Small pure functions the search and the report rest on: the 3-objective Pareto front, the 2-D
+fronts of the plots, length-bucketed batches."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.plots import front_2d
+from search.student_stage import pareto_front
+from trainables.loop import length_batches
+
+
+def _trials(rows):
+    return pd.DataFrame(rows, columns=["trial_id", "status", "int8_val_weighted_f1", "e2e_ms_p50", "size_mib"])
+
+
+def test_pareto_front_keeps_exactly_the_undominated_trials():
+    df = _trials([
+        ("a", "completed", 0.70, 1.0, 4.0),   # best F1
+        ("b", "completed", 0.65, 0.5, 3.0),   # fastest and smallest
+        ("c", "completed", 0.64, 0.6, 3.5),   # dominated by b on every objective
+        ("d", "stopped_early", 0.66, 0.9, 2.0),  # smallest: kept
+        ("e", "error", 0.99, 0.1, 0.1),       # failed trials never enter the front
+        ("f", "completed", 0.70, 1.0, 4.0),   # a tie with a: neither dominates the other
+        ("g", "completed", np.nan, 0.2, 1.0),  # no int8 result: left out
+    ])
+    front = pareto_front(df)
+    assert sorted(front.trial_id) == ["a", "b", "d", "f"]
+    assert list(front.e2e_ms_p50) == sorted(front.e2e_ms_p50)  # sorted by latency
+
+
+def test_front_2d_is_the_staircase_of_best_y_so_far():
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 2.0, np.nan], "y": [0.5, 0.4, 0.7, 0.6, 0.55, 0.9]})
+    front = front_2d(df, "x", "y")
+    assert list(zip(front.x, front.y)) == [(1.0, 0.5), (2.0, 0.55), (3.0, 0.7)]
+
+
+def test_length_batches_cover_every_row_once_and_group_similar_lengths():
+    lengths = np.random.default_rng(0).integers(1, 200, size=1003)
+    for rng in (None, np.random.default_rng(1)):
+        batches = length_batches(lengths, 32, rng)
+        rows = np.concatenate(batches)
+        assert sorted(rows) == list(range(len(lengths)))  # every row exactly once
+        assert all(len(b) <= 32 for b in batches)
+    sorted_batches = length_batches(lengths, 32, None)  # inference: globally sorted by length
+    assert all(lengths[a].max() <= lengths[b].min() for a, b in zip(sorted_batches, sorted_batches[1:]))
+    spread = np.mean([np.ptp(lengths[b]) for b in length_batches(lengths, 32, np.random.default_rng(1))])
+    assert spread < np.ptp(lengths) / 4  # training batches hold similar lengths (sorted within pools)
+    a = length_batches(lengths, 32, np.random.default_rng(5))
+    b = length_batches(lengths, 32, np.random.default_rng(5))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))  # seeded: reproducible
