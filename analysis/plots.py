@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from inference.atomic import atomic_file
+
 MARKERS = {"teacher (fp32, torch)": ("s", "black"), "teacher + int8 PTQ (ONNX Runtime)": ("s", "grey"),
            "TF-IDF + LinearSVC": ("D", "tab:red")}
 
@@ -36,7 +38,8 @@ def _save(fig, ax, path: Path, legend_size: int) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=legend_size, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path.name
 
@@ -105,7 +108,8 @@ def _before_after(trials: pd.DataFrame, path: Path, before: pd.DataFrame | None 
     axes[0].set_ylabel("weighted F1 (int8)")
     axes[1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path.name
 

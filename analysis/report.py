@@ -22,6 +22,7 @@ import pandas as pd
 
 from analysis import plots
 from analysis.export import choose_trial
+from inference.atomic import atomic_file, write_json, write_text
 
 log = logging.getLogger(__name__)
 OLD_REPORT = [{"name": "old report: rubert-tiny2 fp32 (accuracy)", "test_accuracy": 0.5345, "size_mib": 111.4 / 1.048576},
@@ -129,8 +130,9 @@ def baseline(experiment: Path, splits, refresh: bool, ood=None) -> tuple[dict, d
             with np.load(pred_file) as z:
                 return b, {k: z[k] for k in z.files}
     b, preds = tfidf_baseline(splits, ood=ood)
-    np.savez(pred_file, **preds)
-    path.write_text(json.dumps(b, indent=2))
+    with atomic_file(pred_file) as tmp:
+        np.savez(tmp, **preds)
+    write_json(path, b)
     return b, preds
 
 
@@ -221,8 +223,8 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
         "before": {"experiment": str(before), "labels": list(labels)} if before else None,
         "plots": plots.write_all(trials, front, out, references(configs, base), _trials(before), labels),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str, ensure_ascii=False))
-    (out / "report.md").write_text(report_markdown(report, trials, front))
+    write_json(out / "report.json", report)
+    write_text(out / "report.md", report_markdown(report, trials, front))
     return report
 
 

@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .atomic import write_text
 from .classifier import ModelFolderError, SentimentClassifier
 
 
@@ -75,9 +76,7 @@ def main(argv=None) -> int:
     lines = [json.dumps({"text": t, **(r if isinstance(r, dict) else {"top": r})}, ensure_ascii=False)
              for t, r in zip(texts, results)]
     if a.output:
-        tmp = a.output.with_suffix(a.output.suffix + ".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tmp.replace(a.output)
+        write_text(a.output, "\n".join(lines) + "\n")
     else:
         print("\n".join(lines))
     return 0

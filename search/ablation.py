@@ -164,6 +164,7 @@ def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, 
     import pandas as pd
 
     from modeling.metrics import paired_bootstrap
+    from inference.atomic import write_json
     from search.student_stage import collect_trials, evaluate_on_test, write_csv_atomic
 
     df = collect_trials(results, experiment, models=f"{cfg.tag}_students")
@@ -186,7 +187,7 @@ def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, 
     write_csv_atomic(df, experiment / f"{cfg.tag}.csv")
     out = {"config": asdict(cfg), "rows_resolved": rows,
            "wall_time_s": round(time.time() - t0, 1), "rows": df.to_dict(orient="records")}
-    (experiment / f"{cfg.tag}.json").write_text(json.dumps(out, indent=2, default=str))
+    write_json(experiment / f"{cfg.tag}.json", out)
     return out
 
 

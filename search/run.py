@@ -18,6 +18,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from inference.atomic import write_json  # noqa: E402  (after the path set-up above)
+
 log = logging.getLogger("search")
 DEFAULT_TRANSFER = ("real:60000",)
 TEACHERS_HELP = "e5-small (offline, default), a Hugging Face hub id such as cointegrated/rubert-tiny2, or a local model directory"
@@ -185,7 +187,7 @@ def open_experiment(path: Path, resume: bool) -> Path:
                              f"{EXPERIMENT_VERSION}); use a new --name or move that directory away")
     path.mkdir(parents=True, exist_ok=True)
     if not marker.is_file():
-        marker.write_text(json.dumps({"format": EXPERIMENT_FORMAT, "version": EXPERIMENT_VERSION}))
+        write_json(marker, {"format": EXPERIMENT_FORMAT, "version": EXPERIMENT_VERSION})
     return path
 
 
@@ -234,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             read_transfer_texts(texts_file)  # a missing or malformed file fails before the teacher trains
         if load_cached_teacher(experiment, cfg.teacher) is None:
             resolve_teacher(cfg.teacher, cache_root() / "teachers")  # a bad --teacher fails before Ray starts
-        (experiment / "data.json").write_text(
-            json.dumps({**splits.describe(), "max_train_samples": cfg.max_train_samples}, indent=2))
+        write_json(experiment / "data.json", {**splits.describe(), "max_train_samples": cfg.max_train_samples})
         start_ray(cfg.address)
         gpus = gpus_per_trial(cfg.gpus_per_trial)
         teacher = run_teacher_stage(
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_info = {"provenance": prov, "wall_time_s": round(time.time() - t0, 1),
                 "teacher_test": teacher.get("test"), "teacher_val": teacher["val"]}
-    (experiment / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
+    write_json(experiment / "run.json", run_info)
     shown = "test" if "test" in teacher else "val"  # own data without a test file: validation only
     print(f"teacher: {shown} weighted F1 {teacher[shown]['weighted_f1']:.4f} "
           f"(accuracy {teacher[shown]['accuracy']:.4f}, macro F1 {teacher[shown]['macro_f1']:.4f})")

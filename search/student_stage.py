@@ -14,6 +14,7 @@ import pandas as pd
 
 from corpus import Splits
 from corpus.augment import TransferSpec
+from inference.atomic import atomic_file, write_json
 from spaces.student import StudentSpace, sample_student
 from trainables.loop import folder_bytes
 from trainables.student import StudentData, train_student
@@ -187,9 +188,8 @@ def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 def evaluate_on_test(front: pd.DataFrame, splits: Splits, experiment: Path,
@@ -213,7 +213,8 @@ def evaluate_on_test(front: pd.DataFrame, splits: Splits, experiment: Path,
             y = df.label.to_numpy()
             pred = clf.logits(df.text.tolist(), 64).argmax(1)
             (experiment / "predictions").mkdir(exist_ok=True)
-            np.save(experiment / "predictions" / f"{r['trial_id']}_{name}.npy", pred)
+            with atomic_file(experiment / "predictions" / f"{r['trial_id']}_{name}.npy") as tmp:
+                np.save(tmp, pred)
             row.update(classification_metrics(y, pred, f"{name}_"))
             row[f"{name}_wf1_low"], row[f"{name}_wf1_high"] = bootstrap_interval(y, pred)
         rows.append(row)
@@ -238,5 +239,5 @@ def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path)
     write_csv_atomic(front, experiment / "pareto.csv")
     summary = {"trials": len(df), "status_counts": df["status"].value_counts().to_dict(),
                "wall_time_s": round(time.time() - t0, 1), "front": front.to_dict(orient="records")}
-    (experiment / "search.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_json(experiment / "search.json", summary)
     return summary

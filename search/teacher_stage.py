@@ -16,6 +16,7 @@ from modeling.vocab import choose_kept_ids, piece_counts, trim_embeddings, trim_
 from teachers import load_encoder, resolve_teacher
 from trainables.loop import folder_bytes, predict_logits
 from trainables.teacher import TeacherData, TeacherTrainConfig, train_teacher
+from inference.atomic import atomic_file, write_json
 
 log = logging.getLogger(__name__)
 METRIC = "val_weighted_f1"
@@ -124,7 +125,8 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
             "best_config": {k: v for k, v in best.config.items()}, "trials": []}
     for name, df in parts:
         logits = predict_logits(model, enc[name], tokenizer.pad_token_id)
-        np.save(tdir / f"logits_{name}.npy", logits)
+        with atomic_file(tdir / f"logits_{name}.npy") as tmp:
+            np.save(tmp, logits)
         m = classification_metrics(df.label.to_numpy(), logits.argmax(1))
         info[name] = {k: round(v, 4) for k, v in m.items()}
     df = results.get_dataframe(filter_metric=METRIC, filter_mode="max")
@@ -132,9 +134,7 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
         info["trials"].append({"lr": row.get("config/lr"), "epochs": row.get("config/epochs"),
                                "best_epoch": int(row["epoch"]), METRIC: round(float(row[METRIC]), 4)})
     info["wall_time_s"] = {"fine_tuning": round(train_s, 1), "total": round(time.time() - t0, 1)}
-    tmp = tdir / "teacher.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False, default=str))
-    tmp.replace(tdir / "teacher.json")
+    write_json(tdir / "teacher.json", info)  # written last: its presence marks the teacher complete
     shown = "test" if splits.has_test else "val"
     log.info("teacher: val weighted F1 %.4f, %s weighted F1 %.4f (accuracy %.4f, macro F1 %.4f), %.0f s",
              info["val"]["weighted_f1"], shown, info[shown]["weighted_f1"], info[shown]["accuracy"],

@@ -17,6 +17,7 @@ import pandas as pd
 
 from corpus import Splits, encode_texts
 from corpus.augment import TransferSpec, generate
+from inference.atomic import atomic_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,8 @@ def ensure_importance(splits: Splits, experiment: Path, cache: Path, threads: in
     enc = encode_texts(texts, tok, teacher.config.max_length, teacher.config.text_prefix, cache / "encoded")
     batches = (collate(enc, index, tok.pad_token_id) for index in length_batches(enc.lengths(), 64, None))
     scores = importance(teacher, batches)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **scores)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        np.savez(tmp, **scores)
     log.info("teacher activation statistics over %d training posts: %.0f s", len(texts), time.time() - t0)
     return path
 
@@ -115,9 +115,8 @@ def _teacher_train_outputs(splits: Splits, experiment: Path, cache: Path, thread
                        cache / "encoded")
     _, feats = predict_logits(teacher, enc, tok.pad_token_id, progress=f"teacher {name} on train",
                               pooled=not layers, layers=layers)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, feats)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        np.save(tmp, feats)
     return path
 
 
@@ -153,22 +152,18 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
     enc = encode_texts(texts, tok, teacher.config.max_length, teacher.config.text_prefix, cache / "encoded")
     logits, pooled = predict_logits(teacher, enc, tok.pad_token_id, progress=f"labelling transfer set {spec.name}",
                                     pooled=True)
-    tmp = out / f"{spec.name}.pooled.tmp.npy"
-    np.save(tmp, pooled)
-    tmp.replace(out / f"{spec.name}.pooled.npy")
+    with atomic_file(out / f"{spec.name}.pooled.npy") as tmp:
+        np.save(tmp, pooled)
     labels = teacher.config.labels
     df = pd.DataFrame({"text": texts, **{f"logit_{c}": logits[:, i] for i, c in enumerate(labels)}})
-    tmp = out / f"{spec.name}.parquet.tmp"
-    df.to_parquet(tmp, index=False)
-    tmp.replace(out / f"{spec.name}.parquet")
+    with atomic_file(out / f"{spec.name}.parquet") as tmp:
+        df.to_parquet(tmp, index=False)
     counts = np.bincount(logits.argmax(1), minlength=len(labels))
     meta = {"name": spec.name, "recipe": spec.recipe, "size": spec.size, "seed": spec.seed,
             "source": source, "labelling_s": round(time.time() - t0, 1),
             "teacher_argmax_classes": {c: int(n) for c, n in zip(labels, counts)},
             "mean_teacher_confidence": float(torch.softmax(torch.as_tensor(logits), -1).max(-1).values.mean())}
-    tmp = meta_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    tmp.replace(meta_file)
+    write_json(meta_file, meta)  # written last: its presence marks the set complete
     log.info("transfer set %s: %d posts labelled in %.0f s", spec.name, spec.size, meta["labelling_s"])
     return meta
 

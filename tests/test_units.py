@@ -49,3 +49,20 @@ def test_length_batches_cover_every_row_once_and_group_similar_lengths():
     a = length_batches(lengths, 32, np.random.default_rng(5))
     b = length_batches(lengths, 32, np.random.default_rng(5))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))  # seeded: reproducible
+
+
+def test_atomic_file_leaves_the_old_file_or_the_new_one_never_half(tmp_path):
+    import pytest
+
+    from inference.atomic import atomic_file, write_json
+
+    out = write_json(tmp_path / "run.json", {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_file(out) as tmp:
+            tmp.write_text('{"a": 2, "trunc')  # a writer killed half-way ...
+            raise RuntimeError("killed")
+    assert out.read_text() == '{\n  "a": 1\n}' and list(tmp_path.iterdir()) == [out]  # ... leaves the old file only
+    with atomic_file(tmp_path / "x.npy") as tmp:
+        assert tmp.suffix == ".npy"  # format-by-suffix writers (np.save, savefig) keep working
+        np.save(tmp, np.arange(3))
+    assert np.load(tmp_path / "x.npy").tolist() == [0, 1, 2]
