@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import uuid
@@ -46,9 +47,12 @@ def encode_texts(texts, tokenizer, max_length: int, prefix: str = "", cache_dir:
 
     With ``cache_dir`` the result is stored as a ``datasets`` Arrow file named by the tokenizer's
     fingerprint, the texts' hash, prefix and max length; a second call loads it. Without it
-    the texts are tokenised in memory (``datasets`` not needed).
+    the texts are tokenised in memory (``datasets`` not needed; also the fallback where it is not
+    installed, e.g. a training machine given only a bundle by ``search/train_students.py``).
     """
     texts = list(texts)
+    if cache_dir is not None and importlib.util.find_spec("datasets") is None:
+        cache_dir = None
     if cache_dir is None:
         enc = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length, add_special_tokens=True)
         return Encoded.from_rows([np.asarray(r, dtype=np.int32) for r in enc["input_ids"]])

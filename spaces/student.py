@@ -69,10 +69,13 @@ class StudentConfig:
     threads: int = 2
     max_size_mib: float | None = None  # the vocabulary shrinks (to 2,000 pieces at least) until the estimate fits
     bf16: str = "auto"         # autocast in training: "auto" (CUDA, or a CPU with native bf16), "bf16", "off"
+    device: str = "cpu"        # where it trains: "cpu", "cuda" or "auto" (CUDA when visible); PTQ and latency: CPU
 
     def __post_init__(self):
         if self.hidden % self.heads:
             raise ValueError(f"heads={self.heads} must divide hidden={self.hidden}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.transfer_ratio < 0:

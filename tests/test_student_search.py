@@ -199,6 +199,32 @@ def test_ablation_runs_each_row_on_one_student(searched, tiny_data, tmp_path):
         run_ablation(AblationConfig(experiment=str(searched), data_dir=str(tiny_data), rows=("x:nope=1",)))
 
 
+def test_students_trained_outside_ray_from_a_bundle(searched, tiny_data, tmp_path):
+    """pack -> run (no Ray: FolderReporter; the same fit_student) -> collect into a table the report and
+    the export take (after the ablation test, which built importance.npz and a real transfer set)."""
+    from analysis.export import main as export_main
+    from search.train_students import main as students_main
+
+    real = next((searched / "teacher" / "transfer").glob("real-60-*.parquet")).stem
+    bundle, runs = tmp_path / "bundle", tmp_path / "runs"
+    assert students_main(["pack", "--experiment", str(searched), "--out", str(bundle), "--layers", "2",
+                          "--transfer", real, "--data-dir", str(tiny_data)]) == 0
+    assert json.loads((bundle / "bundle.json").read_text())["teacher_layers"] == 2
+    assert students_main(["run", "--bundle", str(bundle), "--out", str(runs), "--threads", "1",
+                          "--base", "layers=2,hidden=156,heads=6,ffn=300,vocab=0,epochs=2,init=pruned",
+                          "--rows", "long:transfer=real,lexical_buckets=4096", "plain:epochs=1"]) == 0
+    assert sorted(p.name for p in runs.glob("*.tar")) == ["long.tar", "plain.tar"]
+    assert students_main(["collect", "--experiment", str(searched), "--runs", str(runs), "--tag", "long",
+                          "--data-dir", str(tiny_data)]) == 0
+    df = pd.read_csv(searched / "long.csv")
+    assert df.row.tolist() == ["long", "plain"] and df.test_weighted_f1.notna().all()
+    assert df.epoch.tolist() == [2, 1] and df.lexical_buckets.tolist() == [4096, 0]
+    assert (df.e2e_ms_p50 > 0).all() and df.trained_on.isin(["cpu", "cuda"]).all()
+    assert export_main(["--experiment", str(searched), "--table", "long", "--trial", "long_long",
+                        "--out", str(tmp_path / "model")]) == 0
+    assert (tmp_path / "model" / "lexical.npz").is_file()
+
+
 def test_report_and_export_from_the_ablation_table(searched, tiny_data, tmp_path):
     from analysis.__main__ import main as report_main
     from analysis.export import main as export_main

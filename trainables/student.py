@@ -10,6 +10,7 @@ the architecture and are measured once, after the first round, by the serialised
 """
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import tempfile
@@ -30,9 +31,8 @@ from modeling.prune import PruneShape, prune_encoder
 from modeling.vocab import choose_kept_ids, piece_counts, trim_tokenizer
 from spaces.student import StudentConfig, fit_vocab
 
-from .bench_slot import benchmark_serialised
 from .loop import (autocast_context, collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits,
-                   setup_worker_logging, steps_per_epoch, write_folder)
+                   setup_worker_logging, steps_per_epoch, training_device, write_folder)
 
 log = logging.getLogger(__name__)
 
@@ -222,15 +222,78 @@ def param_groups(model: EncoderClassifier, extra: list, cfg: StudentConfig) -> l
     return groups
 
 
-def train_student(config: dict, data: StudentData) -> None:
-    import ray
-    from ray import tune
+class RayReporter:
+    """A trial's link to Ray Tune: the checkpoint to resume from, reports, the serialised benchmark."""
 
+    def __init__(self):
+        import ray
+        from ray import tune
+
+        self.tune, self.node_id = tune, ray.get_runtime_context().get_node_id()
+
+    def restore(self) -> dict | None:
+        checkpoint = self.tune.get_checkpoint()
+        if not checkpoint:
+            return None
+        with checkpoint.as_directory() as d:
+            return torch.load(Path(d) / "train_state.pt", weights_only=False)
+
+    def report(self, metrics: dict, folder: Path) -> None:
+        self.tune.report(metrics, checkpoint=self.tune.Checkpoint.from_directory(str(folder)))
+
+    def benchmark(self, folder: Path, texts: list[str]) -> dict:
+        from .bench_slot import benchmark_serialised
+
+        return benchmark_serialised(folder, texts)
+
+
+class FolderReporter:
+    """The same for a run outside Ray (``search/train_students.py``, e.g. on a GPU machine without
+    Ray): each round's checkpoint replaces the last in ``out/checkpoint``, metrics go to
+    ``out/metrics.jsonl``; the benchmark runs in place."""
+
+    def __init__(self, out: Path):
+        self.out, self.node_id = Path(out), "local"
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def restore(self) -> dict | None:
+        state = self.out / "checkpoint" / "train_state.pt"
+        return torch.load(state, weights_only=False) if state.is_file() else None
+
+    def report(self, metrics: dict, folder: Path) -> None:
+        import json
+
+        from inference.atomic import atomic_directory
+
+        with atomic_directory(self.out / "checkpoint") as tmp:
+            shutil.copytree(folder, tmp, dirs_exist_ok=True)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics, default=str) + "\n")
+        log.info("round %s: val wF1 %.4f, int8 %.4f", metrics["round"], metrics["val_weighted_f1"],
+                 metrics["int8_val_weighted_f1"])
+
+    def benchmark(self, folder: Path, texts: list[str]) -> dict:
+        from inference.benchmark import benchmark
+
+        return benchmark(folder, texts[:2000])
+
+
+def train_student(config: dict, data: StudentData) -> None:
+    """The Ray Tune function trainable."""
+    fit_student(student_config(config, data.fixed), data, RayReporter())
+
+
+def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
+    """KD -> int8 PTQ -> benchmark, reporting after every round through ``reporter``
+    (``RayReporter`` in a search, ``FolderReporter`` outside Ray). Trains on ``cfg.device``;
+    export, int8 evaluation and the benchmark always run on CPU."""
     setup_worker_logging()
-    cfg = student_config(config, data.fixed)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    device = training_device(cfg.device != "cpu")
+    if cfg.device == "cuda" and device.type != "cuda":
+        raise ValueError("device 'cuda': torch sees no CUDA device here; use 'auto' or 'cpu'")
     t_build = time.time()
     cache_dir = cache_root() / "encoded"  # this node's own token cache
     with tempfile.TemporaryDirectory() as d:
@@ -256,6 +319,9 @@ def train_student(config: dict, data: StudentData) -> None:
         mapped = layer_map(cfg.layers, data.train_layers.shape[1])
         t_layers = torch.as_tensor(np.ascontiguousarray(data.train_layers[:, mapped]))
         layer_proj = torch.nn.ModuleList(torch.nn.Linear(cfg.hidden, t_layers.shape[2]) for _ in mapped)
+    for module in (model, projection, layer_proj):
+        if module is not None:
+            module.to(device)
     extra = (list(projection.parameters()) if projection else []) + (list(layer_proj.parameters()) if layer_proj else [])
     optimizer = torch.optim.AdamW(param_groups(model, extra, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # an epoch: every labelled post + transfer_ratio x as many transfer draws (none without transfer sets)
@@ -263,15 +329,13 @@ def train_student(config: dict, data: StudentData) -> None:
     per_round = max(1, steps_per_epoch(n_labelled + draws, cfg.batch_size) // cfg.evals_per_epoch)
     total = per_round * cfg.evals_per_epoch * cfg.epochs
     scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
-    labels, t_logits = torch.as_tensor(hard), torch.as_tensor(soft)
-    t_feats = torch.as_tensor(feats) if projection else None
+    labels, t_logits = torch.as_tensor(hard, device=device), torch.as_tensor(soft, device=device)
+    t_feats = torch.as_tensor(feats, device=device) if projection else None
     bench: dict = {}
     batches: list = []
     start_round = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / "train_state.pt", weights_only=False)
+    state = reporter.restore()
+    if state:
         model.load_state_dict(state["model"])
         if projection:
             projection.load_state_dict(state["projection"])
@@ -289,9 +353,9 @@ def train_student(config: dict, data: StudentData) -> None:
             if not batches:
                 batches = epoch_batches(n_labelled, len(train), draws, train.lengths(), cfg.batch_size, rng)
             index = batches.pop()
-            ids, mask = collate(train, index, pad)
-            lex = lex_pool.batch(index) if lex_pool else None
-            with autocast_context(cfg.bf16):
+            ids, mask = (t.to(device) for t in collate(train, index, pad))
+            lex = tuple(t.to(device) for t in lex_pool.batch(index)) if lex_pool else None
+            with autocast_context(cfg.bf16, device.type):
                 logits, pooled, *layers = model(ids, mask, return_pooled=True, return_layers=layer_proj is not None,
                                                 lexical=lex)
                 logits, pooled = logits.float(), pooled.float()
@@ -301,28 +365,28 @@ def train_student(config: dict, data: StudentData) -> None:
                 loss = loss + cfg.feature_kd * feature_loss(pooled, t_feats[index], projection)
             rows = index[index < n_labelled] if layer_proj is not None else []
             if len(rows):  # the labelled posts come first in the pool; only they have teacher layer outputs
-                keep = torch.as_tensor(index < n_labelled)
-                loss = loss + cfg.hidden_kd * hidden_loss(layers[0][keep], t_layers[rows], layer_proj)
+                keep = torch.as_tensor(index < n_labelled, device=device)
+                loss = loss + cfg.hidden_kd * hidden_loss(layers[0][keep], t_layers[rows].to(device), layer_proj)
             losses.append(optimizer_step(model, loss, optimizer, scheduler))
         start_round += 1
         train_s = time.time() - t0
-        metrics = evaluate_and_report_state(model, tokenizer, val, pad, data, cfg, bench)
+        metrics = evaluate_and_report_state(model, tokenizer, val, pad, data, cfg, bench, reporter)
         bench = {k: metrics[k] for k in BENCH_KEYS if k in metrics}
         metrics.update(round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
                        train_pool=len(train), epoch_posts=n_labelled + draws,
-                       node_id=ray.get_runtime_context().get_node_id(),
+                       node_id=reporter.node_id, device=device.type,
                        vocab_size=len(tokenizer), train_loss=float(np.mean(losses)), round_train_s=train_s,
                        build_s=build_s)
         with tempfile.TemporaryDirectory() as d:
             shutil.copytree(metrics.pop("_folder"), Path(d) / "model")
-            model.save(Path(d) / "torch", tokenizer)  # fp32 student, for the report's four-configuration table
+            model.save(Path(d) / "torch", tokenizer)  # fp32 student (saved from any device), for the report
             torch.save({"model": model.state_dict(), "projection": projection.state_dict() if projection else None,
                         "layer_proj": layer_proj.state_dict() if layer_proj else None,
                         "optimizer": optimizer.state_dict(), "batches": batches,
                         "scheduler": scheduler.state_dict(), "rng": rng, "round": start_round, "bench": bench},
                        Path(d) / "train_state.pt")
             shutil.rmtree(Path(metrics.pop("_tmp")), ignore_errors=True)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            reporter.report(metrics, Path(d))
 
 
 BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread",
@@ -330,12 +394,14 @@ BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p
               "size_mib", "bench_s")
 
 
-def evaluate_and_report_state(model, tokenizer, val, pad, data: StudentData, cfg: StudentConfig, bench: dict) -> dict:
+def evaluate_and_report_state(model, tokenizer, val, pad, data: StudentData, cfg: StudentConfig, bench: dict,
+                              reporter) -> dict:
     """fp32 and int8 validation metrics; exports the int8 folder (kept in a temp dir returned as
     ``_folder``) and benchmarks it once per trial."""
     from inference import SentimentClassifier
 
     fp32 = predict_logits(model, val, pad, bf16="off", texts=data.val_texts).argmax(1)
+    model = copy.deepcopy(model).cpu() if next(model.parameters()).is_cuda else model  # export from CPU
     metrics = classification_metrics(data.val_labels, fp32, prefix="val_")
     t1 = time.time()
     tmp = tempfile.mkdtemp(prefix="student-")
@@ -346,7 +412,7 @@ def evaluate_and_report_state(model, tokenizer, val, pad, data: StudentData, cfg
     metrics["ptq_eval_s"] = time.time() - t1
     if not bench:
         t2 = time.time()
-        bench = benchmark_serialised(folder, data.val_texts)
+        bench = reporter.benchmark(folder, data.val_texts)
         bench["bench_s"] = time.time() - t2
     metrics.update(bench)
     metrics["_folder"], metrics["_tmp"] = str(folder), tmp

@@ -1,0 +1,197 @@
+"""Train chosen students outside Ray — longer runs, or on a machine without Ray (a lent GPU) — with
+the search's own trainable (``trainables.student.fit_student``: the same KD, PTQ and checkpoints).
+
+Three steps, so that the training machine needs only torch, transformers, tokenizers, onnxruntime,
+pandas and scikit-learn (no Ray, no datasets) and a bundle of a few tens of MiB:
+
+    python -m search.train_students pack --experiment EXP --out BUNDLE --layers 4 --transfer real-40000-s13
+    python -m search.train_students run --bundle BUNDLE --out RUNS --base FIELD=VALUE,... --rows NAME:FIELD=VALUE,...
+    python -m search.train_students collect --experiment EXP --runs RUNS --tag TAG [--data-dir DIR]
+
+``pack`` keeps the teacher's bottom ``--layers`` layers (all a pruned student of that depth or less
+is cut from) in float16, the split's texts, the teacher's logits, its activation statistics and
+the named transfer sets. ``run`` trains each row (fields of ``spaces.student.StudentConfig`` over
+``--base``; ``device=auto`` uses a GPU when there is one) and packs each final checkpoint into
+``RUNS/NAME.tar`` (int8 folder + float16 copy of the fp32 student). ``collect`` unpacks them into
+the experiment as ``<tag>.csv`` with test and out-of-domain figures, re-benchmarked on this
+machine, so that ``python -m analysis --table TAG`` and ``python -m analysis.export --table TAG``
+take them like any trial. Selection stays on validation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+log = logging.getLogger("search.train_students")
+
+
+def pack(experiment: Path, out: Path, layers: int, transfer: list[str], data_dir: str | None) -> Path:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from corpus import splits_from_record
+    from inference.atomic import atomic_directory, write_json
+    from modeling import EncoderClassifier
+
+    data = json.loads((experiment / "data.json").read_text())
+    splits = splits_from_record(data, data_dir)
+    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
+    teacher.encoder.encoder.layer = teacher.encoder.encoder.layer[:layers]  # only the bottom layers are ever cut
+    teacher.encoder.config.num_hidden_layers = layers
+    teacher.half()
+    with atomic_directory(out) as tmp:
+        teacher.save(tmp / "teacher", tok)
+        if (experiment / "teacher" / "importance.npz").is_file():  # needed by "pruned" students only
+            shutil.copy(experiment / "teacher" / "importance.npz", tmp / "importance.npz")
+        pd.concat([splits.train.assign(split="train"), splits.val.assign(split="val")])[["text", "label", "split"]] \
+            .to_parquet(tmp / "splits.parquet", index=False)
+        np.save(tmp / "logits_train.npy", np.load(experiment / "teacher" / "logits_train.npy"))
+        (tmp / "transfer").mkdir()
+        for name in transfer:
+            shutil.copy(experiment / "teacher" / "transfer" / f"{name}.parquet", tmp / "transfer" / f"{name}.parquet")
+        write_json(tmp / "bundle.json", {"experiment": str(experiment), "teacher_layers": layers,
+                                         "transfer": {n.split("-")[0]: n for n in transfer}, "data": data})
+    log.info("bundle %s: %.1f MiB", out, sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20)
+    return out
+
+
+def load_bundle(bundle: Path, fixed: dict):
+    import numpy as np
+    import pandas as pd
+
+    from trainables.loop import folder_bytes
+    from trainables.student import StudentData
+
+    info = json.loads((bundle / "bundle.json").read_text())
+    df = pd.read_parquet(bundle / "splits.parquet")
+    train, val = df[df.split == "train"], df[df.split == "val"]
+    transfer = {}
+    for recipe, name in info["transfer"].items():
+        t = pd.read_parquet(bundle / "transfer" / f"{name}.parquet")
+        transfer[recipe] = (t.text.tolist(), t[[c for c in t.columns if c.startswith("logit_")]].to_numpy(np.float32),
+                            None)
+    scores = dict(np.load(bundle / "importance.npz")) if (bundle / "importance.npz").is_file() else None
+    return StudentData(teacher_files=folder_bytes(bundle / "teacher"), train_texts=train.text.tolist(),
+                       train_labels=train.label.to_numpy(), train_logits=np.load(bundle / "logits_train.npy"),
+                       val_texts=val.text.tolist(), val_labels=val.label.to_numpy(), transfer=transfer,
+                       importance=scores, fixed=fixed), info
+
+
+def run(bundle: Path, out: Path, base: str, rows: list[str], threads: int) -> None:
+    import torch
+
+    from search.ablation import parse_overrides, parse_rows
+    from spaces.student import StudentConfig
+    from trainables.student import FolderReporter, fit_student
+
+    data, info = load_bundle(bundle, {})
+    for name, over in parse_rows(tuple(rows)).items():
+        cfg = StudentConfig(**{"threads": threads, "device": "auto", "evals_per_epoch": 1,
+                               **parse_overrides(base, "--base"), **over})
+        if cfg.init == "pruned" and cfg.layers > info["teacher_layers"]:
+            raise ValueError(f"--rows {name}: layers={cfg.layers} but the bundle keeps {info['teacher_layers']}")
+        log.info("%s: %s", name, cfg)
+        fit_student(cfg, data, FolderReporter(out / name))
+        ckpt = out / name / "checkpoint"
+        half = ckpt / "torch" / "encoder" / "model.safetensors"  # float16 copy: the tar stays small
+        from safetensors.torch import load_file, save_file
+
+        save_file({k: v.half() for k, v in load_file(str(half)).items()}, str(half))
+        (ckpt / "train_state.pt").unlink(missing_ok=True)
+        (ckpt / "config.json").write_text(json.dumps({"name": name, "student": vars(cfg)}, default=str))
+        shutil.copy(out / name / "metrics.jsonl", ckpt / "metrics.jsonl")
+        with tarfile.open(out / f"{name}.tar", "w") as tar:
+            tar.add(ckpt, arcname=name)
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+
+
+def collect(experiment: Path, runs: Path, tag: str, data_dir: str | None, ood_test: str | None) -> Path:
+    import pandas as pd
+    from safetensors.torch import load_file, save_file
+
+    from corpus import splits_from_record
+    from corpus.rusentiment import OOD_TEST, load_ood_test, sibling_file
+    from inference.atomic import write_json
+    from inference.benchmark import benchmark
+    from search.student_stage import CONFIG_COLUMNS, evaluate_on_test, write_csv_atomic
+
+    data = json.loads((experiment / "data.json").read_text())
+    splits = splits_from_record(data, data_dir)
+    ood_path = ood_test or sibling_file(data_dir, *OOD_TEST)
+    extra = {"ood": load_ood_test(ood_path)} if ood_path else {}
+    rows = []
+    for tar_path in sorted(runs.glob("*.tar")):
+        with tempfile.TemporaryDirectory() as d, tarfile.open(tar_path) as tar:
+            tar.extractall(d, filter="data")
+            (src,) = Path(d).iterdir()
+            meta = json.loads((src / "config.json").read_text())
+            metrics = [json.loads(line) for line in (src / "metrics.jsonl").read_text().splitlines()][-1]
+            trial_id = f"{tag}_{meta['name']}"
+            model_dir = experiment / f"{tag}_students" / trial_id
+            fp32_dir = experiment / f"{tag}_students_fp32" / trial_id
+            for dest, part in ((model_dir, "model"), (fp32_dir, "torch")):
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.copytree(src / part, dest)
+            weights = fp32_dir / "encoder" / "model.safetensors"
+            save_file({k: v.float() for k, v in load_file(str(weights)).items()}, str(weights))
+        bench = benchmark(model_dir, splits.val.text.tolist())  # on this machine, not the training one
+        rows.append({"trial_id": trial_id, "row": meta["name"], **{c: meta["student"].get(c) for c in CONFIG_COLUMNS},
+                     **{k: v for k, v in metrics.items() if k not in bench}, **bench, "status": "completed",
+                     "error": "", "trained_on": metrics.get("device"), "model_dir": str(model_dir.relative_to(experiment))})
+    if not rows:
+        raise FileNotFoundError(f"{runs}: no NAME.tar from `run`")
+    df = evaluate_on_test(pd.DataFrame(rows), splits, experiment, extra)
+    write_csv_atomic(df, experiment / f"{tag}.csv")
+    write_json(experiment / f"{tag}.json", {"runs": str(runs), "rows": df.to_dict(orient="records")})
+    return experiment / f"{tag}.csv"
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m search.train_students", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="step", required=True)
+    a = sub.add_parser("pack")
+    a.add_argument("--experiment", type=Path, required=True)
+    a.add_argument("--out", type=Path, required=True)
+    a.add_argument("--layers", type=int, required=True, help="teacher layers to keep (the deepest student's depth)")
+    a.add_argument("--transfer", nargs="*", default=[], help="transfer sets by file name, e.g. real-40000-s13")
+    a.add_argument("--data-dir", default=None)
+    b = sub.add_parser("run")
+    b.add_argument("--bundle", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--base", default="", help="FIELD=VALUE,... over StudentConfig for every row")
+    b.add_argument("--rows", nargs="+", required=True, help="NAME:FIELD=VALUE,... one per student")
+    b.add_argument("--threads", type=int, default=4, help="CPU threads (int8 evaluation, CPU training)")
+    c = sub.add_parser("collect")
+    c.add_argument("--experiment", type=Path, required=True)
+    c.add_argument("--runs", type=Path, required=True)
+    c.add_argument("--tag", required=True)
+    c.add_argument("--data-dir", default=None)
+    c.add_argument("--ood-test", default=None)
+    args = p.parse_args(argv)
+    try:
+        if args.step == "pack":
+            pack(args.experiment.resolve(), args.out, args.layers, args.transfer, args.data_dir)
+        elif args.step == "run":
+            run(args.bundle, args.out, args.base, args.rows, args.threads)
+        else:
+            print(collect(args.experiment.resolve(), args.runs, args.tag, args.data_dir, args.ood_test))
+    except (FileNotFoundError, ValueError) as e:
+        log.error("%s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
