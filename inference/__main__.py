@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         if not texts:
             p.error("give texts as arguments or --input FILE")
         clf = SentimentClassifier.load(a.model, threads=a.threads)
-        results = clf(texts, top_k=a.top_k, batch_size=a.batch_size)
+        results = clf(texts, top_k=a.top_k, batch_size=a.batch_size, progress=len(texts) >= 5000)
     except (ModelFolderError, InputFileError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -27,6 +27,15 @@ class ModelFolderError(ValueError):
     """A missing or corrupt exported model folder."""
 
 
+def clean_text(text: str) -> str:
+    """Lone surrogates (possible in a Python str, not in UTF-8) become U+FFFD; anything else passes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
@@ -103,12 +112,17 @@ class SentimentClassifier:
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
 
-    def logits(self, texts: list[str], batch_size: int = 32, truncated: list | None = None) -> np.ndarray:
+    def logits(self, texts: list[str], batch_size: int = 32, truncated: list | None = None,
+               progress: bool = False) -> np.ndarray:
+        """Logits, ``batch_size`` texts at a time (memory stays bounded for any number of texts);
+        ``progress``: log about every 10 % of a large call."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        out = []
+        out, step = [], max(batch_size, len(texts) // 10)
         for i in range(0, len(texts), batch_size):
-            batch = texts[i:i + batch_size]
+            batch = [clean_text(t) for t in texts[i:i + batch_size]]
+            if progress and i and i // step != (i - batch_size) // step:
+                log.info("classified %d of %d texts", i, len(texts))
             logits = self.run(*self.encode(batch, truncated))
             if self.lexical is not None:
                 table, scale, spec = self.lexical
@@ -116,7 +130,7 @@ class SentimentClassifier:
             out.append(logits)
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
-    def __call__(self, texts, top_k: int | None = None, batch_size: int = 32):
+    def __call__(self, texts, top_k: int | None = None, batch_size: int = 32, progress: bool = False):
         """``{"label", "score"}`` per text (a list in gives a list out); ``top_k``: the k best as a list.
         Texts longer than the model's max length are truncated, marked ``"truncated": True``."""
         single = isinstance(texts, str)
@@ -125,7 +139,7 @@ class SentimentClassifier:
         if bad:
             raise TypeError(f"texts must be strings; item {bad[0]} is {type(batch[bad[0]]).__name__}")
         truncated: list[bool] = []
-        probs = softmax(self.logits(batch, batch_size, truncated).astype(np.float64))
+        probs = softmax(self.logits(batch, batch_size, truncated, progress).astype(np.float64))
         if any(truncated):
             log.info("%d of %d texts were longer than %d tokens and were truncated", sum(truncated), len(batch),
                      self.max_length)
