@@ -64,6 +64,7 @@ class RunConfig:
     min_epochs: int
     enqueue: tuple[str, ...]
     gpus_per_trial: float | None  # None: one GPU per teacher trial when the cluster has one, else none
+    min_free_gb: float
 
 
 def positive_int(text: str) -> int:
@@ -110,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                    help="GPUs per teacher trial (fine-tuning, then teacher outputs and transfer labelling on the GPU "
                         "with bf16); default: 1 when the Ray cluster has a GPU, else 0. Students train and every "
                         "latency is measured on CPU")
+    p.add_argument("--min-free-gb", type=float, default=3.0,
+                   help="refuse to start when --storage has less free space than this (GiB)")
     p.add_argument("--address", default=None, help="Ray cluster address (auto or ray://HOST:PORT); default: local")
     p.add_argument("--stage", choices=("teacher", "all"), default="all",
                    help="stop after the teacher stage, or run the student search too")
@@ -164,10 +167,29 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                      max_layers=a.max_layers, hidden=tuple(a.hidden), inits=tuple(a.inits),
                      lexical_buckets=tuple(a.lexical_buckets), transfer_texts=a.transfer_texts,
                      transfer_ratio=a.transfer_ratio, max_size_mb=a.max_size_mb, min_epochs=a.min_epochs,
-                     enqueue=tuple(a.enqueue), gpus_per_trial=a.gpus_per_trial)
+                     enqueue=tuple(a.enqueue), gpus_per_trial=a.gpus_per_trial, min_free_gb=a.min_free_gb)
 
 
 EXPERIMENT_FORMAT, EXPERIMENT_VERSION = "rusentiment-kd/experiment", 1
+
+
+def check_storage(path: Path, min_free_gib: float) -> None:
+    """Fail before any work when the experiment directory cannot be written or its disk is nearly full."""
+    import shutil
+    import tempfile
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"--storage: cannot write to {path} ({e.strerror or e}); choose a writable --storage "
+                         f"directory") from None
+    free = shutil.disk_usage(path).free / 2**30
+    if free < min_free_gib:
+        raise ValueError(f"--storage: {path} has {free:.1f} GiB free; a full run needs about {min_free_gib:g} GiB "
+                         f"(teacher checkpoints, transfer sets, 40 trials' checkpoints and models); free some space, "
+                         f"choose another --storage, or lower --min-free-gb")
 
 
 def open_experiment(path: Path, resume: bool) -> Path:
@@ -206,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
 
     t0, prov = time.time(), provenance()  # the code as it was when the run started
     try:  # everything that can be checked is checked before any work starts
-        experiment = open_experiment(Path(cfg.storage).expanduser().resolve() / cfg.name, cfg.resume)
+        experiment_dir = Path(cfg.storage).expanduser().resolve() / cfg.name
+        if not cfg.resume or experiment_dir.is_dir():
+            check_storage(experiment_dir if experiment_dir.is_dir() else experiment_dir.parent, cfg.min_free_gb)
+        experiment = open_experiment(experiment_dir, cfg.resume)
         if cfg.train:
             splits = load_table_splits(cfg.train, cfg.val, cfg.test, cfg.text_column, cfg.label_column,
                                        seed=cfg.seed, max_train_samples=cfg.max_train_samples)
