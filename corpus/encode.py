@@ -69,8 +69,12 @@ def encode_texts(texts, tokenizer, max_length: int, prefix: str = "", cache_dir:
     if cache_dir is not None:
         path = Path(cache_dir) / name
         if path.is_dir():
-            ds = datasets.load_from_disk(str(path))
-            return Encoded.from_rows([np.asarray(r, dtype=np.int32) for r in ds["input_ids"]])
+            try:
+                ds = datasets.load_from_disk(str(path))
+                return Encoded.from_rows([np.asarray(r, dtype=np.int32) for r in ds["input_ids"]])
+            except Exception as e:  # a damaged cache entry (half-written, disk full): rebuild it
+                logging.getLogger(__name__).warning("%s is damaged (%s); tokenising again", path, type(e).__name__)
+                shutil.rmtree(path, ignore_errors=True)
     ds = datasets.Dataset.from_dict({"text": texts}).map(tokenise, batched=True, batch_size=2000,
                                                           remove_columns=["text"], desc="tokenising")
     if cache_dir is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from corpus import Splits, encode_texts
+from corpus.cache import reusable
 from modeling import EncoderClassifier, classification_metrics
 from modeling.vocab import choose_kept_ids, piece_counts, trim_embeddings, trim_tokenizer
 from teachers import load_encoder, resolve_teacher
@@ -70,6 +71,23 @@ def prepare_base(cfg: TeacherStageConfig, splits: Splits, out: Path, cache: Path
                                        "re-segmented into kept pieces (Unigram) or mapped to <unk>"}
 
 
+def recompute_logits(tdir: Path, splits: Splits, names: list[str], cfg: TeacherStageConfig, cache: Path) -> None:
+    """The teacher's logits on the named splits, from the saved model, written atomically."""
+    import torch
+
+    from trainables.loop import training_device
+
+    model, tok = EncoderClassifier.load(tdir / "model")
+    torch.set_num_threads(cfg.cpus_per_trial)
+    model.to(training_device(cfg.gpus_per_trial > 0))
+    for name in names:
+        df = {"train": splits.train, "val": splits.val, "test": splits.test}[name]
+        enc = encode_texts(df.text, tok, model.config.max_length, model.config.text_prefix, cache / "encoded")
+        with atomic_file(tdir / f"logits_{name}.npy") as tmp:
+            np.save(tmp, predict_logits(model, enc, tok.pad_token_id))
+        log.info("teacher: logits on %s recomputed (the cached file was missing or damaged)", name)
+
+
 def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path, cache: Path) -> dict:
     from ray import tune
 
@@ -80,6 +98,14 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
         if soft:  # installed by search.soft_labels: the students learn from these logits, not the model's
             log.info("teacher: soft labels from %s (%s, %s; val weighted F1 %.4f)", soft["source"], soft["tag"],
                      "+".join(soft.get("members", [])), soft["val"]["weighted_f1"])
+        tdir = teacher_dir(experiment)
+        names = ["train", "val"] + (["test"] if splits.has_test else [])
+        damaged = [n for n in names if not reusable(tdir / f"logits_{n}.npy")]
+        if damaged and soft:
+            raise ValueError(f"{tdir}: the cached logits {damaged} are missing or damaged and came from soft labels; "
+                             f"install them again with python -m search.soft_labels")
+        if damaged:  # a killed process or a full disk: recompute them from the saved teacher
+            recompute_logits(tdir, splits, damaged, cfg, cache)
         return cached
     t0 = time.time()
     tdir = teacher_dir(experiment)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from corpus import Splits, encode_texts
+from corpus.cache import reusable
 from corpus.augment import TransferSpec, generate
 from inference.atomic import atomic_file, write_json
 
@@ -62,7 +63,7 @@ def ensure_importance(splits: Splits, experiment: Path, cache: Path, threads: in
     """The teacher's activation statistics (``modeling.prune.importance``) over ``posts`` training
     posts, cached as ``teacher/importance.npz``: what a pruned student keeps."""
     path = experiment / "teacher" / "importance.npz"
-    if path.is_file():
+    if reusable(path):
         return path
     import torch
 
@@ -101,7 +102,7 @@ def _teacher_train_outputs(splits: Splits, experiment: Path, cache: Path, thread
                            layers: bool) -> Path:
     """Computes (once) and caches the teacher's pooled or per-layer outputs on the training posts."""
     path = experiment / "teacher" / name
-    if path.is_file():
+    if reusable(path):
         return path
     import torch
 
@@ -125,7 +126,8 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
     """Generate + label one set (or reuse it); returns its summary."""
     out = transfer_dir(experiment)
     meta_file = out / f"{spec.name}.json"
-    if meta_file.is_file() and (out / f"{spec.name}.parquet").is_file():
+    pooled = out / f"{spec.name}.pooled.npy"  # absent for sets labelled by an ensemble (no features)
+    if reusable(meta_file, out / f"{spec.name}.parquet") and (not pooled.exists() or reusable(pooled)):
         log.info("transfer set %s: reusing %s", spec.name, out)
         return json.loads(meta_file.read_text())
     import torch

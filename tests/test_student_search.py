@@ -270,3 +270,32 @@ def test_layer_map_and_hidden_loss(tiny_bert):
     # identical features through identity projections: no loss; unrelated ones: a positive loss
     assert hidden_loss(layers[:, :2], layers[:, :2], proj).abs() < 1e-5
     assert hidden_loss(layers[:, :2], torch.randn(4, 2, 312), proj) > 0.5
+
+
+def test_damaged_caches_are_found_and_rebuilt(searched, tiny_data):
+    """A cache file cut short (a killed writer, a full disk) is rebuilt on the next run; whole ones are reused."""
+    from corpus import load_splits
+    from corpus.rusentiment import cache_root
+    from search.teacher_stage import TeacherStageConfig, run_teacher_stage
+    from search.transfer_stage import build_transfer, ensure_importance
+
+    tdir = searched / "teacher"
+    splits = load_splits(str(tiny_data), seed=13)
+    teacher_cfg = TeacherStageConfig(teacher=json.loads((tdir / "teacher.json").read_text())["stage"]["teacher"])
+    ensure_importance(splits, searched, cache_root(), 1)  # exists when the ablation test ran before
+    whole = {p: p.stat().st_mtime_ns for p in (tdir / "logits_val.npy", tdir / "logits_test.npy")}
+    good = np.load(tdir / "logits_train.npy")
+    for path in (tdir / "logits_train.npy", tdir / "importance.npz",
+                 next((tdir / "transfer").glob("tang-*.parquet"))):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # cut in half
+    run_teacher_stage(teacher_cfg, splits, searched, cache_root())
+    np.testing.assert_allclose(np.load(tdir / "logits_train.npy"), good, rtol=1e-4, atol=1e-4)
+    assert all(p.stat().st_mtime_ns == t for p, t in whole.items())  # intact ones untouched
+    ensure_importance(splits, searched, cache_root(), 1)
+    assert set(np.load(tdir / "importance.npz").files) >= {"channels"}
+    from corpus.augment import TransferSpec
+
+    meta = json.loads(next((tdir / "transfer").glob("tang-*.json")).read_text())
+    spec = TransferSpec(meta["recipe"], meta["size"], meta["seed"])
+    meta = build_transfer(spec, splits, searched, cache_root(), 1)
+    assert pd.read_parquet(tdir / "transfer" / f"{spec.name}.parquet").shape[0] == meta["size"]
