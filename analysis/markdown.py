@@ -192,7 +192,9 @@ def report_markdown(r: dict, trials: pd.DataFrame, front: pd.DataFrame) -> str:
     md += [f"Machine: {m['model']}, {m['cores']} cores; has {', '.join(m['simd_flags'])}; lacks {', '.join(m['lacks'])}. "
           f"Report command: `{r['machine']['command']}`, git {r['machine']['git_commit']}.", ""]
     md += targets_markdown(r) + configs_markdown(r)
-    md += ["## Pareto plots", ""] + [f"![{p}]({p})" for p in r["plots"]] + [""]
+    md += ["## Pareto plots", "", f"Interactive version (hover a point for its trial, configuration and figures): "
+           f"[{r.get('html', 'report.html')}]({r.get('html', 'report.html')}).", ""]
+    md += [f"![{p}]({p})" for p in r["plots"]] + [""]
     md += chosen_markdown(r) + search_markdown(r) + transfer_markdown(r) + teacher_markdown(r)
     carved = {"random": "carved from the random posts only (like the test file)",
               "all": "carved from random + preselected posts", "train": "a stratified part of the training data",

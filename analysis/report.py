@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
+from analysis.interactive import write_html
 from analysis.export import choose_trial
 from inference.atomic import atomic_file, write_json, write_text
 
@@ -223,6 +224,11 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
         "before": {"experiment": str(before), "labels": list(labels)} if before else None,
         "plots": plots.write_all(trials, front, out, references(configs, base), _trials(before), labels),
     }
+    teacher_val = report["teacher"]["val"]["weighted_f1"]
+    marks = [{**configs[0], "name": "teacher (fp32)", "val_weighted_f1": teacher_val},
+             {**base, "name": "TF-IDF + LinearSVC"}]
+    report["html"] = write_html(trials, front, marks, out, _trials(before), labels,
+                                title=f"Student search: {experiment.name} ({table})")
     write_json(out / "report.json", report)
     write_text(out / "report.md", report_markdown(report, trials, front))
     return report

@@ -134,6 +134,8 @@ def test_report_of_a_tiny_experiment(searched, tiny_data, tmp_path):
     assert set(r["per_class_f1"]) == {"negative", "neutral", "positive", "skip", "speech"}
     for png in ("pareto_latency.png", "pareto_size.png", "pareto_before_after.png"):
         assert (out / png).stat().st_size > 1000, png
+    html = (out / "report.html").read_text()  # self-contained: plotly inside, a hover text per trial
+    assert "plotly" in html and "trial_id: " in html and "TF-IDF + LinearSVC" in html
     assert r["before"] == {"experiment": str(searched), "labels": ["old search", "new search"]}
     trials = pd.read_csv(searched / "trials.csv")  # each option value the trials drew, with its cost
     drawn = {(o, v) for o in ("init", "transfer", "feature_kd", "hidden_kd", "lexical_buckets") if trials[o].nunique() > 1
