@@ -370,22 +370,22 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
             losses.append(optimizer_step(model, loss, optimizer, scheduler))
         start_round += 1
         train_s = time.time() - t0
-        metrics = evaluate_and_report_state(model, tokenizer, val, pad, data, cfg, bench, reporter)
-        bench = {k: metrics[k] for k in BENCH_KEYS if k in metrics}
-        metrics.update(round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
-                       train_pool=len(train), epoch_posts=n_labelled + draws,
-                       node_id=reporter.node_id, device=device.type,
-                       vocab_size=len(tokenizer), train_loss=float(np.mean(losses)), round_train_s=train_s,
-                       build_s=build_s)
-        with tempfile.TemporaryDirectory() as d:
-            shutil.copytree(metrics.pop("_folder"), Path(d) / "model")
+        with tempfile.TemporaryDirectory() as d:  # becomes the round's checkpoint
+            metrics, fp32 = validate_fp32(model, val, pad, data)
+            t1 = time.time()
+            folder = export_int8(model, tokenizer, cfg, Path(d) / "model")
+            metrics.update(validate_int8(folder, data, cfg, fp32), ptq_eval_s=time.time() - t1)
+            bench = bench or measure(folder, data, reporter)
+            metrics.update(bench, round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
+                           train_pool=len(train), epoch_posts=n_labelled + draws, node_id=reporter.node_id,
+                           device=device.type, vocab_size=len(tokenizer), train_loss=float(np.mean(losses)),
+                           round_train_s=train_s, build_s=build_s)
             model.save(Path(d) / "torch", tokenizer)  # fp32 student (saved from any device), for the report
             torch.save({"model": model.state_dict(), "projection": projection.state_dict() if projection else None,
                         "layer_proj": layer_proj.state_dict() if layer_proj else None,
                         "optimizer": optimizer.state_dict(), "batches": batches,
                         "scheduler": scheduler.state_dict(), "rng": rng, "round": start_round, "bench": bench},
                        Path(d) / "train_state.pt")
-            shutil.rmtree(Path(metrics.pop("_tmp")), ignore_errors=True)
             reporter.report(metrics, Path(d))
 
 
@@ -394,28 +394,32 @@ BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p
               "size_mib", "bench_s")
 
 
-def evaluate_and_report_state(model, tokenizer, val, pad, data: StudentData, cfg: StudentConfig, bench: dict,
-                              reporter) -> dict:
-    """fp32 and int8 validation metrics; exports the int8 folder (kept in a temp dir returned as
-    ``_folder``) and benchmarks it once per trial."""
+def validate_fp32(model, val, pad, data: StudentData) -> tuple[dict, np.ndarray]:
+    """fp32 validation metrics (ASHA's) and the predictions, on the model's device."""
+    fp32 = predict_logits(model, val, pad, bf16="off", texts=data.val_texts).argmax(1)
+    return classification_metrics(data.val_labels, fp32, prefix="val_"), fp32
+
+
+def export_int8(model, tokenizer, cfg: StudentConfig, out: Path) -> Path:
+    """The one export path (ONNX -> fusions -> dynamic int8), from a CPU copy of a GPU model."""
+    model = copy.deepcopy(model).cpu() if next(model.parameters()).is_cuda else model
+    return export_folder(model, tokenizer, out, provenance={"student": asdict(cfg)})
+
+
+def validate_int8(folder: Path, data: StudentData, cfg: StudentConfig, fp32: np.ndarray) -> dict:
+    """int8 validation metrics of the exported folder, run by the torch-free runtime, and its
+    agreement with the fp32 predictions."""
     from inference import SentimentClassifier
 
-    fp32 = predict_logits(model, val, pad, bf16="off", texts=data.val_texts).argmax(1)
-    model = copy.deepcopy(model).cpu() if next(model.parameters()).is_cuda else model  # export from CPU
-    metrics = classification_metrics(data.val_labels, fp32, prefix="val_")
-    t1 = time.time()
-    tmp = tempfile.mkdtemp(prefix="student-")
-    folder = export_folder(model, tokenizer, Path(tmp) / "model", provenance={"student": asdict(cfg)})
     int8 = SentimentClassifier.load(folder, threads=cfg.threads).logits(data.val_texts, 64).argmax(1)
-    metrics.update(classification_metrics(data.val_labels, int8, prefix="int8_val_"))
-    metrics["int8_fp32_agreement"] = float((int8 == fp32).mean())
-    metrics["ptq_eval_s"] = time.time() - t1
-    if not bench:
-        t2 = time.time()
-        bench = reporter.benchmark(folder, data.val_texts)
-        bench["bench_s"] = time.time() - t2
-    metrics.update(bench)
-    metrics["_folder"], metrics["_tmp"] = str(folder), tmp
-    return metrics
+    return {**classification_metrics(data.val_labels, int8, prefix="int8_val_"),
+            "int8_fp32_agreement": float((int8 == fp32).mean())}
+
+
+def measure(folder: Path, data: StudentData, reporter) -> dict:
+    """The CPU benchmark (once per trial: latency and size depend on the architecture only)."""
+    t0 = time.time()
+    bench = reporter.benchmark(folder, data.val_texts)
+    return {**{k: bench[k] for k in BENCH_KEYS if k in bench}, "bench_s": time.time() - t0}
 
 
