@@ -63,12 +63,15 @@ class EncoderClassifier(nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_pooled: bool = False,
-                return_layers: bool = False, lexical: tuple[torch.Tensor, ...] | None = None):
+                return_layers: bool = False, lexical: tuple[torch.Tensor, ...] | None = None,
+                return_tokens: bool = False):
         """Logits; with ``return_pooled`` also the pooled features, with ``return_layers`` also every
         layer's output pooled the same way, [batch, layers, hidden] (both for distillation).
         ``lexical``: ``lexical_inputs(texts)`` of the batch; without it the logits are the
-        transformer's alone (that part is what the ONNX graph holds)."""
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=return_layers)
+        transformer's alone (that part is what the ONNX graph holds). ``return_tokens``: also every
+        layer's token-level output, a tuple of [batch, tokens, hidden] (token-level distillation)."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           output_hidden_states=return_layers or return_tokens)
         pooled = self.pool(out.last_hidden_state, attention_mask)
         logits = self.head(self.dropout(pooled))
         if lexical is not None and self.lexical is not None:
@@ -79,6 +82,8 @@ class EncoderClassifier(nn.Module):
             extra.append(pooled)
         if return_layers:
             extra.append(torch.stack([self.pool(h, attention_mask) for h in out.hidden_states[1:]], 1))
+        if return_tokens:
+            extra.append(out.hidden_states[1:])
         return (logits, *extra) if extra else logits
 
     def save(self, path: Path, tokenizer) -> Path:

@@ -134,7 +134,7 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
 
 
 CONFIG_COLUMNS = ["layers", "hidden", "heads", "ffn", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs", "init",
-                  "transfer", "feature_kd", "hidden_kd", "lexical_buckets"]
+                  "transfer", "feature_kd", "hidden_kd", "token_kd", "lexical_buckets"]
 METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
                   "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "latency_ms_p50",
                   "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread", "tokenize_ms_p50", "throughput_b32_per_s", "size_mib", "params", "vocab_size",

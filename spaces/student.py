@@ -23,6 +23,11 @@ the number of heads is chosen among the divisors listed for the sampled hidden s
   one recipe, or several joined by "+" (choices: the sets built for the run, ``--transfer``) |
 | feature_kd | weight of the cosine loss between the student's pooled features (through a learned
   projection to the teacher's width, dropped at export) and the teacher's cached pooled features |
+| token_kd | weight of token-level hidden-state distillation: the teacher runs beside the student on the
+  student's own pieces (mapped back to the teacher's ids, so the tokens align), each student layer's
+  token states, through a learned projection, learn the teacher's (a "pruned" student's layer i learns
+  teacher layer i, the layer it was cut from; others the uniform map) with a cosine loss over the
+  non-padding tokens |
 | hidden_kd | weight of hidden-state distillation from mapped layers: student layer i of L learns
   teacher layer round((i + 1) * T / L) of T (12 for e5-small; uniform mapping, the top layer to the top layer), each through its
   own learned projection, with a cosine loss on the layers' outputs mean-pooled over the tokens
@@ -59,6 +64,7 @@ class StudentConfig:
     lexical_lr: float = 5e-3   # learning rate of the lexical branch's table
     feature_kd: float = 0.0    # weight of the pooled-feature (cosine) distillation term
     hidden_kd: float = 0.0     # weight of the mapped-layer hidden-state (cosine) distillation term
+    token_kd: float = 0.0      # weight of token-level hidden-state distillation (teacher run alongside)
     batch_size: int = 64
     evals_per_epoch: int = 4   # validation + int8 PTQ reports per epoch (ASHA's rungs)
     max_length: int = 128
@@ -84,8 +90,9 @@ class StudentConfig:
             raise ValueError(f"lexical_buckets must be 0 (off) or >= 2, got {self.lexical_buckets}")
         if not 0 <= self.kd_alpha <= 1:
             raise ValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
-        if self.feature_kd < 0 or self.hidden_kd < 0:
-            raise ValueError(f"feature_kd and hidden_kd must be >= 0, got {self.feature_kd} and {self.hidden_kd}")
+        if min(self.feature_kd, self.hidden_kd, self.token_kd) < 0:
+            raise ValueError(f"feature_kd, hidden_kd and token_kd must be >= 0, got {self.feature_kd}, "
+                             f"{self.hidden_kd} and {self.token_kd}")
 
 
 @dataclass(frozen=True)

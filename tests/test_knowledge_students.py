@@ -76,6 +76,37 @@ def test_pruned_student_with_nothing_removed_reproduces_the_teacher(teacher, sco
         torch.testing.assert_close(student(ids, mask), model(ids, mask), rtol=1e-5, atol=1e-5)
 
 
+def test_token_level_kd_aligns_student_and_teacher_tokens(teacher, scores):
+    """With nothing removed, the student's token states are the teacher's up to the kept-channel order:
+    through that permutation as the projection, the token-level loss is zero (ids, tokens and layers align)."""
+    import copy
+
+    from modeling.prune import PruneShape, prune_encoder
+    from spaces.student import StudentConfig
+    from trainables.student import TokenTeacher, token_loss
+
+    model, tok = teacher
+    c = model.encoder.config
+    shape = PruneShape(c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size)
+    enc, channels = prune_encoder(model.encoder, scores, shape, np.arange(len(tok)), 64, tok.pad_token_id)
+    cfg = StudentConfig(layers=shape.layers, hidden=shape.hidden, heads=shape.heads, ffn=shape.ffn, init="pruned",
+                        token_kd=1.0)
+    token_teacher = TokenTeacher(copy.deepcopy(model), tok, tok, cfg, torch.device("cpu"))
+    assert token_teacher.mapped == list(range(shape.layers))
+    ids, mask = _batch(tok, ["Отлично люблю это 😀", "Ужасно плохо", "спасибо"])
+    enc.eval()
+    with torch.no_grad():
+        student_tokens = enc(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
+        perm = torch.nn.ModuleList(torch.nn.Linear(shape.hidden, shape.hidden, bias=False) for _ in range(shape.layers))
+        for p in perm:
+            p.weight.zero_()
+            p.weight[torch.as_tensor(channels), torch.arange(shape.hidden)] = 1.0  # student channel j -> teacher channels[j]
+        loss = token_loss(student_tokens, token_teacher(ids, mask), perm, mask)
+    assert loss.item() < 1e-5
+    random_proj = torch.nn.ModuleList(torch.nn.Linear(shape.hidden, shape.hidden) for _ in range(shape.layers))
+    assert token_loss(student_tokens, token_teacher(ids, mask), random_proj, mask).item() > 0.1
+
+
 def test_pruned_student_keeps_consistent_shapes_and_exports(teacher, scores, tmp_path):
     from inference import SentimentClassifier
     from modeling.onnx_export import export_folder

@@ -214,13 +214,15 @@ def test_students_trained_outside_ray_from_a_bundle(searched, tiny_data, tmp_pat
     assert json.loads((bundle / "bundle.json").read_text())["teacher_layers"] == 2
     assert students_main(["run", "--bundle", str(bundle), "--out", str(runs), "--threads", "1",
                           "--base", "layers=2,hidden=156,heads=6,ffn=300,vocab=0,epochs=2,init=pruned",
-                          "--rows", "long:transfer=real,lexical_buckets=4096", "plain:epochs=1"]) == 0
-    assert sorted(p.name for p in runs.glob("*.tar")) == ["long.tar", "plain.tar"]
+                          "--rows", "long:transfer=real,lexical_buckets=4096", "plain:epochs=1",
+                          "tok:epochs=1,token_kd=1"]) == 0
+    assert sorted(p.name for p in runs.glob("*.tar")) == ["long.tar", "plain.tar", "tok.tar"]
     assert students_main(["collect", "--experiment", str(searched), "--runs", str(runs), "--tag", "long",
                           "--data-dir", str(tiny_data)]) == 0
     df = pd.read_csv(searched / "long.csv")
-    assert df.row.tolist() == ["long", "plain"] and df.test_weighted_f1.notna().all()
-    assert df.epoch.tolist() == [2, 1] and df.lexical_buckets.tolist() == [4096, 0]
+    assert df.row.tolist() == ["long", "plain", "tok"] and df.test_weighted_f1.notna().all()
+    assert df.epoch.tolist() == [2, 1, 1] and df.lexical_buckets.tolist() == [4096, 0, 0]
+    assert df.token_kd.tolist() == [0, 0, 1]
     assert (df.e2e_ms_p50 > 0).all() and df.trained_on.isin(["cpu", "cuda"]).all()
     assert export_main(["--experiment", str(searched), "--table", "long", "--trial", "long_long",
                         "--out", str(tmp_path / "model")]) == 0

@@ -186,6 +186,34 @@ def hidden_loss(student_layers, teacher_layers, projections):
     return torch.stack(losses, 1).mean()
 
 
+def token_loss(student_tokens, teacher_tokens, projections, mask) -> torch.Tensor:
+    """Mean over mapped layers of the masked token mean of 1 - cosine(projected student state, teacher state)."""
+    keep = mask.bool()
+    losses = [(1 - F.cosine_similarity(p(s.float()), t.float(), dim=-1))[keep].mean()
+              for s, t, p in zip(student_tokens, teacher_tokens, projections)]
+    return torch.stack(losses).mean()
+
+
+class TokenTeacher:
+    """The teacher's bottom layers, run beside a student on the student's pieces (mapped to the
+    teacher's ids) for token-level distillation; ``mapped[i]`` = the teacher layer student layer i learns."""
+
+    def __init__(self, teacher: EncoderClassifier, teacher_tok, student_tok, cfg: StudentConfig, device):
+        n_teacher = teacher.encoder.config.num_hidden_layers
+        self.mapped = list(range(cfg.layers)) if cfg.init == "pruned" else layer_map(cfg.layers, n_teacher)
+        encoder = teacher.encoder.float()
+        encoder.encoder.layer = encoder.encoder.layer[: max(self.mapped) + 1]
+        self.encoder = encoder.to(device).eval().requires_grad_(False)
+        pieces = student_tok.convert_ids_to_tokens(list(range(len(student_tok))))
+        self.id_map = torch.as_tensor(teacher_tok.convert_tokens_to_ids(pieces), device=device)
+        self.width = encoder.config.hidden_size
+
+    @torch.no_grad()
+    def __call__(self, ids, mask) -> list[torch.Tensor]:
+        out = self.encoder(input_ids=self.id_map[ids], attention_mask=mask, output_hidden_states=True)
+        return [out.hidden_states[m + 1] for m in self.mapped]
+
+
 def epoch_batches(n_labelled: int, n_pool: int, draws: int, lengths: np.ndarray, batch_size: int,
                   rng: np.random.Generator) -> list[np.ndarray]:
     """One epoch's batches of pool rows: every labelled row (the first ``n_labelled``) plus ``draws``
@@ -299,6 +327,7 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
     with tempfile.TemporaryDirectory() as d:
         teacher, teacher_tok = EncoderClassifier.load(write_folder(data.teacher_files, Path(d)))
     model, tokenizer = build_student(cfg, teacher, teacher_tok, data.train_texts, cache_dir, data.importance)
+    token_teacher = TokenTeacher(teacher, teacher_tok, tokenizer, cfg, device) if cfg.token_kd > 0 else None
     del teacher
     pad = tokenizer.pad_token_id
     prefix = model.config.text_prefix
@@ -319,10 +348,13 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
         mapped = layer_map(cfg.layers, data.train_layers.shape[1])
         t_layers = torch.as_tensor(np.ascontiguousarray(data.train_layers[:, mapped]))
         layer_proj = torch.nn.ModuleList(torch.nn.Linear(cfg.hidden, t_layers.shape[2]) for _ in mapped)
-    for module in (model, projection, layer_proj):
+    token_proj = None
+    if token_teacher is not None:
+        token_proj = torch.nn.ModuleList(torch.nn.Linear(cfg.hidden, token_teacher.width) for _ in range(cfg.layers))
+    for module in (model, projection, layer_proj, token_proj):
         if module is not None:
             module.to(device)
-    extra = (list(projection.parameters()) if projection else []) + (list(layer_proj.parameters()) if layer_proj else [])
+    extra = [p for m in (projection, layer_proj, token_proj) if m is not None for p in m.parameters()]
     optimizer = torch.optim.AdamW(param_groups(model, extra, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # an epoch: every labelled post + transfer_ratio x as many transfer draws (none without transfer sets)
     draws = 0 if cfg.transfer == "none" else min(len(train) - n_labelled, round(cfg.transfer_ratio * n_labelled))
@@ -341,6 +373,8 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
             projection.load_state_dict(state["projection"])
         if layer_proj:
             layer_proj.load_state_dict(state["layer_proj"])
+        if token_proj:
+            token_proj.load_state_dict(state["token_proj"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         rng, start_round, bench, batches = state["rng"], state["round"], state["bench"], state["batches"]
@@ -357,12 +391,17 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
             lex = tuple(t.to(device) for t in lex_pool.batch(index)) if lex_pool else None
             with autocast_context(cfg.bf16, device.type):
                 logits, pooled, *layers = model(ids, mask, return_pooled=True, return_layers=layer_proj is not None,
-                                                lexical=lex)
+                                                lexical=lex, return_tokens=token_proj is not None)
+                tokens = layers.pop() if token_proj is not None else None
                 logits, pooled = logits.float(), pooled.float()
                 layers = [x.float() for x in layers]
+                if token_proj is not None:
+                    token_term = token_loss(tokens, token_teacher(ids, mask), token_proj, mask)
             loss = kd_loss(logits, t_logits[index], labels[index], cfg.kd_alpha, cfg.kd_temperature)
             if projection:
                 loss = loss + cfg.feature_kd * feature_loss(pooled, t_feats[index], projection)
+            if token_proj is not None:
+                loss = loss + cfg.token_kd * token_term.float()
             rows = index[index < n_labelled] if layer_proj is not None else []
             if len(rows):  # the labelled posts come first in the pool; only they have teacher layer outputs
                 keep = torch.as_tensor(index < n_labelled, device=device)
@@ -383,6 +422,7 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
             model.save(Path(d) / "torch", tokenizer)  # fp32 student (saved from any device), for the report
             torch.save({"model": model.state_dict(), "projection": projection.state_dict() if projection else None,
                         "layer_proj": layer_proj.state_dict() if layer_proj else None,
+                        "token_proj": token_proj.state_dict() if token_proj else None,
                         "optimizer": optimizer.state_dict(), "batches": batches,
                         "scheduler": scheduler.state_dict(), "rng": rng, "round": start_round, "bench": bench},
                        Path(d) / "train_state.pt")
