@@ -53,6 +53,7 @@ class RunConfig:
     transfer: tuple[str, ...] | None  # None: the default (real text when there is some)
     feature_kd: tuple[float, ...]
     hidden_kd: tuple[float, ...]
+    token_kd: tuple[float, ...]
     min_layers: int
     max_layers: int
     hidden: tuple[int, ...]
@@ -130,6 +131,9 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                    help="weights of pooled-feature distillation the space chooses from")
     p.add_argument("--hidden-kd", nargs="+", type=float, default=[0.0],
                    help="weights of hidden-state distillation from mapped teacher layers the space chooses from")
+    p.add_argument("--token-kd", nargs="+", type=float, default=[0.0],
+                   help="weights of token-level hidden-state distillation (the teacher runs beside the student) the "
+                        "space chooses from")
     p.add_argument("--min-layers", type=positive_int, default=1)
     p.add_argument("--max-layers", type=positive_int, default=4)
     p.add_argument("--hidden", nargs="+", type=positive_int, default=[96, 128, 192, 256, 384],
@@ -163,7 +167,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                      cpus_per_trial=a.cpus_per_trial, address=a.address, stage=a.stage, trials=a.trials,
                      max_epochs=a.max_epochs, resume=a.resume, time_budget_s=a.time_budget_s,
                      transfer=None if a.transfer is None else tuple(a.transfer), feature_kd=tuple(a.feature_kd),
-                     hidden_kd=tuple(a.hidden_kd), min_layers=a.min_layers,
+                     hidden_kd=tuple(a.hidden_kd), token_kd=tuple(a.token_kd), min_layers=a.min_layers,
                      max_layers=a.max_layers, hidden=tuple(a.hidden), inits=tuple(a.inits),
                      lexical_buckets=tuple(a.lexical_buckets), transfer_texts=a.transfer_texts,
                      transfer_ratio=a.transfer_ratio, max_size_mb=a.max_size_mb, min_epochs=a.min_epochs,
@@ -247,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                                    seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume,
                                    min_layers=cfg.min_layers, max_layers=cfg.max_layers, hiddens=cfg.hidden,
                                    transfer=transfer, feature_kd=cfg.feature_kd, hidden_kd=cfg.hidden_kd,
+                                   token_kd=cfg.token_kd,
                                    inits=cfg.inits, lexical_buckets=cfg.lexical_buckets,
                                    transfer_ratio=cfg.transfer_ratio, max_size_mib=cfg.max_size_mb,
                                    min_epochs=cfg.min_epochs,

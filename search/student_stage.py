@@ -42,6 +42,7 @@ class StudentStageConfig:
     transfer: tuple[TransferSpec, ...] = ()   # teacher-labelled sets the space may add to the labelled posts
     feature_kd: tuple[float, ...] = (0.0,)
     hidden_kd: tuple[float, ...] = (0.0,)
+    token_kd: tuple[float, ...] = (0.0,)
     inits: tuple[str, ...] = StudentSpace.inits
     lexical_buckets: tuple[int, ...] = (0,)
     transfer_ratio: float = 1.0
@@ -55,7 +56,8 @@ class StudentStageConfig:
         choices = ("none", *recipes, *(["+".join(recipes)] if len(recipes) > 1 else []))
         return StudentSpace(min_layers=self.min_layers, max_layers=self.max_layers, hiddens=tuple(self.hiddens),
                             max_epochs=self.max_epochs, min_epochs=min(self.min_epochs, self.max_epochs), transfers=choices,
-                            feature_kd=tuple(self.feature_kd), hidden_kd=tuple(self.hidden_kd), inits=tuple(self.inits),
+                            feature_kd=tuple(self.feature_kd), hidden_kd=tuple(self.hidden_kd), token_kd=tuple(self.token_kd),
+                            inits=tuple(self.inits),
                             lexical_buckets=tuple(self.lexical_buckets), teacher_shape=self.teacher_shape)
 
 

@@ -105,6 +105,7 @@ class StudentSpace:
     transfers: tuple[str, ...] = ("none",)     # transfer-set choices built by the transfer stage
     feature_kd: tuple[float, ...] = (0.0,)     # weights of pooled-feature distillation to choose from
     hidden_kd: tuple[float, ...] = (0.0,)      # weights of mapped-layer hidden-state distillation
+    token_kd: tuple[float, ...] = (0.0,)       # weights of token-level hidden-state distillation
     inits: tuple[str, ...] = INITS             # initialisations to choose from
     lexical_buckets: tuple[int, ...] = (0,)    # lexical-branch sizes to choose from (0 = no branch)
     min_epochs: int = 2
@@ -117,8 +118,9 @@ class StudentSpace:
             raise ValueError(f"hidden sizes {bad} are not in the space; choose from {sorted(HEADS_FOR_HIDDEN)}")
         if not 1 <= self.min_layers <= self.max_layers:
             raise ValueError(f"layers: need 1 <= min ({self.min_layers}) <= max ({self.max_layers})")
-        if not self.transfers or not self.feature_kd or not self.hidden_kd or not self.inits or not self.lexical_buckets:
-            raise ValueError("transfers, feature_kd, hidden_kd, inits and lexical_buckets need at least one choice each")
+        if not all((self.transfers, self.feature_kd, self.hidden_kd, self.token_kd, self.inits, self.lexical_buckets)):
+            raise ValueError("transfers, feature_kd, hidden_kd, token_kd, inits and lexical_buckets need at least one "
+                             "choice each")
         bad = [i for i in self.inits if i not in INITS]
         if bad:
             raise ValueError(f"inits {bad} are not known; choose from {', '.join(INITS)}")
@@ -143,6 +145,7 @@ class StudentSpace:
         allowed = {"layers": range(self.min_layers, self.max_layers + 1), "hidden": self.hiddens, "init": self.inits,
                    "ffn_ratio": FFN_RATIOS, "vocab": VOCABS, "epochs": range(self.min_epochs, self.max_epochs + 1),
                    "transfer": self.transfers, "feature_kd": self.feature_kd, "hidden_kd": self.hidden_kd,
+                   "token_kd": self.token_kd,
                    "lexical_buckets": self.lexical_buckets}
         for key, value in point.items():
             if key in allowed and value not in allowed[key]:
@@ -178,6 +181,8 @@ def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
         trial.suggest_categorical("feature_kd", space.feature_kd)
     if len(space.hidden_kd) > 1:
         trial.suggest_categorical("hidden_kd", space.hidden_kd)
+    if len(space.token_kd) > 1:
+        trial.suggest_categorical("token_kd", space.token_kd)
     constants = {"heads": heads, "ffn": ffn, "layers": layers}
     if len(space.inits) == 1:
         constants["init"] = init
@@ -191,11 +196,13 @@ def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
         constants["feature_kd"] = space.feature_kd[0]
     if len(space.hidden_kd) == 1:
         constants["hidden_kd"] = space.hidden_kd[0]
+    if len(space.token_kd) == 1:
+        constants["token_kd"] = space.token_kd[0]
     return constants
 
 
 SPACE_PARAMS = ("layers", "hidden", "init", "ffn_ratio", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs",
-                "transfer", "feature_kd", "hidden_kd", "lexical_buckets")
+                "transfer", "feature_kd", "hidden_kd", "token_kd", "lexical_buckets")
 
 
 def parse_point(text: str) -> dict:
