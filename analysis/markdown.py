@@ -189,7 +189,7 @@ def report_markdown(r: dict, trials: pd.DataFrame, front: pd.DataFrame) -> str:
     if r.get("figures_on", "test") != "test":
         md += [f"**Every \"test\" figure in this report is on {r['figures_on']}**: the same posts chose the "
                f"student, so they overstate what new data would show.", ""]
-    md += [f"Machine: {m['model']}, {m['cores']} cores; has {', '.join(m['simd_flags'])}; lacks {', '.join(m['lacks'])}. "
+    md += [f"Machine: {m['model']}, {m['cores']} cores; has {', '.join(m['simd_flags'])}; lacks {', '.join(m['lacks']) or 'none of them'}. "
           f"Report command: `{r['machine']['command']}`, git {r['machine']['git_commit']}.", ""]
     md += targets_markdown(r) + configs_markdown(r)
     md += ["## Pareto plots", "", f"Interactive version (hover a point for its trial, configuration and figures): "

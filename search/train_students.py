@@ -127,7 +127,8 @@ def collect(experiment: Path, runs: Path, tag: str, data_dir: str | None, ood_te
 
     data = json.loads((experiment / "data.json").read_text())
     splits = splits_from_record(data, data_dir)
-    ood_path = ood_test or sibling_file(data_dir, *OOD_TEST)
+    benchmark_data = (data.get("dataset") or {}).get("kind", "rusentiment") == "rusentiment"
+    ood_path = ood_test or (sibling_file(data_dir, *OOD_TEST) if benchmark_data else None)  # RuSentiment's OOD only
     extra = {"ood": load_ood_test(ood_path)} if ood_path else {}
     rows = []
     for tar_path in sorted(runs.glob("*.tar")):
