@@ -231,6 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     from teachers import TeacherError, resolve_teacher
 
     t0, prov = time.time(), provenance()  # the code as it was when the run started
+    stage_s: dict[str, float] = {}  # wall time of each stage, into run.json
+
+    def timed(name, fn, *args, **kwargs):
+        t = time.time()
+        out = fn(*args, **kwargs)
+        stage_s[name] = round(stage_s.get(name, 0.0) + time.time() - t, 1)
+        log.info("stage %s: %.0f s", name, time.time() - t)
+        return out
+
     try:  # everything that can be checked is checked before any work starts
         experiment_dir = Path(cfg.storage).expanduser().resolve() / cfg.name
         if not cfg.resume or experiment_dir.is_dir():
@@ -267,27 +276,29 @@ def main(argv: list[str] | None = None) -> int:
         if load_cached_teacher(experiment, cfg.teacher) is None:
             resolve_teacher(cfg.teacher, cache_root() / "teachers")  # a bad --teacher fails before Ray starts
         write_json(experiment / "data.json", {**splits.describe(), "max_train_samples": cfg.max_train_samples})
-        start_ray(cfg.address)
+        stage_s["checks_and_data"] = round(time.time() - t0, 1)
+        timed("ray_start", start_ray, cfg.address)
         gpus = gpus_per_trial(cfg.gpus_per_trial)
-        teacher = run_teacher_stage(
-            TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
-                               lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=gpus,
-                               seed=cfg.seed if cfg.teacher_seed is None else cfg.teacher_seed),
-            splits, experiment, cache_root())
+        teacher_cfg = TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
+                                         lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=gpus,
+                                         seed=cfg.seed if cfg.teacher_seed is None else cfg.teacher_seed)
+        teacher = timed("teacher", run_teacher_stage, teacher_cfg, splits, experiment, cache_root())
         search = None
         if cfg.stage == "all":
             if transfer or any(w > 0 for w in cfg.feature_kd):
-                run_transfer_stage(list(transfer), splits, experiment, cache_root(), cfg.cpus_per_trial,
-                                   features=any(w > 0 for w in cfg.feature_kd), transfer_texts=texts_file)
+                timed("transfer", run_transfer_stage, list(transfer), splits, experiment, cache_root(),
+                      cfg.cpus_per_trial, features=any(w > 0 for w in cfg.feature_kd), transfer_texts=texts_file)
             if "pruned" in cfg.inits:
-                ensure_importance(splits, experiment, cache_root(), cfg.cpus_per_trial, seed=cfg.seed)
+                timed("importance", ensure_importance, splits, experiment, cache_root(), cfg.cpus_per_trial,
+                      seed=cfg.seed)
             if any(w > 0 for w in cfg.hidden_kd):
-                ensure_train_layers(splits, experiment, cache_root(), cfg.cpus_per_trial)
-            search = run_student_stage(stage, splits, experiment)
+                timed("teacher_layers", ensure_train_layers, splits, experiment, cache_root(), cfg.cpus_per_trial)
+            search = timed("student_search", run_student_stage, stage, splits, experiment)
     except (DataError, TeacherError, FileNotFoundError, ValueError, ConnectionError) as e:
         log.error("%s", e)
         return 2
-    run_info = {"provenance": prov, "wall_time_s": round(time.time() - t0, 1),
+    run_info = {"provenance": prov, "wall_time_s": round(time.time() - t0, 1), "stage_wall_time_s": stage_s,
+                "gpus_per_teacher_trial": gpus,
                 "teacher_test": teacher.get("test"), "teacher_val": teacher["val"]}
     write_json(experiment / "run.json", run_info)
     shown = "test" if "test" in teacher else "val"  # own data without a test file: validation only
