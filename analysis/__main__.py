@@ -32,7 +32,7 @@ def main(argv=None) -> int:
         table = "trials" if exp != a.experiment else a.table
         if not (exp / "data.json").is_file() or not (exp / f"{table}.csv").is_file():
             print(f"error: {exp} is not a finished experiment (needs data.json and {table}.csv from "
-                  f"`python search/run.py` or `python -m search.ablation`)", file=sys.stderr)
+                  f"`python search/run.py` or `python -m studies.ablation`)", file=sys.stderr)
             return 2
     from analysis.report import build_report
 

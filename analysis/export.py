@@ -13,11 +13,13 @@ import argparse
 import json
 import shutil
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
 from inference.atomic import atomic_directory
+from analysis.model_card import model_card
 from inference.classifier import CONFIG_FILE
 
 
@@ -33,7 +35,7 @@ def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | No
     table = experiment / f"{table_name}.csv"
     if not table.is_file():
         raise ExportError(f"{experiment}: no {table.name}; run the student search first (python search/run.py)"
-                          + ("" if table_name == "trials" else " or the ablation (python -m search.ablation)"))
+                          + ("" if table_name == "trials" else " or the ablation (python -m studies.ablation)"))
     df = pd.read_csv(table, dtype={"trial_id": str})
     if trial:
         rows = df[df.trial_id == trial]
@@ -56,68 +58,6 @@ def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | No
     return pool.sort_values("int8_val_weighted_f1", ascending=False).iloc[0].to_dict()
 
 
-def soft_labels_note(config: dict) -> str:
-    soft = config["provenance"].get("soft_labels")
-    if not soft:
-        return ""
-    return (f" (soft labels: {soft.get('tag')} of {', '.join(soft.get('members', []))}, "
-            f"test weighted F1 {soft['test']['weighted_f1']:.4f})")
-
-
-def lexical_note(config: dict) -> str:
-    lex = config.get("lexical")
-    if not lex:
-        return ""
-    return (f"; a lexical branch (hashed character {lex['char_min']}-{lex['char_max']}-grams and word uni-/bigrams, "
-            f"{lex['buckets']:,} buckets, int8 table in `lexical.npz`, computed in numpy by the runtime) adds "
-            f"to the transformer's logits")
-
-
-def model_card(config: dict) -> str:
-    m = config["provenance"].get("metrics", {})
-    fmt = lambda k: f"{m[k]:.4f}" if isinstance(m.get(k), float) else "n/a"
-    return f"""---
-language: ru
-license: cc-by-nc-sa-4.0
-library_name: onnxruntime
-pipeline_tag: text-classification
-tags: [sentiment, russian, rusentiment, distillation, int8, onnx]
-datasets: [rusentiment]
----
-# RuSentiment student ({config['provenance']['trial']['layers']} x {config['provenance']['trial']['hidden']}, int8 ONNX)
-
-Labels: {', '.join(config['labels'])}. Distilled from `{config['provenance'].get('teacher')}`{soft_labels_note(config)}; int8 by ONNX Runtime
-dynamic quantization (embedding table included){lexical_note(config)}. Runs without torch:
-
-```bash
-pip install -r requirements.txt          # onnxruntime, tokenizers, numpy: no torch
-python -m inference --model . "Отличный день!"
-```
-
-```python
-from inference import SentimentClassifier
-clf = SentimentClassifier.load(".")       # this folder
-clf("Отличный день!")                     # {{"label": ..., "score": ...}}
-```
-
-| figure | value |
-|---|---|
-| validation weighted F1 (int8) | {fmt('int8_val_weighted_f1')} |
-| test accuracy / weighted F1 / macro F1 (int8) | {fmt('test_accuracy')} / {fmt('test_weighted_f1')} / {fmt('test_macro_f1')} |
-| out-of-domain (RuSentiTweet test) weighted F1 (int8) | {fmt('ood_weighted_f1')} |
-| median / p95 batch-1 latency, 1 thread, model only | {fmt('latency_ms_p50')} / {fmt('latency_ms_p95')} ms |
-| median / p95 batch-1 latency, 1 thread, end to end (tokenisation + lexical n-grams + model) | {fmt('e2e_ms_p50')} / {fmt('e2e_ms_p95')} ms |
-| size (model + tokenizer + lexical table) | {fmt('size_mib')} MiB |
-| parameters | {m.get('params', 'n/a')} |
-
-Measured during the search (or ablation) trial (other trials may have shared the machine; latency on a busy or virtual
-machine varies by tens of percent) on {config['provenance'].get('cpu', {}).get('model', '?')}; command: `{config['provenance'].get('command', '?')}`.
-
-Licence: trained on RuSentiment (CC BY-NC-SA 4.0): non-commercial, share-alike. Teacher weights
-(multilingual-e5-small) are MIT. Cite Rogers et al. (2018), RuSentiment, COLING.
-"""
-
-
 RUNTIME_PACKAGES = ("onnxruntime", "tokenizers", "numpy")
 
 
@@ -131,6 +71,17 @@ def add_runtime(folder: Path) -> None:
     shutil.copytree(Path(inference.__file__).parent, folder / "inference",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (folder / "requirements.txt").write_text("".join(f"{p}>={md.version(p)}\n" for p in RUNTIME_PACKAGES))
+
+
+def student_record(config: dict, row) -> dict:
+    """The trial's full StudentConfig as its trainable wrote it into the folder's ``config.json``
+    (``provenance.student``); folders from before that record existed fall back to the table's columns."""
+    from spaces.student import StudentConfig
+
+    record = (config.get("provenance") or {}).get("student")
+    if record:
+        return record
+    return {f.name: row.get(f.name) for f in fields(StudentConfig) if f.name in row}
 
 
 def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms: float | None = None,
@@ -155,20 +106,19 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
         config = json.loads((tmp / CONFIG_FILE).read_text())
         config["provenance"] = {
             "teacher": teacher["stage"]["teacher"], "teacher_test": teacher.get("test"),
-            "soft_labels": teacher.get("soft_labels"),  # set when search.soft_labels installed other logits
+            "soft_labels": teacher.get("soft_labels"),  # set when studies.soft_labels installed other logits
             "data_checksums": data["checksums"], "split_seed": data["seed"], "experiment": str(experiment),
-            "trial_id": row["trial_id"], "trial": {k: row.get(k) for k in ("layers", "hidden", "heads", "ffn", "vocab",
-                                                                         "kd_alpha", "kd_temperature", "lr", "epochs", "init",
-                                                                         "transfer", "feature_kd", "hidden_kd",
-                                                                         "lexical_buckets", "row", "overrides")},
+            # the trainable's own record of the student (every StudentConfig field), not a rebuild from the table
+            "trial_id": row["trial_id"], "trial": {**student_record(config, row),
+                                                   **{k: row.get(k) for k in ("row", "overrides") if k in row}},
             "metrics": {k: row.get(k) for k in metric_keys if k in row}, "folder_name": out.name,
             "command": (run.get("provenance") or {}).get("command") if table == "trials" else
-            f"python -m search.ablation --experiment {experiment} --tag {table} (row {row.get('row')}: "
+            f"python -m studies.ablation --experiment {experiment} --tag {table} (row {row.get('row')}: "
             f"{row.get('overrides')})", "cpu": (run.get("provenance") or {}).get("cpu"),
             "git_commit": (run.get("provenance") or {}).get("git_commit"),
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str))
-        (tmp / "README.md").write_text(model_card(config))
+        (tmp / "README.md").write_text(model_card(config, data))
         if with_runtime:
             add_runtime(tmp)
     return out

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
+
+from spaces.student import StudentConfig
+
 
 def _f(x, digits=4) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
@@ -82,8 +86,7 @@ def configs_markdown(r: dict) -> list[str]:
 
 def chosen_markdown(r: dict) -> list[str]:
     c = r["chosen"]
-    keys = ("layers", "hidden", "heads", "ffn", "vocab", "vocab_size", "kd_alpha", "kd_temperature", "lr", "epochs",
-            "init", "transfer", "feature_kd", "hidden_kd")
+    keys = [f.name for f in fields(StudentConfig)] + ["vocab_size"]
     cm = r["confusion_matrix"]
     lines = ["## Chosen student", "", f"Trial `{c['trial_id']}` ({r['selection']['rule']}; limits: "
              f"latency {r['selection']['max_latency_ms']} ms, size {r['selection']['max_size_mb']} MiB).", "",
@@ -132,8 +135,8 @@ def teacher_markdown(r: dict) -> list[str]:
     soft = t.get("soft_labels")
     if soft:
         lines += ["", f"Distillation targets (soft labels) in this experiment come from a teacher {soft['tag']}"
-                  f" ({', '.join(soft['members'] or [])}; `python -m search.teacher_recipes` on {soft['device']}, "
-                  f"installed with `python -m search.soft_labels`), not from the single teacher above, which is kept "
+                  f" ({', '.join(soft['members'] or [])}; `python -m studies.teacher_recipes` on {soft['device']}, "
+                  f"installed with `python -m studies.soft_labels`), not from the single teacher above, which is kept "
                   f"for student initialisation and the configuration table:", ""] + _split_table("soft labels", soft)
     return lines + [""]
 

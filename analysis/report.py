@@ -262,7 +262,7 @@ def references(configs: list[dict], base: dict) -> list[dict]:
 
 
 def ablations(experiment: Path) -> list[dict] | None:
-    """Rows of every ``ablation*.csv`` in the experiment (``python -m search.ablation --tag``), with the study name."""
+    """Rows of every ``ablation*.csv`` in the experiment (``python -m studies.ablation --tag``), with the study name."""
     frames = [pd.read_csv(p).assign(study=p.stem) for p in sorted(experiment.glob("ablation*.csv"))]
     return pd.concat(frames, ignore_index=True).to_dict(orient="records") if frames else None
 

@@ -38,6 +38,12 @@ class Encoded:
         return cls(ids, offsets)
 
 
+def text_hash(texts) -> str:
+    """A short fingerprint of a sequence of texts (order matters): names token caches and checks that
+    texts regenerated elsewhere are the ones that were labelled."""
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
 
@@ -48,7 +54,7 @@ def encode_texts(texts, tokenizer, max_length: int, prefix: str = "", cache_dir:
     With ``cache_dir`` the result is stored as a ``datasets`` Arrow file named by the tokenizer's
     fingerprint, the texts' hash, prefix and max length; a second call loads it. Without it
     the texts are tokenised in memory (``datasets`` not needed; also the fallback where it is not
-    installed, e.g. a training machine given only a bundle by ``search/train_students.py``).
+    installed, e.g. a training machine given only a bundle by ``studies/train_students.py``).
     """
     texts = list(texts)
     if cache_dir is not None and importlib.util.find_spec("datasets") is None:
@@ -58,7 +64,7 @@ def encode_texts(texts, tokenizer, max_length: int, prefix: str = "", cache_dir:
         return Encoded.from_rows([np.asarray(r, dtype=np.int32) for r in enc["input_ids"]])
     import datasets
 
-    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    key = text_hash(texts)
     name = f"enc-{tokenizer_fingerprint(tokenizer)}-{key}-{max_length}-{hashlib.sha1(prefix.encode()).hexdigest()[:6]}"
 
     def tokenise(batch):

@@ -226,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     from search.student_stage import StudentStageConfig, run_student_stage
     from search.teacher_stage import TeacherStageConfig, load_cached_teacher, run_teacher_stage
     from corpus.transfer_text import default_transfer_texts, read_transfer_texts
-    from search.transfer_stage import ensure_importance, ensure_train_layers, parse_transfer, run_transfer_stage
-    from spaces.student import parse_point
+    from search.teacher_stage import ensure_importance, ensure_train_layers
+    from search.transfer_stage import parse_transfer, run_transfer_stage
+    from spaces.student import StudentConfig, parse_point
     from teachers import TeacherError, resolve_teacher
 
     t0, prov = time.time(), provenance()  # the code as it was when the run started
@@ -262,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                                    transfer=transfer, feature_kd=cfg.feature_kd, hidden_kd=cfg.hidden_kd,
                                    token_kd=cfg.token_kd,
                                    inits=cfg.inits, lexical_buckets=cfg.lexical_buckets,
-                                   transfer_ratio=cfg.transfer_ratio, max_size_mib=cfg.max_size_mb,
+                                   student=StudentConfig(transfer_ratio=cfg.transfer_ratio,
+                                                         max_size_mib=cfg.max_size_mb),
                                    min_epochs=cfg.min_epochs,
                                    enqueue=tuple(parse_point(t) for t in cfg.enqueue))
         for point in stage.enqueue:

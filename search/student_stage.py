@@ -5,7 +5,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -15,27 +15,28 @@ import pandas as pd
 from corpus import Splits
 from corpus.augment import TransferSpec
 from inference.atomic import atomic_file, write_json
-from spaces.student import StudentSpace, sample_student
+from spaces.student import StudentConfig, StudentSpace, sample_student
 from trainables.loop import folder_bytes
-from trainables.student import StudentData, train_student
+from trainables.student import StudentData, student_config, train_student
 
 log = logging.getLogger(__name__)
 # latency end to end (tokenisation + lexical n-grams + model), what a user of the folder waits for
 OBJECTIVES = {"int8_val_weighted_f1": "max", "e2e_ms_p50": "min", "size_mib": "min"}
 ASHA_METRIC = "val_weighted_f1"
 TUNER_DIR = "student_trials"
+REDUCTION_FACTOR = 3  # ASHA's: rungs at rounds 1, 3, 9, ...; int8 is exported and validated there (ptq_rungs)
 
 
 @dataclass
 class StudentStageConfig:
+    """The search: how many trials, the space's ranges, and ``student``, the StudentConfig settings
+    every trial shares (the space samples the others; threads and seed come from this config)."""
     trials: int = 40
     max_epochs: int = 4
     cpus_per_trial: int = 2
     seed: int = 13
     time_budget_s: float | None = None
     resume: bool = False
-    batch_size: int = 64
-    evals_per_epoch: int = 4
     min_layers: int = 1
     max_layers: int = 4
     hiddens: tuple[int, ...] = StudentSpace.hiddens
@@ -45,11 +46,13 @@ class StudentStageConfig:
     token_kd: tuple[float, ...] = (0.0,)
     inits: tuple[str, ...] = StudentSpace.inits
     lexical_buckets: tuple[int, ...] = (0,)
-    transfer_ratio: float = 1.0
-    max_size_mib: float | None = None
     min_epochs: int = 2
     teacher_shape: tuple[int, int, int, int] | None = None  # (layers, hidden, heads, ffn); read from the teacher
     enqueue: tuple[dict, ...] = ()  # space points Optuna runs first (spaces.student.parse_point)
+    student: StudentConfig = field(default_factory=StudentConfig)  # the settings the space does not sample
+
+    def base_student(self) -> StudentConfig:
+        return replace(self.student, threads=self.cpus_per_trial, seed=self.seed, ptq_rungs=REDUCTION_FACTOR)
 
     def space(self) -> StudentSpace:
         recipes = [t.recipe for t in self.transfer]
@@ -68,7 +71,8 @@ def teacher_shape(experiment: Path) -> tuple[int, int, int, int]:
 
 
 def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> StudentData:
-    from search.transfer_stage import load_importance, load_transfer
+    from search.teacher_stage import load_importance
+    from search.transfer_stage import load_transfer
 
     tdir = experiment / "teacher"
     pooled, layers = tdir / "pooled_train.npy", tdir / "layers_train.npy"
@@ -81,9 +85,6 @@ def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> Stud
         train_layers=np.load(layers) if layers.is_file() and any(w > 0 for w in cfg.hidden_kd) else None,
         transfer={t.recipe: load_transfer(experiment, t) for t in cfg.transfer},
         importance=load_importance(experiment) if "pruned" in cfg.inits else None,
-        fixed={"threads": cfg.cpus_per_trial, "seed": cfg.seed, "batch_size": cfg.batch_size,
-               "evals_per_epoch": cfg.evals_per_epoch, "transfer_ratio": cfg.transfer_ratio,
-               "max_size_mib": cfg.max_size_mib},
     )
 
 
@@ -110,7 +111,7 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    trainable = tune.with_resources(tune.with_parameters(train_student, data=data), {"cpu": cfg.cpus_per_trial})
+    trainable = tune.with_resources(tune.with_parameters(train_student, data=data, base=cfg.base_student()), {"cpu": cfg.cpus_per_trial})
     path = experiment.resolve() / TUNER_DIR
     if cfg.resume:
         if not tune.Tuner.can_restore(str(path)):
@@ -121,7 +122,8 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
                             metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=cfg.seed,
                             storage=study_storage(experiment, fresh=True), study_name=STUDY_NAME)
     scheduler = ASHAScheduler(time_attr="round", metric=ASHA_METRIC, mode="max",
-                              max_t=cfg.max_epochs * cfg.evals_per_epoch, grace_period=1, reduction_factor=3)
+                              max_t=cfg.max_epochs * cfg.student.evals_per_epoch, grace_period=1,
+                              reduction_factor=REDUCTION_FACTOR)
     cpus = int(ray.cluster_resources().get("CPU", cfg.cpus_per_trial))
     return tune.Tuner(
         trainable,
@@ -135,10 +137,9 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
     )
 
 
-CONFIG_COLUMNS = ["layers", "hidden", "heads", "ffn", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs", "init",
-                  "transfer", "feature_kd", "hidden_kd", "token_kd", "lexical_buckets"]
+CONFIG_COLUMNS = [f.name for f in fields(StudentConfig)]  # every trial's full student, sampled or shared
 METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
-                  "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "latency_ms_p50",
+                  "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "int8_round", "latency_ms_p50",
                   "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread", "tokenize_ms_p50", "throughput_b32_per_s", "size_mib", "params", "vocab_size",
                   "train_pool", "epoch_posts", "node_id", "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
 
@@ -146,9 +147,10 @@ METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macr
 NO_REPORT = "stopped (time budget) before its first report"
 
 
-def collect_trials(results, experiment: Path, models: str = "students") -> pd.DataFrame:
-    """One row per trial (config, status, fp32 and int8 metrics, speed, size); copies each trial's
-    int8 model folder to ``<models>/<trial_id>`` and its fp32 torch model to ``<models>_fp32/<trial_id>``."""
+def collect_trials(results, experiment: Path, base: StudentConfig, models: str = "students") -> pd.DataFrame:
+    """One row per trial (its full StudentConfig: ``base`` with the trial's sampled values; status,
+    fp32 and int8 metrics, speed, size); copies each trial's int8 model folder to
+    ``<models>/<trial_id>`` and its fp32 torch model to ``<models>_fp32/<trial_id>``."""
     rows = []
     out_dir = experiment / models
     out_dir.mkdir(exist_ok=True)
@@ -156,7 +158,10 @@ def collect_trials(results, experiment: Path, models: str = "students") -> pd.Da
         m = r.metrics or {}
         trial_id = m.get("trial_id") or Path(r.path).name
         row = {"trial_id": trial_id}
-        row.update({c: r.config.get(c) for c in CONFIG_COLUMNS})
+        try:
+            row.update(asdict(student_config(r.config, base)))
+        except (TypeError, ValueError):  # a config no student can have: its error says why
+            row.update({c: r.config.get(c) for c in CONFIG_COLUMNS})
         row.update({c: m.get(c) for c in METRIC_COLUMNS})
         if r.error:
             row["status"], row["error"] = "error", str(r.error).strip().splitlines()[-1][:300]
@@ -235,7 +240,7 @@ def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path)
     start_benchmark_slot()
     tuner = make_tuner(cfg, data, experiment)
     results = tuner.fit()
-    df = collect_trials(results, experiment)
+    df = collect_trials(results, experiment, cfg.base_student())
     write_csv_atomic(df, experiment / "trials.csv")
     front = evaluate_on_test(pareto_front(df), splits, experiment)
     write_csv_atomic(front, experiment / "pareto.csv")

@@ -1,5 +1,10 @@
 """Teacher stage: resolve the teacher, trim its vocabulary to the training pieces, fine-tune it with
-Ray Tune (a small sweep if asked), then cache the best teacher's logits for distillation."""
+Ray Tune (a small sweep if asked), then cache the best teacher's logits for distillation.
+
+Every teacher output on the training posts is cached here, in ``<experiment>/teacher/``: logits
+(train/val/test), pooled features, per-layer outputs and activation statistics (the last three
+computed on demand by the stages that need them). Transfer sets (``transfer_stage``) hold the
+teacher's outputs on other texts."""
 from __future__ import annotations
 
 import json
@@ -95,7 +100,7 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
     if cached:
         log.info("teacher: reusing %s (val weighted F1 %.4f)", teacher_dir(experiment), cached["val"]["weighted_f1"])
         soft = cached.get("soft_labels")
-        if soft:  # installed by search.soft_labels: the students learn from these logits, not the model's
+        if soft:  # installed by studies.soft_labels: the students learn from these logits, not the model's
             log.info("teacher: soft labels from %s (%s, %s; val weighted F1 %.4f)", soft["source"], soft["tag"],
                      "+".join(soft.get("members", [])), soft["val"]["weighted_f1"])
         tdir = teacher_dir(experiment)
@@ -103,7 +108,7 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
         damaged = [n for n in names if not reusable(tdir / f"logits_{n}.npy")]
         if damaged and soft:
             raise ValueError(f"{tdir}: the cached logits {damaged} are missing or damaged and came from soft labels; "
-                             f"install them again with python -m search.soft_labels")
+                             f"install them again with python -m studies.soft_labels")
         if damaged:  # a killed process or a full disk: recompute them from the saved teacher
             recompute_logits(tdir, splits, damaged, cfg, cache)
         return cached
@@ -166,3 +171,75 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
              info["val"]["weighted_f1"], shown, info[shown]["weighted_f1"], info[shown]["accuracy"],
              info[shown]["macro_f1"], info["wall_time_s"]["total"])
     return info
+
+
+# the teacher's other outputs on the training posts, computed once from the saved teacher and cached
+# in teacher/ beside its logits: pooled features (feature KD), per-layer outputs (hidden-state KD),
+# activation statistics (what a pruned student keeps)
+
+def ensure_train_features(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
+    """The teacher's pooled features on the labelled training posts (for feature distillation)."""
+    return _teacher_train_outputs(splits, experiment, cache, threads, "pooled_train.npy", layers=False)
+
+
+def ensure_importance(splits: Splits, experiment: Path, cache: Path, threads: int, posts: int = 2000,
+                      seed: int = 13) -> Path:
+    """The teacher's activation statistics (``modeling.prune.importance``) over ``posts`` training
+    posts, cached as ``teacher/importance.npz``: what a pruned student keeps."""
+    path = experiment / "teacher" / "importance.npz"
+    if reusable(path):
+        return path
+    import torch
+
+    from modeling import EncoderClassifier
+    from modeling.prune import importance
+    from trainables.loop import collate, length_batches
+
+    t0 = time.time()
+    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
+    torch.set_num_threads(threads)
+    texts = splits.train.text.sample(min(posts, len(splits.train)), random_state=seed).tolist()
+    enc = encode_texts(texts, tok, teacher.config.max_length, teacher.config.text_prefix, cache / "encoded")
+    batches = (collate(enc, index, tok.pad_token_id) for index in length_batches(enc.lengths(), 64, None))
+    scores = importance(teacher, batches)
+    with atomic_file(path) as tmp:
+        np.savez(tmp, **scores)
+    log.info("teacher activation statistics over %d training posts: %.0f s", len(texts), time.time() - t0)
+    return path
+
+
+def load_importance(experiment: Path) -> dict | None:
+    path = experiment / "teacher" / "importance.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def ensure_train_layers(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
+    """Every teacher layer's output, mean-pooled, on the labelled training posts
+    ([posts, teacher layers, hidden], float16), for hidden-state distillation from mapped layers."""
+    return _teacher_train_outputs(splits, experiment, cache, threads, "layers_train.npy", layers=True)
+
+
+def _teacher_train_outputs(splits: Splits, experiment: Path, cache: Path, threads: int, name: str,
+                           layers: bool) -> Path:
+    """Computes (once) and caches the teacher's pooled or per-layer outputs on the training posts."""
+    path = experiment / "teacher" / name
+    if reusable(path):
+        return path
+    import torch
+
+    from modeling import EncoderClassifier
+    from trainables.loop import predict_logits, training_device
+
+    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
+    torch.set_num_threads(threads)
+    teacher.to(training_device())  # on a GPU when this machine has one
+    enc = encode_texts(splits.train.text, tok, teacher.config.max_length, teacher.config.text_prefix,
+                       cache / "encoded")
+    _, feats = predict_logits(teacher, enc, tok.pad_token_id, progress=f"teacher {name} on train",
+                              pooled=not layers, layers=layers)
+    with atomic_file(path) as tmp:
+        np.save(tmp, feats)
+    return path

@@ -41,7 +41,7 @@ def parse_transfer(text: str, seed: int, n_train: int) -> TransferSpec:
 
 def load_transfer(experiment: Path, spec: TransferSpec) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """(texts, teacher logits, teacher pooled features or None) of a built set; sets labelled by
-    a teacher ensemble (``search/soft_labels.py``) carry no pooled features."""
+    a teacher ensemble (``studies/soft_labels.py``) carry no pooled features."""
     path = transfer_dir(experiment) / f"{spec.name}.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: transfer set {spec.name} was not built; run search/run.py with "
@@ -51,74 +51,6 @@ def load_transfer(experiment: Path, spec: TransferSpec) -> tuple[list[str], np.n
     pooled = np.load(pooled_file) if pooled_file.is_file() else None
     columns = [c for c in df.columns if c.startswith("logit_")]  # one per class, in the model's label order
     return df["text"].tolist(), df[columns].to_numpy(np.float32), pooled
-
-
-def ensure_train_features(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
-    """The teacher's pooled features on the labelled training posts (for feature distillation)."""
-    return _teacher_train_outputs(splits, experiment, cache, threads, "pooled_train.npy", layers=False)
-
-
-def ensure_importance(splits: Splits, experiment: Path, cache: Path, threads: int, posts: int = 2000,
-                      seed: int = 13) -> Path:
-    """The teacher's activation statistics (``modeling.prune.importance``) over ``posts`` training
-    posts, cached as ``teacher/importance.npz``: what a pruned student keeps."""
-    path = experiment / "teacher" / "importance.npz"
-    if reusable(path):
-        return path
-    import torch
-
-    from modeling import EncoderClassifier
-    from modeling.prune import importance
-    from trainables.loop import collate, length_batches
-
-    t0 = time.time()
-    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
-    torch.set_num_threads(threads)
-    texts = splits.train.text.sample(min(posts, len(splits.train)), random_state=seed).tolist()
-    enc = encode_texts(texts, tok, teacher.config.max_length, teacher.config.text_prefix, cache / "encoded")
-    batches = (collate(enc, index, tok.pad_token_id) for index in length_batches(enc.lengths(), 64, None))
-    scores = importance(teacher, batches)
-    with atomic_file(path) as tmp:
-        np.savez(tmp, **scores)
-    log.info("teacher activation statistics over %d training posts: %.0f s", len(texts), time.time() - t0)
-    return path
-
-
-def load_importance(experiment: Path) -> dict | None:
-    path = experiment / "teacher" / "importance.npz"
-    if not path.is_file():
-        return None
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
-def ensure_train_layers(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
-    """Every teacher layer's output, mean-pooled, on the labelled training posts
-    ([posts, teacher layers, hidden], float16), for hidden-state distillation from mapped layers."""
-    return _teacher_train_outputs(splits, experiment, cache, threads, "layers_train.npy", layers=True)
-
-
-def _teacher_train_outputs(splits: Splits, experiment: Path, cache: Path, threads: int, name: str,
-                           layers: bool) -> Path:
-    """Computes (once) and caches the teacher's pooled or per-layer outputs on the training posts."""
-    path = experiment / "teacher" / name
-    if reusable(path):
-        return path
-    import torch
-
-    from modeling import EncoderClassifier
-    from trainables.loop import predict_logits, training_device
-
-    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
-    torch.set_num_threads(threads)
-    teacher.to(training_device())  # on a GPU when this machine has one
-    enc = encode_texts(splits.train.text, tok, teacher.config.max_length, teacher.config.text_prefix,
-                       cache / "encoded")
-    _, feats = predict_logits(teacher, enc, tok.pad_token_id, progress=f"teacher {name} on train",
-                              pooled=not layers, layers=layers)
-    with atomic_file(path) as tmp:
-        np.save(tmp, feats)
-    return path
 
 
 def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: Path, threads: int,
@@ -154,19 +86,31 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
     enc = encode_texts(texts, tok, teacher.config.max_length, teacher.config.text_prefix, cache / "encoded")
     logits, pooled = predict_logits(teacher, enc, tok.pad_token_id, progress=f"labelling transfer set {spec.name}",
                                     pooled=True)
-    with atomic_file(out / f"{spec.name}.pooled.npy") as tmp:
-        np.save(tmp, pooled)
-    labels = teacher.config.labels
+    meta = write_transfer_set(out, spec, texts, logits, teacher.config.labels, source=source,
+                              labelling_s=round(time.time() - t0, 1), pooled=pooled)
+    log.info("transfer set %s: %d posts labelled in %.0f s", spec.name, spec.size, meta["labelling_s"])
+    return meta
+
+
+def write_transfer_set(out: Path, spec: TransferSpec, texts: list[str], logits: np.ndarray, labels,
+                       source: dict | str, labelling_s: float | None, pooled: np.ndarray | None = None,
+                       labelled_by: str | None = None) -> dict:
+    """The one writer of a transfer set in ``out``: ``<name>.parquet`` (text + one logit column per
+    class), ``<name>.pooled.npy`` when the teacher's pooled features are given, and ``<name>.json``
+    written last (its presence marks the set complete). Returns the summary it wrote."""
+    if pooled is not None:
+        with atomic_file(out / f"{spec.name}.pooled.npy") as tmp:
+            np.save(tmp, pooled)
     df = pd.DataFrame({"text": texts, **{f"logit_{c}": logits[:, i] for i, c in enumerate(labels)}})
     with atomic_file(out / f"{spec.name}.parquet") as tmp:
         df.to_parquet(tmp, index=False)
     counts = np.bincount(logits.argmax(1), minlength=len(labels))
-    meta = {"name": spec.name, "recipe": spec.recipe, "size": spec.size, "seed": spec.seed,
-            "source": source, "labelling_s": round(time.time() - t0, 1),
+    prob = np.exp(logits - logits.max(1, keepdims=True))
+    meta = {"name": spec.name, "recipe": spec.recipe, "size": spec.size, "seed": spec.seed, "source": source,
+            **({"labelled_by": labelled_by} if labelled_by else {}), "labelling_s": labelling_s,
             "teacher_argmax_classes": {c: int(n) for c, n in zip(labels, counts)},
-            "mean_teacher_confidence": float(torch.softmax(torch.as_tensor(logits), -1).max(-1).values.mean())}
-    write_json(meta_file, meta)  # written last: its presence marks the set complete
-    log.info("transfer set %s: %d posts labelled in %.0f s", spec.name, spec.size, meta["labelling_s"])
+            "mean_teacher_confidence": float((prob.max(1) / prob.sum(1)).mean())}
+    write_json(out / f"{spec.name}.json", meta)
     return meta
 
 
@@ -175,5 +119,7 @@ def run_transfer_stage(specs: list[TransferSpec], splits: Splits, experiment: Pa
     """Build (or reuse) each transfer set; with ``features`` also the teacher's pooled features on
     the training posts (only feature distillation needs them)."""
     if features:
+        from search.teacher_stage import ensure_train_features
+
         ensure_train_features(splits, experiment, cache, threads)
     return {s.name: build_transfer(s, splits, experiment, cache, threads, transfer_texts) for s in specs}

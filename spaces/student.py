@@ -66,7 +66,10 @@ class StudentConfig:
     hidden_kd: float = 0.0     # weight of the mapped-layer hidden-state (cosine) distillation term
     token_kd: float = 0.0      # weight of token-level hidden-state distillation (teacher run alongside)
     batch_size: int = 64
-    evals_per_epoch: int = 4   # validation + int8 PTQ reports per epoch (ASHA's rungs)
+    evals_per_epoch: int = 4   # validation reports per epoch (ASHA's time unit: a round)
+    ptq_rungs: int = 0         # int8 export + validation every round (0), or only at ASHA's rungs for this
+                               # reduction factor (rounds 1, k, k^2, ...) and the last round; other rounds
+                               # carry the last int8 figures forward (int8_round says from which round)
     max_length: int = 128
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
@@ -84,6 +87,8 @@ class StudentConfig:
             raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.ptq_rungs < 0 or self.ptq_rungs == 1:
+            raise ValueError(f"ptq_rungs must be 0 (every round) or an ASHA reduction factor >= 2, got {self.ptq_rungs}")
         if self.transfer_ratio < 0:
             raise ValueError(f"transfer_ratio must be >= 0, got {self.transfer_ratio}")
         if self.lexical_buckets < 0 or self.lexical_buckets == 1:

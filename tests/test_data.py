@@ -35,30 +35,8 @@ def test_env_var_names_the_directory(tiny_data, monkeypatch):
     assert resolve_data_dir(None) == tiny_data
 
 
-@pytest.mark.parametrize("content, fragment", [
-    (b"", "file is empty"),
-    (b"label,text\n", "no rows"),
-    (b"label,body\nneutral,hi\n", "missing column(s) ['text']"),
-    (b"label,text\nneutral,ok\nhappy,hi\n", "row 2 (after the header) has unknown label 'happy'"),
-    (b"label,text\nneutral,ok\nneutral,\"   \"\n", "row 2 (after the header) has an empty or whitespace-only text"),
-    (b"label,text\nneutral,ok\nneutral,\xff\xfe bad\n", "line 3: bytes are not UTF-8"),
-])
-def test_bad_csv_gets_one_clear_error(tiny_data, tmp_path, content, fragment):
-    d = _copy(tiny_data, tmp_path)
-    (d / FILES["random"][0]).write_bytes(content)
-    with pytest.raises(DataError) as e:
-        load_splits(d)
-    assert fragment in str(e.value)
-    assert FILES["random"][0] in str(e.value)
-
-
-def test_missing_file_and_directory(tiny_data, tmp_path):
-    d = _copy(tiny_data, tmp_path)
-    (d / FILES["test"][0]).unlink()
-    with pytest.raises(DataError, match="rusentiment_test.csv: file not found"):
-        load_splits(d)
-    with pytest.raises(DataError, match="does not exist"):
-        load_splits(tmp_path / "nowhere")
+# bad files (empty, no rows, wrong columns, unknown label, blank text, non-UTF-8, missing file or
+# directory): one home, the catalogue in tests/test_bad_input.py
 
 
 def test_download_verifies_checksums_and_leaves_nothing_half_written(tmp_path, monkeypatch, tiny_data):

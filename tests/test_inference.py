@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from inference import ModelFolderError, SentimentClassifier
+from inference import SentimentClassifier
 from inference.__main__ import main as cli
 
 
@@ -59,24 +59,6 @@ def test_cli_bad_input_files(exported, tmp_path, capsys, content, name, fragment
     (tmp_path / name).write_text(content, encoding="utf-8")
     assert cli(["--model", str(exported), "--input", str(tmp_path / name)]) == 2
     assert fragment in capsys.readouterr().err
-
-
-def test_missing_and_corrupt_folders(exported, tmp_path):
-    import shutil
-
-    with pytest.raises(ModelFolderError, match="no such model folder"):
-        SentimentClassifier.load(tmp_path / "none")
-    broken = tmp_path / "broken"
-    shutil.copytree(exported, broken)
-    (broken / "model.onnx").write_bytes(b"garbage")
-    with pytest.raises(ModelFolderError, match="not a loadable ONNX model"):
-        SentimentClassifier.load(broken)
-    (broken / "config.json").write_text("{")
-    with pytest.raises(ModelFolderError, match="config.json is corrupt"):
-        SentimentClassifier.load(broken)
-    (broken / "tokenizer.json").unlink()
-    with pytest.raises(ModelFolderError, match="tokenizer.json is missing"):
-        SentimentClassifier.load(broken)
 
 
 def test_inference_imports_no_torch(exported):

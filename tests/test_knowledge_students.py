@@ -144,7 +144,7 @@ def test_the_space_offers_pruned_students_only_shapes_the_teacher_gives():
     import optuna
 
     from modeling.prune import PruneShape
-    from spaces.student import StudentSpace, sample_student
+    from spaces.student import StudentConfig, StudentSpace, sample_student
     from trainables.student import student_config
 
     class Teacher:  # e5-small's shape: 12 layers, 384 wide, 12 heads of 32, FFN 1536
@@ -156,7 +156,7 @@ def test_the_space_offers_pruned_students_only_shapes_the_teacher_gives():
     for _ in range(60):
         trial = study.ask()
         constants = sample_student(trial, space)
-        cfg = student_config({**trial.params, **constants}, {})
+        cfg = student_config({**trial.params, **constants}, StudentConfig())
         study.tell(trial, 0.0)
         if cfg.init == "pruned":
             PruneShape(cfg.layers, cfg.hidden, cfg.heads, cfg.ffn).check(Teacher)  # never raises

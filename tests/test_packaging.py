@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("analysis", "corpus", "inference", "modeling", "search", "spaces", "teachers", "trainables")
+PACKAGES = ("analysis", "corpus", "inference", "modeling", "search", "spaces", "studies", "teachers", "trainables")
 
 
 @pytest.fixture(scope="module")

@@ -102,10 +102,12 @@ def test_kill_driver_and_resume(tiny_bert, tiny_data, tmp_path, no_ray_in_proces
         assert after[name] == rows
 
 
-def test_two_node_cluster(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
-    """``ray start --head`` + a second ``ray start --address`` node with its own resources; the
-    search runs through ``--address`` and its trials land on both nodes. Teardown kills only this
-    cluster's processes (found by its private temp dir), never other Ray instances on the machine."""
+@contextlib.contextmanager
+def two_node_cluster():
+    """``ray start --head`` + a second ``ray start --address`` node (1 CPU each, the second with a
+    ``second_node`` resource) on this machine; yields the address and the cluster's private temp dir.
+    Teardown kills only this cluster's processes (found by that dir), never other Ray instances here
+    (``ray stop`` would kill every Ray on the machine)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -117,17 +119,98 @@ def test_two_node_cluster(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
                         *common], env=env(), check=True, capture_output=True, timeout=120)
         subprocess.run([RAY, "start", f"--address={address}", *common, '--resources={"second_node": 1}'],
                        env=env(), check=True, capture_output=True, timeout=120)
-        args = tiny_run_args(tiny_bert, tiny_data, tmp_path / "exp", "cluster", 4) + ["--address", address]
-        run = subprocess.run(args, env=env(), capture_output=True, text=True, timeout=600)
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        df = pd.read_csv(tmp_path / "exp" / "cluster" / "trials.csv")
-        assert len(df) == 4 and df.node_id.nunique() == 2, df[["trial_id", "node_id"]]
+        yield address, temp
     finally:
         pids = cluster_pids(str(temp)) - {os.getpid()}
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def second_node(temp: Path) -> tuple[str, set[int]]:
+    """The second node's Ray node id and its processes: its raylet (socket ``raylet.1``) with every
+    worker and agent under it, and its log monitor (``log_monitor.1``)."""
+    rows = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
+    raylet = [r for r in rows if str(temp) in r and "sockets/raylet.1 " in r]
+    assert len(raylet) == 1, rows
+    node_id = raylet[0].split("--node_id=")[1].split()[0]
+    pids = cluster_pids("sockets/raylet.1 ") | cluster_pids("logs/log_monitor.1.out")
+    return node_id, pids
+
+
+def test_two_node_cluster(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
+    """The search runs through ``--address`` and its trials land on both nodes."""
+    with two_node_cluster() as (address, _):
+        args = tiny_run_args(tiny_bert, tiny_data, tmp_path / "exp", "cluster", 4) + ["--address", address]
+        run = subprocess.run(args, env=env(), capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        df = pd.read_csv(tmp_path / "exp" / "cluster" / "trials.csv")
+        assert len(df) == 4 and df.node_id.nunique() == 2, df[["trial_id", "node_id"]]
+
+
+def progress_on(experiment: Path, node_id: str) -> dict[str, list[int]]:
+    """trial folder -> the rounds it has reported, for trials with a report from ``node_id``."""
+    out = {}
+    for prog in (experiment / "student_trials").glob("*/progress.csv"):
+        try:
+            df = pd.read_csv(prog)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            continue
+        if len(df) and "node_id" in df and (df.node_id == node_id).any():
+            out[prog.parent.name] = df["round"].tolist()
+    return out
+
+
+def test_worker_node_dies_mid_trial(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
+    """A worker node (not the driver's) is killed -- raylet, its workers and agents, SIGKILL -- while
+    one of its trials trains. The search finishes; that trial goes on from its last checkpoint on the
+    surviving node (Tune's FailureConfig retry) or, after the retries, is a row with status ``error``;
+    every trial is one row, and no trial that had finished is run again."""
+    experiment = tmp_path / "exp" / "dies"
+    with two_node_cluster() as (address, temp):
+        node_id, node_pids = second_node(temp)
+        args = tiny_run_args(tiny_bert, tiny_data, tmp_path / "exp", "dies", 4) + [
+            "--address", address, "--min-epochs", "2", "--max-epochs", "2"]  # 8 rounds a trial: time to catch one
+        log = open(tmp_path / "driver.log", "w")
+        driver = subprocess.Popen(args, env=env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline, victim = time.time() + 400, None
+            while time.time() < deadline and driver.poll() is None and victim is None:
+                # training, past a rung's decision: ASHA (grace 1, factor 3) decides at rounds 1 and 3,
+                # so a trial whose last report was round 2 or 4-7 is sure to be training its next round
+                running = {t: r for t, r in progress_on(experiment, node_id).items() if max(r) in (2, 4, 5, 6, 7)}
+                victim = next(iter(running), None)
+                time.sleep(0.2)
+            assert victim, "no trial trained on the second node in time: " + (tmp_path / "driver.log").read_text()[-3000:]
+            before = finished_trials(experiment)
+            _, node_pids = second_node(temp)  # with the workers started since
+            for pid in node_pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            rounds_before = progress_on(experiment, node_id)[victim]
+            assert driver.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+        finally:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+    df = pd.read_csv(experiment / "trials.csv", dtype={"trial_id": str})
+    assert len(df) == 4 and df.trial_id.is_unique, df
+    row = df[[victim.endswith(t) or t in victim for t in df.trial_id]]
+    assert len(row) == 1, (victim, df.trial_id.tolist())
+    status = row.status.iloc[0]
+    rounds_after = pd.read_csv(experiment / "student_trials" / victim / "progress.csv")["round"].tolist()
+    if status == "error":
+        assert isinstance(row.error.iloc[0], str) and row.error.iloc[0]
+    else:  # resumed from its last checkpoint: the rounds go on, none restarts from the first
+        assert status in ("completed", "stopped_early"), row
+        assert rounds_after[:len(rounds_before)] == rounds_before
+        resumed = rounds_after[len(rounds_before):]
+        assert resumed and resumed[0] == rounds_before[-1] + 1 and resumed == sorted(set(resumed)), rounds_after
+    after = finished_trials(experiment)
+    for name, rows in before.items():  # a trial that had finished is not run again
+        assert after[name] == rows
+    print(json.dumps({"victim": victim, "status": status, "rounds_before": rounds_before, "rounds_after": rounds_after,
+                      "nodes": df.node_id.nunique()}))
 
 
 def test_unreachable_cluster_is_one_clear_line(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
@@ -163,13 +246,14 @@ def test_failed_trial_is_recorded_with_its_error(tmp_path):
     from types import SimpleNamespace
 
     from search.student_stage import collect_trials, pareto_front
+    from spaces.student import StudentConfig
 
     ok = SimpleNamespace(metrics={"trial_id": "good", "round": 4, "epoch": 1.0, "int8_val_weighted_f1": 0.6,
                                   "latency_ms_p50": 0.3, "e2e_ms_p50": 0.4, "size_mib": 1.0},
                          config={"epochs": 1, "layers": 1}, error=None, checkpoint=None, path=str(tmp_path / "good"))
     bad = SimpleNamespace(metrics={}, config={"epochs": 2, "layers": 4}, checkpoint=None, path=str(tmp_path / "bad"),
                           error=RuntimeError("Traceback ...\nRuntimeError: [enforce fail] out of memory allocating 1 GiB"))
-    df = collect_trials([ok, bad], tmp_path)
+    df = collect_trials([ok, bad], tmp_path, StudentConfig())
     row = df.set_index("trial_id").loc["bad"]
     assert row.status == "error" and row.error == "RuntimeError: [enforce fail] out of memory allocating 1 GiB"
     assert df.set_index("trial_id").loc["good"].status == "completed"

@@ -171,7 +171,7 @@ def test_export_round_trip(searched, tmp_path, capsys):
 
 
 def test_ablation_runs_each_row_on_one_student(searched, tiny_data, tmp_path):
-    from search.ablation import AblationConfig, run_ablation
+    from studies.ablation import AblationConfig, run_ablation
 
     texts = tmp_path / "transfer.csv"
     pd.DataFrame({"source": "t", "text": [f"просто текст номер {i} ура" for i in range(80)]}).to_csv(texts, index=False)
@@ -205,7 +205,7 @@ def test_students_trained_outside_ray_from_a_bundle(searched, tiny_data, tmp_pat
     """pack -> run (no Ray: FolderReporter; the same fit_student) -> collect into a table the report and
     the export take (after the ablation test, which built importance.npz and a real transfer set)."""
     from analysis.export import main as export_main
-    from search.train_students import main as students_main
+    from studies.train_students import main as students_main
 
     real = next((searched / "teacher" / "transfer").glob("real-60-*.parquet")).stem
     bundle, runs = tmp_path / "bundle", tmp_path / "runs"
@@ -281,7 +281,8 @@ def test_damaged_caches_are_found_and_rebuilt(searched, tiny_data):
     from corpus import load_splits
     from corpus.rusentiment import cache_root
     from search.teacher_stage import TeacherStageConfig, run_teacher_stage
-    from search.transfer_stage import build_transfer, ensure_importance
+    from search.teacher_stage import ensure_importance
+    from search.transfer_stage import build_transfer
 
     tdir = searched / "teacher"
     splits = load_splits(str(tiny_data), seed=13)

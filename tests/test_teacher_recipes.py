@@ -1,5 +1,5 @@
-"""Teacher recipes + ensemble (``search.teacher_recipes``) and installing its soft labels into a new
-experiment (``search.soft_labels``), on a tiny BERT and tiny data, CPU only."""
+"""Teacher recipes + ensemble (``studies.teacher_recipes``) and installing its soft labels into a new
+experiment (``studies.soft_labels``), on a tiny BERT and tiny data, CPU only."""
 import json
 import shutil
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search import soft_labels, teacher_recipes
+from studies import soft_labels, teacher_recipes
 
 
 @pytest.fixture(scope="module")

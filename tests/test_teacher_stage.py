@@ -57,27 +57,13 @@ def test_hub_id_offline_fails_fast_naming_the_alternatives(tiny_data, tmp_path, 
     assert "--teacher e5-small" in caplog.text and "--teacher /path/to/a/local/model/dir" in caplog.text
 
 
-@pytest.mark.parametrize("teacher, fragment", [
-    ("not-a-model", "not an existing directory nor a hub id"),
-    ("./missing/dir", "not an existing directory nor a hub id"),
-])
-def test_unknown_teacher(tiny_data, tmp_path, caplog, teacher, fragment):
-    assert _run(["--teacher", teacher, "--data-dir", str(tiny_data), "--storage", str(tmp_path),
-                 "--stage", "teacher"]) == 2
-    assert fragment in caplog.text
-
-
-def test_help_and_bad_numbers(capsys):
+def test_help_lists_the_options(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
     for opt in ("--teacher", "--data-dir", "--storage", "--name", "--seed", "--max-train-samples", "--teacher-trials"):
         assert opt in out
-    with pytest.raises(SystemExit) as e:
-        main(["--max-train-samples", "0"])
-    assert e.value.code == 2
-    assert "expected a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_same_seed_gives_the_same_teacher(tiny_data, tiny_bert, tmp_path, ray_local):

@@ -66,3 +66,11 @@ def test_atomic_file_leaves_the_old_file_or_the_new_one_never_half(tmp_path):
         assert tmp.suffix == ".npy"  # format-by-suffix writers (np.save, savefig) keep working
         np.save(tmp, np.arange(3))
     assert np.load(tmp_path / "x.npy").tolist() == [0, 1, 2]
+
+
+def test_int8_runs_at_ashas_rungs_and_the_last_round():
+    from trainables.student import int8_due
+
+    assert [r for r in range(1, 13) if int8_due(r, 12, 3)] == [1, 3, 9, 12]
+    assert [r for r in range(1, 5) if int8_due(r, 4, 0)] == [1, 2, 3, 4]
+    assert [r for r in range(1, 9) if int8_due(r, 8, 2)] == [1, 2, 4, 8]

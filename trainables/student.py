@@ -15,7 +15,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,6 @@ class StudentData:
     train_layers: np.ndarray | None = None  # teacher's mean-pooled layer outputs [posts, layers, hidden], hidden KD
     transfer: dict = field(default_factory=dict)  # recipe -> (texts, teacher logits, teacher pooled features)
     importance: dict | None = None  # the teacher's activation statistics (modeling.prune.importance), for "pruned"
-    fixed: dict = field(default_factory=dict)  # StudentConfig fields not searched (threads, seed...)
 
     def pool(self, transfer: str):
         """(texts, hard labels with -1 for teacher-labelled posts, teacher logits, teacher features)
@@ -74,9 +73,10 @@ class StudentData:
                 None if pooled is None else np.concatenate(pooled))
 
 
-def student_config(config: dict, fixed: dict) -> StudentConfig:
-    keep = {k: v for k, v in config.items() if k in StudentConfig.__dataclass_fields__}
-    return StudentConfig(**{**fixed, **keep})
+def student_config(config: dict, base: StudentConfig) -> StudentConfig:
+    """A trial's student: ``base`` (the settings the search does not sample) with the sampled values
+    (``config``: Optuna's point; keys that are not StudentConfig fields, e.g. ``ffn_ratio``, ignored)."""
+    return replace(base, **{k: v for k, v in config.items() if k in StudentConfig.__dataclass_fields__})
 
 
 def _pca_projection(table: torch.Tensor, dim: int) -> torch.Tensor:
@@ -276,7 +276,7 @@ class RayReporter:
 
 
 class FolderReporter:
-    """The same for a run outside Ray (``search/train_students.py``, e.g. on a GPU machine without
+    """The same for a run outside Ray (``studies/train_students.py``, e.g. on a GPU machine without
     Ray): each round's checkpoint replaces the last in ``out/checkpoint``, metrics go to
     ``out/metrics.jsonl``; the benchmark runs in place."""
 
@@ -306,9 +306,11 @@ class FolderReporter:
         return benchmark(folder, texts[:2000])
 
 
-def train_student(config: dict, data: StudentData) -> None:
-    """The Ray Tune function trainable."""
-    fit_student(student_config(config, data.fixed), data, RayReporter())
+def train_student(config: dict, data: StudentData, base: StudentConfig) -> None:
+    """The Ray Tune function trainable: ``base`` (``tune.with_parameters``) holds the settings the
+    search does not sample; the trial's full StudentConfig is recorded in its exported
+    ``config.json`` (provenance.student)."""
+    fit_student(student_config(config, base), data, RayReporter())
 
 
 def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
@@ -380,6 +382,8 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
         rng, start_round, bench, batches = state["rng"], state["round"], state["bench"], state["batches"]
     build_s = time.time() - t_build
     n_rounds = cfg.epochs * cfg.evals_per_epoch
+    int8_keep = Path(tempfile.mkdtemp(prefix="student-int8-"))  # the last int8 export, for rounds between rungs
+    last_int8: dict | None = None
     while start_round < n_rounds:
         t0, losses = time.time(), []
         model.train()
@@ -412,8 +416,16 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
         with tempfile.TemporaryDirectory() as d:  # becomes the round's checkpoint
             metrics, fp32 = validate_fp32(model, val, pad, data)
             t1 = time.time()
-            folder = export_int8(model, tokenizer, cfg, Path(d) / "model")
-            metrics.update(validate_int8(folder, data, cfg, fp32), ptq_eval_s=time.time() - t1)
+            folder = Path(d) / "model"
+            if int8_due(start_round, n_rounds, cfg.ptq_rungs) or not (last_int8 and last_int8["folder"].is_dir()):
+                export_int8(model, tokenizer, cfg, folder)
+                last_int8 = {"metrics": {**validate_int8(folder, data, cfg, fp32), "int8_round": start_round},
+                             "folder": int8_keep / "model"}
+                shutil.rmtree(last_int8["folder"], ignore_errors=True)
+                shutil.copytree(folder, last_int8["folder"])
+            else:  # between rungs: the last int8 model and figures stand (ASHA decides on fp32 validation)
+                shutil.copytree(last_int8["folder"], folder)
+            metrics.update(last_int8["metrics"], ptq_eval_s=time.time() - t1)
             bench = bench or measure(folder, data, reporter)
             metrics.update(bench, round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
                            train_pool=len(train), epoch_posts=n_labelled + draws, node_id=reporter.node_id,
@@ -427,6 +439,18 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
                         "scheduler": scheduler.state_dict(), "rng": rng, "round": start_round, "bench": bench},
                        Path(d) / "train_state.pt")
             reporter.report(metrics, Path(d))
+    shutil.rmtree(int8_keep, ignore_errors=True)
+
+
+def int8_due(round_: int, n_rounds: int, rungs: int) -> bool:
+    """Whether round ``round_`` (1-based) exports and validates int8: every round when ``rungs`` is 0,
+    else ASHA's rungs for that reduction factor with grace period 1 (1, k, k^2, ...) and the last round."""
+    if rungs == 0 or round_ == n_rounds:
+        return True
+    r = round_
+    while r % rungs == 0:
+        r //= rungs
+    return r == 1
 
 
 BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread",

@@ -85,6 +85,25 @@ def build_teacher(data: TeacherData, cfg: TeacherTrainConfig):
     return model, tokenizer
 
 
+def optimizer_and_schedule(model: EncoderClassifier, n_train: int, cfg: TeacherTrainConfig):
+    """AdamW over ``param_groups`` and the linear warm-up/decay over all of ``cfg.epochs``."""
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
+    total = steps_per_epoch(n_train, cfg.batch_size) * cfg.epochs
+    return optimizer, linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
+
+
+def start_fine_tune(data: TeacherData, cfg: TeacherTrainConfig, device):
+    """The one fine-tuning set-up (the Ray trainable's and ``studies/teacher_recipes.py``'s): seeds,
+    the classifier on ``device``, optimizer and schedule. Returns (model, tokenizer, optimizer,
+    scheduler, rng)."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model, tokenizer = build_teacher(data, cfg)
+    model.to(device)
+    optimizer, scheduler = optimizer_and_schedule(model, len(data.train), cfg)
+    return model, tokenizer, optimizer, scheduler, rng
+
+
 def train_epoch(model, data: TeacherData, cfg: TeacherTrainConfig, optimizer, scheduler, rng, epoch: int) -> dict:
     """One pass over the training posts on the model's device, then validation metrics."""
     t0, losses = time.time(), []
@@ -115,23 +134,16 @@ def train_teacher(config: dict, data: TeacherData) -> None:
     setup_worker_logging()
     cfg = TeacherTrainConfig(**config)
     torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     device = training_device()  # a GPU when the trial was given one (--gpus-per-trial), bf16 autocast there
-    model, tokenizer = build_teacher(data, cfg)
-    model.to(device)
+    model, tokenizer, optimizer, scheduler, rng = start_fine_tune(data, cfg, device)
     log.info("teacher trial on %s", torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU")
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
-    total = steps_per_epoch(len(data.train), cfg.batch_size) * cfg.epochs
-    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
     start_epoch = 0
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
             model, _ = EncoderClassifier.load(Path(d) / "model")
             model.to(device)
-            optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
-            scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
+            optimizer, scheduler = optimizer_and_schedule(model, len(data.train), cfg)
             state = torch.load(Path(d) / "train_state.pt", weights_only=False, map_location=device)
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])

@@ -12,13 +12,12 @@ of the best single member on train / val / test and on the transfer sets, for di
 
 On a 2-core CPU one epoch takes ~26 min, so this is run on a GPU when one is lent::
 
-    python -m search.teacher_recipes --base experiments/rusentiment/teacher/base \\
+    python -m studies.teacher_recipes --base experiments/rusentiment/teacher/base \\
         --data-dir ../shared/data/rusentiment --out results/rusentiment/teacher_recipes --device cuda
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import time
@@ -29,14 +28,15 @@ import numpy as np
 import torch
 
 from corpus import encode_texts, load_splits
+from corpus.encode import text_hash
 from corpus.augment import generate
 from modeling import classification_metrics
 from search.transfer_stage import parse_transfer
 from teachers.e5 import E5_TEXT_PREFIX
-from trainables.loop import folder_bytes, linear_warmup_decay, predict_logits, steps_per_epoch
-from trainables.teacher import TeacherData, TeacherTrainConfig, build_teacher, param_groups, train_epoch
+from trainables.loop import folder_bytes, predict_logits
+from trainables.teacher import TeacherData, TeacherTrainConfig, start_fine_tune, train_epoch
 
-log = logging.getLogger("search.teacher_recipes")
+log = logging.getLogger("studies.teacher_recipes")
 
 # name -> (config, early-stopping patience in epochs); the first is the CPU teacher's recipe
 RECIPES = {
@@ -63,13 +63,7 @@ def rounded(m: dict) -> dict:
 
 def fine_tune(data: TeacherData, cfg: TeacherTrainConfig, patience: int, device: str, deadline: float):
     """Train with the recipe; keep the val-best epoch (early stopping). Returns (model, history)."""
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model, _ = build_teacher(data, cfg)
-    model.to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
-    total = steps_per_epoch(len(data.train), cfg.batch_size) * cfg.epochs
-    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
+    model, _, optimizer, scheduler, rng = start_fine_tune(data, cfg, device)
     history, best, best_state, stale = [], -1.0, None, 0
     for epoch in range(cfg.epochs):
         metrics = train_epoch(model, data, cfg, optimizer, scheduler, rng, epoch)
@@ -130,9 +124,8 @@ def main(argv=None) -> None:
         transfer[spec.name] = (texts, encode_texts(texts, tokenizer, 128, prefix))
     info = {"device": args.device, "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
             "torch": torch.__version__, "sizes": {n: len(e) for n, e in enc.items()},
-            "val_text_sha": hashlib.sha256("\x00".join(splits.val.text).encode()).hexdigest()[:16],
-            "transfer_text_sha": {k: hashlib.sha256("\x00".join(t).encode()).hexdigest()[:16]
-                                  for k, (t, _) in transfer.items()},
+            "val_text_sha": text_hash(splits.val.text),
+            "transfer_text_sha": {k: text_hash(t) for k, (t, _) in transfer.items()},
             "prep_s": round(time.time() - t_start, 1), "members": {}}
     data = TeacherData(base_files, tokenizer.pad_token_id, enc["train"], labels["train"], enc["val"], labels["val"])
     logits: dict[str, dict[str, np.ndarray]] = {}

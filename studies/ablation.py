@@ -1,4 +1,4 @@
-"""What each lever adds, on one fixed student: ``python -m search.ablation``.
+"""What each lever adds, on one fixed student: ``python -m studies.ablation``.
 
 Runs the student trainable (the same KD -> int8 PTQ -> benchmark path as the search) once per row,
 everything else fixed, through a Ray Tune grid. A row is ``NAME:FIELD=VALUE,FIELD=VALUE`` over
@@ -22,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-log = logging.getLogger("search.ablation")
+log = logging.getLogger("studies.ablation")
 # the fixed student of the knowledge-students ablation: 4 of the teacher's 12 layers, 256 of 384 channels
 DEFAULT_BASE = "layers=4,hidden=256,heads=8,ffn=512,vocab=8000,epochs=3,lr=3e-4,kd_alpha=0.7,kd_temperature=2"
 DEFAULT_ROWS = ("random-layers:init=teacher,lr=1e-3", "pruned:init=pruned", "pruned+tang:init=pruned,transfer=tang",
@@ -77,7 +77,7 @@ def parse_rows(rows: tuple[str, ...]) -> dict[str, dict]:
 
 
 def parse_args(argv=None) -> AblationConfig:
-    p = argparse.ArgumentParser(prog="python -m search.ablation", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m studies.ablation", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = AblationConfig(experiment="")
     p.add_argument("--experiment", required=True, help="experiment directory written by search/run.py")
@@ -105,7 +105,8 @@ def run_ablation(cfg: AblationConfig) -> dict:
     from corpus.rusentiment import OOD_TEST, cache_root, load_ood_test, sibling_file
     from corpus.transfer_text import default_transfer_texts
     from search.student_stage import StudentStageConfig, make_data
-    from search.transfer_stage import ensure_importance, ensure_train_layers, parse_transfer, run_transfer_stage
+    from search.teacher_stage import ensure_importance, ensure_train_layers
+    from search.transfer_stage import parse_transfer, run_transfer_stage
     from spaces.student import StudentConfig
     from trainables.bench_slot import start_benchmark_slot
     from trainables.student import train_student
@@ -113,6 +114,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     experiment = Path(cfg.experiment).resolve()
     data = json.loads((experiment / "data.json").read_text())
     splits = splits_from_record(data, cfg.data_dir)
+    shared = StudentConfig(threads=cfg.cpus_per_trial, seed=cfg.seed, evals_per_epoch=1)  # what no row sets
     base = parse_overrides(cfg.base, "--base")
     rows = {name: {**base, **over} for name, over in parse_rows(cfg.rows).items()}
     for name, row in rows.items():
@@ -133,7 +135,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no ablation trials to collect; run without --collect-only")
         results = [r for r in ResultGrid(ExperimentAnalysis(str(path))) if (r.metrics or {}).get("round")]
-        return _write(cfg, experiment, results, splits, extra, rows, t0)
+        return _write(cfg, experiment, results, splits, extra, rows, shared, t0)
     if not ray.is_initialized():
         ray.init(address="local", include_dashboard=False, configure_logging=False)
     texts_file = cfg.transfer_texts or default_transfer_texts(cfg.data_dir)
@@ -143,7 +145,8 @@ def run_ablation(cfg: AblationConfig) -> dict:
         ensure_train_layers(splits, experiment, cache_root(), 2)
     if any(r.get("init") == "pruned" for r in rows.values()):
         ensure_importance(splits, experiment, cache_root(), 2, seed=data["seed"])
-    stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs, evals_per_epoch=1,
+    stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs,
+                               student=shared,
                                hidden_kd=tuple({r.get("hidden_kd", 0.0) for r in rows.values()}),
                                inits=tuple({r.get("init", "teacher") for r in rows.values()}))
     student_data = make_data(splits, experiment, stage)
@@ -152,14 +155,15 @@ def run_ablation(cfg: AblationConfig) -> dict:
     defaults = asdict(StudentConfig())
     space = {"row": tune.grid_search(list(rows)),
              **{k: tune.sample_from(lambda spec, k=k: rows[spec.config["row"]].get(k, defaults[k])) for k in keys}}
-    trainable = tune.with_resources(tune.with_parameters(train_student, data=student_data), {"cpu": cfg.cpus_per_trial})
+    trainable = tune.with_resources(tune.with_parameters(train_student, data=student_data, base=stage.base_student()),
+                                    {"cpu": cfg.cpus_per_trial})
     results = tune.Tuner(trainable, param_space=space, run_config=tune.RunConfig(
         name=f"{cfg.tag}_trials", storage_path=str(experiment), verbose=1,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1))).fit()
-    return _write(cfg, experiment, results, splits, extra, rows, t0)
+    return _write(cfg, experiment, results, splits, extra, rows, shared, t0)
 
 
-def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, t0: float) -> dict:
+def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, shared, t0: float) -> dict:
     import numpy as np
     import pandas as pd
 
@@ -167,7 +171,7 @@ def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, 
     from inference.atomic import write_json
     from search.student_stage import collect_trials, evaluate_on_test, write_csv_atomic
 
-    df = collect_trials(results, experiment, models=f"{cfg.tag}_students")
+    df = collect_trials(results, experiment, shared, models=f"{cfg.tag}_students")
     names = {(r.metrics or {}).get("trial_id") or Path(r.path).name: r.config.get("row") for r in results}
     df["row"] = df.trial_id.map(names)
     df["overrides"] = df.row.map(lambda n: ",".join(f"{k}={v}" for k, v in rows.get(n, {}).items()))

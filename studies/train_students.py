@@ -4,9 +4,9 @@ the search's own trainable (``trainables.student.fit_student``: the same KD, PTQ
 Three steps, so that the training machine needs only torch, transformers, tokenizers, onnxruntime,
 pandas and scikit-learn (no Ray, no datasets) and a bundle of a few tens of MiB:
 
-    python -m search.train_students pack --experiment EXP --out BUNDLE --layers 4 --transfer real-40000-s13
-    python -m search.train_students run --bundle BUNDLE --out RUNS --base FIELD=VALUE,... --rows NAME:FIELD=VALUE,...
-    python -m search.train_students collect --experiment EXP --runs RUNS --tag TAG [--data-dir DIR]
+    python -m studies.train_students pack --experiment EXP --out BUNDLE --layers 4 --transfer real-40000-s13
+    python -m studies.train_students run --bundle BUNDLE --out RUNS --base FIELD=VALUE,... --rows NAME:FIELD=VALUE,...
+    python -m studies.train_students collect --experiment EXP --runs RUNS --tag TAG [--data-dir DIR]
 
 ``pack`` keeps the teacher's bottom ``--layers`` layers (all a pruned student of that depth or less
 is cut from) in float16, the split's texts, the teacher's logits, its activation statistics and
@@ -31,13 +31,12 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-log = logging.getLogger("search.train_students")
+log = logging.getLogger("studies.train_students")
 
 
 def pack(experiment: Path, out: Path, layers: int, transfer: list[str], data_dir: str | None) -> Path:
     import numpy as np
     import pandas as pd
-    import torch
 
     from corpus import splits_from_record
     from inference.atomic import atomic_directory, write_json
@@ -65,7 +64,7 @@ def pack(experiment: Path, out: Path, layers: int, transfer: list[str], data_dir
     return out
 
 
-def load_bundle(bundle: Path, fixed: dict):
+def load_bundle(bundle: Path):
     import numpy as np
     import pandas as pd
 
@@ -84,17 +83,17 @@ def load_bundle(bundle: Path, fixed: dict):
     return StudentData(teacher_files=folder_bytes(bundle / "teacher"), train_texts=train.text.tolist(),
                        train_labels=train.label.to_numpy(), train_logits=np.load(bundle / "logits_train.npy"),
                        val_texts=val.text.tolist(), val_labels=val.label.to_numpy(), transfer=transfer,
-                       importance=scores, fixed=fixed), info
+                       importance=scores), info
 
 
 def run(bundle: Path, out: Path, base: str, rows: list[str], threads: int) -> None:
     import torch
 
-    from search.ablation import parse_overrides, parse_rows
+    from studies.ablation import parse_overrides, parse_rows
     from spaces.student import StudentConfig
     from trainables.student import FolderReporter, fit_student
 
-    data, info = load_bundle(bundle, {})
+    data, info = load_bundle(bundle)
     for name, over in parse_rows(tuple(rows)).items():
         cfg = StudentConfig(**{"threads": threads, "device": "auto", "evals_per_epoch": 1,
                                **parse_overrides(base, "--base"), **over})
@@ -159,7 +158,7 @@ def collect(experiment: Path, runs: Path, tag: str, data_dir: str | None, ood_te
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="python -m search.train_students", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m studies.train_students", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="step", required=True)
     a = sub.add_parser("pack")

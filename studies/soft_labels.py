@@ -1,4 +1,4 @@
-"""Install soft labels from ``search/teacher_recipes.py`` (a teacher ensemble) into a new experiment.
+"""Install soft labels from ``studies/teacher_recipes.py`` (a teacher ensemble) into a new experiment.
 
 The new experiment starts as a copy (hard links) of an existing one's ``teacher/`` folder — its
 encoder base and single fine-tuned teacher stay, for student initialisation and the report — and
@@ -7,14 +7,13 @@ set in the npz become the ensemble's averaged logits. Transfer texts are regener
 training posts (deterministic per recipe and seed) and checked against the hashes the labelling
 run recorded, so logits and texts cannot drift apart::
 
-    python -m search.soft_labels --from experiments/rusentiment --to experiments/rusentiment-ens \\
+    python -m studies.soft_labels --from experiments/rusentiment --to experiments/rusentiment-ens \\
         --npz teacher_logits.npz --recipes results/rusentiment/teacher_recipes/run1.json \\
         --data-dir ../shared/data/rusentiment
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -26,13 +25,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-import pandas as pd
 
-log = logging.getLogger("search.soft_labels")
-
-
-def text_hash(texts) -> str:
-    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+log = logging.getLogger("studies.soft_labels")
 
 
 def copy_linked(src: Path, dst: Path) -> None:
@@ -48,6 +42,8 @@ def copy_linked(src: Path, dst: Path) -> None:
 def install(source: Path, target: Path, npz: Path, recipes: dict, data_dir: str | None, tag: str = "ensemble") -> dict:
     from corpus import load_splits
     from corpus.augment import TransferSpec, generate
+    from corpus.encode import text_hash
+    from search.transfer_stage import write_transfer_set
     from modeling import classification_metrics
 
     if target.exists():
@@ -88,18 +84,10 @@ def install(source: Path, target: Path, npz: Path, recipes: dict, data_dir: str 
         texts = generate(train_texts, spec)
         if text_hash(texts) != recipes["transfer_text_sha"][name]:
             raise ValueError(f"{name}: regenerated texts differ from the labelled ones; was corpus/augment.py changed?")
-        logits = z[key].astype(np.float32)
-        pd.DataFrame({"text": texts, **{f"logit_{c}": logits[:, i] for i, c in enumerate(splits.labels)}}).to_parquet(
-            out / f"{name}.parquet", index=False)
-        counts = np.bincount(logits.argmax(1), minlength=len(splits.labels))
-        conf = np.exp(logits - logits.max(1, keepdims=True))
-        meta = {"name": name, "recipe": recipe, "size": int(size), "seed": spec.seed, "source": "training posts only",
-                "labelled_by": f"{tag} of search/teacher_recipes.py on {recipes.get('device_name')} "
-                               f"(all transfer sets together: {recipes.get('transfer_labelling_s')} s)",
-                "labelling_s": None,  # the recipes run timed the sets together, not this one
-                "teacher_argmax_classes": {c: int(n) for c, n in zip(splits.labels, counts)},
-                "mean_teacher_confidence": float((conf.max(1) / conf.sum(1)).mean())}
-        (out / f"{name}.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+        write_transfer_set(out, spec, texts, z[key].astype(np.float32), splits.labels, source="training posts only",
+                           labelling_s=None,  # the recipes run timed the sets together, not this one
+                           labelled_by=f"{tag} of studies/teacher_recipes.py on {recipes.get('device_name')} "
+                                       f"(all transfer sets together: {recipes.get('transfer_labelling_s')} s)")
         log.info("transfer set %s: %d posts with %s logits", name, len(texts), tag)
     log.info("installed %s soft labels in %s: val wF1 %.4f, test wF1 %.4f", tag, target,
              soft["val"]["weighted_f1"], soft["test"]["weighted_f1"])
@@ -107,10 +95,10 @@ def install(source: Path, target: Path, npz: Path, recipes: dict, data_dir: str 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m search.soft_labels", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m studies.soft_labels", description=__doc__.split("\n\n")[0])
     p.add_argument("--from", dest="source", type=Path, required=True, help="experiment with a trained teacher")
     p.add_argument("--to", dest="target", type=Path, required=True, help="new experiment directory")
-    p.add_argument("--npz", type=Path, required=True, help="teacher_logits.npz from search/teacher_recipes.py")
+    p.add_argument("--npz", type=Path, required=True, help="teacher_logits.npz from studies/teacher_recipes.py")
     p.add_argument("--recipes", type=Path, required=True, help="the recipes.json written beside it")
     p.add_argument("--tag", choices=("ensemble", "single"), default="ensemble")
     p.add_argument("--data-dir", default=None)

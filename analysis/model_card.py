@@ -1,0 +1,102 @@
+"""The exported folder's ``README.md``: a Hugging Face model card written with huggingface_hub's
+``ModelCard`` / ``ModelCardData`` / ``EvalResult`` (``model-index`` results: dataset, metric, value;
+``base_model``), its text taken from the folder's ``config.json`` and the experiment's data record,
+so a student of any dataset gets its own name, labels and licence note."""
+from __future__ import annotations
+
+RUSENTIMENT = {"name": "RuSentiment", "id": "rusentiment", "license": "cc-by-nc-sa-4.0",
+               "note": "trained on RuSentiment (CC BY-NC-SA 4.0): non-commercial, share-alike. Cite Rogers et al. "
+                       "(2018), RuSentiment, COLING."}
+BASE_MODELS = {"e5-small": "intfloat/multilingual-e5-small"}  # offline teacher name -> its hub id
+
+
+def dataset_info(data: dict) -> dict:
+    """Name, id and licence note of the experiment's data (``data.json``)."""
+    ds = data.get("dataset") or {"kind": "rusentiment"}
+    if ds.get("kind", "rusentiment") == "rusentiment":
+        return RUSENTIMENT
+    name = str(ds.get("train", "own data")).rstrip("/").rsplit("/", 1)[-1].split(".")[0].removesuffix("_train")
+    return {"name": name, "id": name, "license": "other",
+            "note": f"trained on {name}: the data's own licence applies to this model; check it before sharing."}
+
+
+def lexical_note(config: dict) -> str:
+    lex = config.get("lexical")
+    if not lex:
+        return ""
+    return (f"; a lexical branch (hashed character {lex['char_min']}-{lex['char_max']}-grams and word uni-/bigrams, "
+            f"{lex['buckets']:,} buckets, int8 table in `lexical.npz`, computed in numpy by the runtime) adds "
+            f"to the transformer's logits")
+
+
+def soft_labels_note(config: dict) -> str:
+    soft = config["provenance"].get("soft_labels")
+    if not soft:
+        return ""
+    return (f" (soft labels: {soft.get('tag')} of {', '.join(soft.get('members', []))}, "
+            f"test weighted F1 {soft['test']['weighted_f1']:.4f})")
+
+
+def model_card(config: dict, data: dict) -> str:
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    prov = config["provenance"]
+    m, trial, ds = prov.get("metrics", {}), prov.get("trial", {}), dataset_info(data)
+    fmt = lambda k: f"{m[k]:.4f}" if isinstance(m.get(k), float) else "n/a"
+    form = config.get("quantization_form", "int8")  # folders from before the choices existed were int8
+    title = f"{ds['name']} student ({trial.get('layers')} x {trial.get('hidden')}, {form} ONNX)"
+    split = "test" if isinstance(m.get("test_weighted_f1"), float) else "validation"
+    results = [EvalResult(task_type="text-classification", dataset_type=ds["id"], dataset_name=ds["name"],
+                          dataset_split=split, metric_type=key, metric_name=name,
+                          metric_value=round(float(m[f"{prefix}{key}"]), 4))
+               for prefix in (("test_",) if split == "test" else ("int8_val_",))
+               for key, name in (("weighted_f1", "weighted F1"), ("accuracy", "accuracy"), ("macro_f1", "macro F1"))
+               if isinstance(m.get(f"{prefix}{key}"), float)]
+    if isinstance(m.get("ood_weighted_f1"), float):
+        results.append(EvalResult(task_type="text-classification", dataset_type="rusentitweet",
+                                  dataset_name="RuSentiTweet (out of domain)", dataset_split="test",
+                                  metric_type="weighted_f1", metric_name="weighted F1",
+                                  metric_value=round(float(m["ood_weighted_f1"]), 4)))
+    card_data = ModelCardData(
+        language="ru", license=ds["license"], library_name="onnxruntime", pipeline_tag="text-classification",
+        tags=["text-classification", "russian", "distillation", "onnx", form],
+        datasets=[ds["id"]], base_model=BASE_MODELS.get(prov.get("teacher"), prov.get("teacher")),
+        model_name=title, eval_results=results or None)
+    figures = "\n".join([
+        "| figure | value |", "|---|---|",
+        f"| validation weighted F1 (as exported) | {fmt('int8_val_weighted_f1')} |",
+        f"| test accuracy / weighted F1 / macro F1 | {fmt('test_accuracy')} / {fmt('test_weighted_f1')} / "
+        f"{fmt('test_macro_f1')} |",
+        f"| out-of-domain (RuSentiTweet test) weighted F1 | {fmt('ood_weighted_f1')} |",
+        f"| median / p95 batch-1 latency, 1 thread, model only | {fmt('latency_ms_p50')} / {fmt('latency_ms_p95')} ms |",
+        f"| median / p95 batch-1 latency, 1 thread, end to end | {fmt('e2e_ms_p50')} / {fmt('e2e_ms_p95')} ms |",
+        f"| size (model + tokenizer + lexical table) | {fmt('size_mib')} MiB |",
+        f"| parameters | {m.get('params', 'n/a')} |"])
+    content = f"""---
+{card_data.to_yaml()}
+---
+# {title}
+
+Labels: {', '.join(config['labels'])}. Distilled from `{prov.get('teacher')}`{soft_labels_note(config)};
+quantization: {config.get('quantization')}{lexical_note(config)}. Runs without torch:
+
+```bash
+pip install -r requirements.txt          # onnxruntime, tokenizers, numpy: no torch
+python -m inference --model . "Отличный день!"
+```
+
+```python
+from inference import SentimentClassifier
+clf = SentimentClassifier.load(".")       # this folder
+clf("Отличный день!")                     # {{"label": ..., "score": ...}}
+```
+
+{figures}
+
+Measured during the search (or study) trial (other trials may have shared the machine; latency on a busy or
+virtual machine varies by tens of percent) on {(prov.get('cpu') or {}).get('model', '?')}; command:
+`{prov.get('command', '?')}`.
+
+Licence: {ds['note']} Teacher weights (multilingual-e5-small) are MIT.
+"""
+    return str(ModelCard(content))
