@@ -84,17 +84,73 @@ def student_record(config: dict, row) -> dict:
     return {f.name: row.get(f.name) for f in fields(StudentConfig) if f.name in row}
 
 
+def calibration_batches(texts: list[str], tokenizer, prefix: str, max_length: int, posts: int, seed: int):
+    """``posts`` seeded training posts, one per batch at its own length (as the runtime feeds them)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for i in rng.choice(len(texts), size=min(posts, len(texts)), replace=False):
+        ids = np.asarray([tokenizer(prefix + texts[i], truncation=True, max_length=max_length)["input_ids"]],
+                         dtype=np.int64)
+        yield {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+def export_form(experiment: Path, row: dict, form: str, out: Path, data_dir: str | None = None,
+                 calibration_posts: int = 200) -> tuple[Path, dict]:
+    """The trial's fp32 student (``<models>_fp32/<trial>``) exported in quantization ``form``
+    (``modeling.onnx_export.QUANTIZATIONS``) to ``out`` and measured there as the search measures a
+    trial: validation and test figures by the torch-free runtime, size and latency by the one
+    benchmark. Static int8 takes its activation ranges from ``calibration_posts`` training posts."""
+    from corpus import splits_from_record
+    from inference.benchmark import benchmark
+    from modeling import EncoderClassifier
+    from modeling.onnx_export import export_folder
+    from search.student_stage import evaluate_folder
+
+    model_dir = Path(row["model_dir"])
+    fp32_dir = experiment / f"{model_dir.parent.name}_fp32" / model_dir.name
+    if not fp32_dir.is_dir():
+        raise ExportError(f"{fp32_dir}: the trial's fp32 student is missing; only --quantization int8 (the "
+                          f"trial's own folder) can be exported")
+    data = json.loads((experiment / "data.json").read_text())
+    splits = splits_from_record(data, data_dir)
+    model, tokenizer = EncoderClassifier.load(fp32_dir)
+    model.eval()
+    calibration = None
+    if form == "int8-static":
+        calibration = calibration_batches(splits.train.text.tolist(), tokenizer, model.config.text_prefix,
+                                          model.config.max_length, calibration_posts, data["seed"])
+    folder = export_folder(model, tokenizer, out, quantize=form, calibration=calibration,
+                           provenance={"student": student_record({}, row)})
+    figures, _ = evaluate_folder(folder, {"val": splits.val, **({"test": splits.test} if splits.has_test else {})})
+    bench = benchmark(folder, splits.val.text.tolist()[:2000])
+    return folder, {**{f"export_{k}" if k.startswith("val_") else k: v for k, v in figures.items()},
+                    **{k: bench[k] for k in ("size_mib", "latency_ms_p50", "latency_ms_p95", "latency_ms_spread",
+                                             "e2e_ms_p50", "e2e_ms_p95", "throughput_b32_per_s")},
+                    "quantization_form": form}
+
+
 def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms: float | None = None,
-           max_size_mb: float | None = None, with_runtime: bool = True, table: str = "trials") -> Path:
+           max_size_mb: float | None = None, with_runtime: bool = True, table: str = "trials",
+           quantization: str = "int8", data_dir: str | None = None) -> Path:
+    """The chosen trial's folder (``int8``: the one the trial exported and measured) or, for another
+    quantization form, a fresh export of its fp32 student measured in ``export_form``."""
+    import tempfile
+
     experiment = Path(experiment)
     row = choose_trial(experiment, trial, max_latency_ms, max_size_mb, table)
     src = experiment / row["model_dir"]
     if not (src / "model.onnx").is_file():
         raise ExportError(f"{src}: the trial's model folder is missing or incomplete")
+    scratch = tempfile.TemporaryDirectory()
+    if quantization != "int8":
+        src, measured = export_form(experiment, row, quantization, Path(scratch.name) / "model", data_dir)
+        row = {**row, **measured}  # the figures of the form exported, not of the trial's int8 folder
     data = json.loads((experiment / "data.json").read_text())
     teacher = json.loads((experiment / "teacher" / "teacher.json").read_text())
     run = json.loads((experiment / "run.json").read_text()) if (experiment / "run.json").is_file() else {}
     metric_keys = ("val_weighted_f1", "int8_val_accuracy", "int8_val_weighted_f1", "int8_val_macro_f1",
+                   "export_val_accuracy", "export_val_weighted_f1", "export_val_macro_f1", "quantization_form",
                    "test_accuracy", "test_weighted_f1", "test_macro_f1", "test_wf1_low", "test_wf1_high",
                    "ood_accuracy", "ood_weighted_f1", "ood_macro_f1", "latency_ms_p50", "latency_ms_p95",
                    "e2e_ms_p50", "e2e_ms_p95",
@@ -121,10 +177,13 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
         (tmp / "README.md").write_text(model_card(config, data))
         if with_runtime:
             add_runtime(tmp)
+    scratch.cleanup()
     return out
 
 
 def main(argv=None) -> int:
+    from modeling.onnx_export import QUANTIZATIONS
+
     p = argparse.ArgumentParser(prog="python -m analysis.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--experiment", type=Path, required=True)
@@ -134,12 +193,17 @@ def main(argv=None) -> int:
     p.add_argument("--max-size-mb", type=float, default=None)
     p.add_argument("--table", default="trials", help="choose among the rows of EXPERIMENT/TABLE.csv (trials, or an "
                                                       "ablation tag)")
+    p.add_argument("--quantization", default="int8", choices=list(QUANTIZATIONS),
+                   help="int8: the trial's own folder, as measured in the search; another form re-exports the "
+                        "trial's fp32 student and measures it (docs/results.md: each form's size, latency, F1)")
+    p.add_argument("--data-dir", default=None, help="where the experiment's data is, if it moved (other forms only)")
     p.add_argument("--without-runtime", action="store_true",
                    help="leave out the copy of inference/ and requirements.txt (for a folder kept inside this "
                         "repository, such as the shipped default model, whose runtime is the repository's own)")
     a = p.parse_args(argv)
     try:
-        path = export(a.experiment, a.out, a.trial, a.max_latency_ms, a.max_size_mb, not a.without_runtime, a.table)
+        path = export(a.experiment, a.out, a.trial, a.max_latency_ms, a.max_size_mb, not a.without_runtime, a.table,
+                      a.quantization, a.data_dir)
     except (ExportError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

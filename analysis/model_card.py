@@ -64,7 +64,8 @@ def model_card(config: dict, data: dict) -> str:
         model_name=title, eval_results=results or None)
     figures = "\n".join([
         "| figure | value |", "|---|---|",
-        f"| validation weighted F1 (as exported) | {fmt('int8_val_weighted_f1')} |",
+        f"| validation weighted F1 (as exported) | "
+        f"{fmt('export_val_weighted_f1' if 'export_val_weighted_f1' in m else 'int8_val_weighted_f1')} |",
         f"| test accuracy / weighted F1 / macro F1 | {fmt('test_accuracy')} / {fmt('test_weighted_f1')} / "
         f"{fmt('test_macro_f1')} |",
         f"| out-of-domain (RuSentiTweet test) weighted F1 | {fmt('ood_weighted_f1')} |",

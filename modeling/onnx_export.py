@@ -72,6 +72,64 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     return dst
 
 
+QUANTIZATIONS = {  # the choices of the export (and of studies/quantization.py's table), as config.json names them
+    "int8": "onnxruntime dynamic int8 (MatMul, Gemm, Gather: embeddings included)",
+    "fp32": "none (fp32)",
+    "int8-per-channel": "onnxruntime dynamic int8, per-channel weights (MatMul, Gemm, Gather)",
+    "int8-static": "onnxruntime static int8 (QDQ), activation ranges calibrated on training posts",
+    "int4": "onnxruntime 4-bit block-wise weights (MatMulNBits, block 32) + dynamic int8 embeddings (Gather)",
+}
+
+
+def quantize_graph(src: Path, dst: Path, kind: str, calibration=None) -> Path:
+    """``src`` (fp32, fused) -> ``dst`` in the form ``kind`` (a key of QUANTIZATIONS). ``int8-static``
+    needs ``calibration``: an iterable of ``{"input_ids": ..., "attention_mask": ...}`` int64 batches."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    if kind not in QUANTIZATIONS:
+        raise ValueError(f"quantization {kind!r}: choose one of {', '.join(QUANTIZATIONS)}")
+    if kind == "fp32":
+        dst.write_bytes(Path(src).read_bytes())
+    elif kind == "int8":
+        quantize_int8(src, dst)
+    elif kind == "int8-per-channel":
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    elif kind == "int8-static":
+        if calibration is None:
+            raise ValueError("quantization 'int8-static' needs calibration posts")
+        from onnxruntime.quantization import CalibrationDataReader
+
+        class Reader(CalibrationDataReader):
+            def __init__(self, batches):
+                self.it = iter(batches)
+
+            def get_next(self):
+                return next(self.it, None)
+
+        # the classifier head (a Gemm on the pooled vector) stays fp32: its input's range gives no valid
+        # int32 bias scale, and it is a few thousand weights
+        head = [n.name for n in onnx.load(str(src)).graph.node if "logits" in n.output]
+        quantize_static(str(src), str(dst), Reader(calibration), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=head,
+                        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    else:  # int4: MatMul weights to 4 bits, then the embedding table (Gather) to dynamic int8
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=4, block_size=32, is_symmetric=True,
+                                 op_types_to_quantize=("MatMul",))
+        q.process()
+        tmp = Path(dst).with_suffix(".nbits.onnx")
+        q.model.save_model_to_file(str(tmp), use_external_data_format=False)
+        quantize_dynamic(str(tmp), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        tmp.unlink()
+    return dst
+
+
 def lexical_table(weight: torch.Tensor, quantize: bool) -> dict:
     """The lexical branch's table for ``lexical.npz``: symmetric per-class int8 (with ``scale``) or fp32."""
     w = weight.detach().float().cpu().numpy()
@@ -83,28 +141,41 @@ def lexical_table(weight: torch.Tensor, quantize: bool) -> dict:
     return {"table": np.clip(np.round(w / scale), -127, 127).astype(np.int8), "scale": scale.astype(np.float32)}
 
 
-def export_folder(model, tokenizer, out: Path, quantize: bool = True, provenance: dict | None = None) -> Path:
-    """Write the self-contained model folder atomically (a temp dir renamed into place)."""
+def export_folder(model, tokenizer, out: Path, quantize: bool | str = True, provenance: dict | None = None,
+                  calibration=None) -> Path:
+    """Write the self-contained model folder atomically (a temp dir renamed into place).
+    ``quantize``: True (int8, the search's form), False (fp32) or a key of QUANTIZATIONS."""
     out = Path(out)
+    kind = {True: "int8", False: "fp32"}.get(quantize, quantize)
     with atomic_directory(out) as tmp:
         fp32 = fuse_for_cpu(export_fp32(model, tmp / "model.raw.onnx"), tmp / "model.fp32.onnx", model)
-        if quantize:
-            quantize_int8(fp32, tmp / MODEL_FILE)
-        else:
-            fp32.rename(tmp / MODEL_FILE)
+        quantize_graph(fp32, tmp / MODEL_FILE, kind, calibration)
         for extra in tmp.glob("model.*.onnx"):
             extra.unlink()
-        tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER_FILE))
         cfg = model.config
+        tokenizer_json, prefix, hf = tokenizer.backend_tokenizer.to_str(pretty=False), cfg.text_prefix, {}
+        if getattr(model, "lexical", None) is None:  # the Hugging Face layout (modeling/hf_layout.py)
+            from modeling.hf_layout import bake_prefix, hf_config, tokenizer_config
+
+            baked = bake_prefix(tokenizer_json, prefix)
+            if baked is None:
+                log.warning("%s: the text prefix %r cannot be baked into the tokenizer; no Hugging Face layout",
+                            out, prefix)
+            else:
+                tokenizer_json, prefix = baked, ""
+                hf = hf_config(model.encoder.config, list(cfg.labels))
+                (tmp / "tokenizer_config.json").write_text(
+                    json.dumps(tokenizer_config(tokenizer, cfg.max_length), indent=2, ensure_ascii=False))
+        (tmp / TOKENIZER_FILE).write_text(tokenizer_json, encoding="utf-8")  # compact: loads the same, smaller
         if getattr(model, "lexical", None) is not None:
             import numpy as np
 
             with open(tmp / LEXICAL_FILE, "wb") as f:
-                np.savez(f, **lexical_table(model.lexical.weight, quantize))
-        config = {"format": FORMAT, "version": 1, "labels": list(cfg.labels), "max_length": cfg.max_length,
-                  "text_prefix": cfg.text_prefix, "pad_id": int(tokenizer.pad_token_id),
-                  "quantization": "onnxruntime dynamic int8 (MatMul, Gemm, Gather: embeddings included)"
-                                  if quantize else "none (fp32)",
+                np.savez(f, **lexical_table(model.lexical.weight, kind != "fp32"))
+        config = {**hf, "format": FORMAT, "version": 1, "labels": list(cfg.labels), "max_length": cfg.max_length,
+                  "text_prefix": prefix, "trained_text_prefix": cfg.text_prefix, "hf_layout": bool(hf),
+                  "pad_id": int(tokenizer.pad_token_id),
+                  "quantization": QUANTIZATIONS[kind], "quantization_form": kind,
                   "parameters": int(sum(p.numel() for p in model.parameters())),
                   "lexical": cfg.lexical,
                   "provenance": provenance or {}}

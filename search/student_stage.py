@@ -105,6 +105,14 @@ def study_storage(experiment: Path, fresh: bool = False):
     return storage
 
 
+def name_objectives(experiment: Path) -> None:
+    """Give the stored study's objectives their names (optuna-dashboard and Optuna's plots show them)."""
+    import optuna
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{(experiment / STUDY_FILE).resolve()}")
+    study.set_metric_names(list(OBJECTIVES))
+
+
 def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
     import ray
     from ray import tune
@@ -140,7 +148,9 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
 CONFIG_COLUMNS = [f.name for f in fields(StudentConfig)]  # every trial's full student, sampled or shared
 METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
                   "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "int8_round", "latency_ms_p50",
-                  "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread", "tokenize_ms_p50", "throughput_b32_per_s", "size_mib", "params", "vocab_size",
+                  "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread", "tokenize_ms_p50",
+                  "throughput_b32_per_s", "size_mib", "params", "vocab_size",
+                  "fp32_latency_ms_p50", "fp32_latency_ms_p95", "fp32_e2e_ms_p50", "fp32_e2e_ms_p95", "fp32_size_mib",
                   "train_pool", "epoch_posts", "node_id", "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
 
 
@@ -205,27 +215,36 @@ def evaluate_on_test(front: pd.DataFrame, splits: Splits, experiment: Path,
     used for selection); ``extra_tests`` (name -> ``label,text`` frame, e.g. an out-of-domain
     test) add ``<name>_`` columns the same way. Each member's test predictions are saved beside
     in ``predictions/<trial>_<name>.npy`` for paired comparisons."""
-    from inference import SentimentClassifier
-    from modeling import classification_metrics
-    from modeling.metrics import bootstrap_interval
-
     tests = {**({"test": splits.test} if splits.has_test else {}), **(extra_tests or {})}
     rows = []
     for _, r in front.iterrows():
         if not isinstance(r.get("model_dir"), str):
             continue
-        clf = SentimentClassifier.load(experiment / r["model_dir"], threads=2)
-        row = {"trial_id": r["trial_id"]}
-        for name, df in tests.items():
-            y = df.label.to_numpy()
-            pred = clf.logits(df.text.tolist(), 64).argmax(1)
-            (experiment / "predictions").mkdir(exist_ok=True)
+        figures, preds = evaluate_folder(experiment / r["model_dir"], tests)
+        (experiment / "predictions").mkdir(exist_ok=True)
+        for name, pred in preds.items():
             with atomic_file(experiment / "predictions" / f"{r['trial_id']}_{name}.npy") as tmp:
                 np.save(tmp, pred)
-            row.update(classification_metrics(y, pred, f"{name}_"))
-            row[f"{name}_wf1_low"], row[f"{name}_wf1_high"] = bootstrap_interval(y, pred)
-        rows.append(row)
+        rows.append({"trial_id": r["trial_id"], **figures})
     return front.merge(pd.DataFrame(rows), on="trial_id", how="left") if rows else front
+
+
+def evaluate_folder(folder: Path, tests: dict[str, pd.DataFrame]) -> tuple[dict, dict[str, np.ndarray]]:
+    """An exported folder, run by the torch-free runtime on each ``label,text`` frame of ``tests``:
+    ``<name>_`` accuracy / weighted F1 / macro F1 and a bootstrap 95 % interval of weighted F1, and
+    the predictions."""
+    from inference import SentimentClassifier
+    from modeling import classification_metrics
+    from modeling.metrics import bootstrap_interval
+
+    clf = SentimentClassifier.load(folder, threads=2)
+    figures, preds = {}, {}
+    for name, df in tests.items():
+        y = df.label.to_numpy()
+        preds[name] = pred = clf.logits(df.text.tolist(), 64).argmax(1)
+        figures.update(classification_metrics(y, pred, f"{name}_"))
+        figures[f"{name}_wf1_low"], figures[f"{name}_wf1_high"] = bootstrap_interval(y, pred)
+    return figures, preds
 
 
 def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path) -> dict:
@@ -240,6 +259,7 @@ def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path)
     start_benchmark_slot()
     tuner = make_tuner(cfg, data, experiment)
     results = tuner.fit()
+    name_objectives(experiment)
     df = collect_trials(results, experiment, cfg.base_student())
     write_csv_atomic(df, experiment / "trials.csv")
     front = evaluate_on_test(pareto_front(df), splits, experiment)

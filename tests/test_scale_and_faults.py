@@ -36,18 +36,22 @@ def env():
     return e
 
 
-def finished_trials(experiment: Path) -> dict[str, int]:
-    """trial folder -> rows in its progress.csv, for trials that reached their last round."""
-    out = {}
+def progress_files(experiment: Path):
+    """(trial folder, its progress.csv as read now) for every trial with reports; files being
+    written (empty, half a line) are skipped."""
     for prog in (experiment / "student_trials").glob("*/progress.csv"):
         try:
             df = pd.read_csv(prog)
         except (pd.errors.EmptyDataError, pd.errors.ParserError):
             continue
-        params = json.loads((prog.parent / "params.json").read_text())
-        if len(df) and df["round"].max() >= params["epochs"] * 4:
-            out[prog.parent.name] = len(df)
-    return out
+        if len(df):
+            yield prog.parent, df
+
+
+def finished_trials(experiment: Path) -> dict[str, int]:
+    """trial folder -> rows in its progress.csv, for trials that reached their last round."""
+    return {folder.name: len(df) for folder, df in progress_files(experiment)
+            if df["round"].max() >= json.loads((folder / "params.json").read_text())["epochs"] * 4}
 
 
 def cluster_pids(marker: str) -> set[int]:
@@ -151,15 +155,8 @@ def test_two_node_cluster(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
 
 def progress_on(experiment: Path, node_id: str) -> dict[str, list[int]]:
     """trial folder -> the rounds it has reported, for trials with a report from ``node_id``."""
-    out = {}
-    for prog in (experiment / "student_trials").glob("*/progress.csv"):
-        try:
-            df = pd.read_csv(prog)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
-            continue
-        if len(df) and "node_id" in df and (df.node_id == node_id).any():
-            out[prog.parent.name] = df["round"].tolist()
-    return out
+    return {folder.name: df["round"].tolist() for folder, df in progress_files(experiment)
+            if "node_id" in df and (df.node_id == node_id).any()}
 
 
 def test_worker_node_dies_mid_trial(tiny_bert, tiny_data, tmp_path, no_ray_in_process):

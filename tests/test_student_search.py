@@ -37,9 +37,15 @@ def test_two_trial_search_writes_complete_trials_table(searched):
     for d in df.model_dir:
         assert (searched / d / "model.onnx").is_file()
     assert ((df.int8_fp32_agreement >= 0) & (df.int8_fp32_agreement <= 1)).all()
+    assert (df.fp32_size_mib > df.size_mib).all() and (df.fp32_e2e_ms_p50 > 0).all()  # both forms measured
+    assert (df.ptq_rungs == 3).all() and (df.int8_round == df["round"]).all()  # int8 of a rung or the last round
+    for prog in (searched / "student_trials").glob("*/progress.csv"):  # between rungs the last int8 figures stand
+        p = pd.read_csv(prog)
+        assert (p.int8_round <= p["round"]).all() and set(p.int8_round) <= {1, 3, 9, p["round"].max()}
     study = optuna.load_study(study_name="students", storage=f"sqlite:///{searched / 'optuna.db'}")
     finished = [t for t in study.trials if t.state.is_finished()]  # stored for optuna-dashboard / Optuna's plots
     assert len(finished) == 2, [(t.number, t.state, t.params) for t in study.trials]
+    assert study.metric_names == ["int8_val_weighted_f1", "e2e_ms_p50", "size_mib"]  # named for optuna-dashboard
     enqueued = (df.layers == 1) & (df.init == "random") & (df.lexical_buckets == 4096) & (df.kd_alpha == 0.5)
     assert enqueued.sum() == 1, df[["trial_id", "layers", "init", "lexical_buckets", "kd_alpha"]]  # --enqueue ran
     for name in ("tang", "join"):  # transfer sets labelled once by the teacher, with their cost
@@ -147,7 +153,7 @@ def test_report_of_a_tiny_experiment(searched, tiny_data, tmp_path):
     assert report_main(["--experiment", str(searched), "--before", str(tmp_path / "nope")]) == 2
 
 
-def test_export_round_trip(searched, tmp_path, capsys):
+def test_export_round_trip(searched, tiny_data, tmp_path, capsys):
     from analysis.export import main as export_main
     from inference import SentimentClassifier
 
@@ -155,8 +161,12 @@ def test_export_round_trip(searched, tmp_path, capsys):
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["provenance"]["teacher"] and cfg["provenance"]["data_checksums"]
     assert cfg["provenance"]["soft_labels"] is None  # the teacher's own logits (no ensemble installed)
-    assert "hidden_kd" in cfg["provenance"]["trial"]
-    assert (tmp_path / "m" / "README.md").read_text().startswith("---\nlanguage: ru")
+    # the trainable's own record: every StudentConfig field, not only the searched ones
+    assert {"hidden_kd", "batch_size", "max_length", "dropout", "warmup_ratio", "seed"} <= set(cfg["provenance"]["trial"])
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "m" / "README.md")
+    assert card.data.language == "ru" and card.data.base_model and card.data.eval_results[0].metric_value > 0
     df = pd.read_csv(searched / "trials.csv", dtype={"trial_id": str})
     row = df[df.trial_id == cfg["provenance"]["trial_id"]].iloc[0]
     # the exported folder predicts exactly what the trial's own int8 model predicts
@@ -164,6 +174,13 @@ def test_export_round_trip(searched, tmp_path, capsys):
     a = SentimentClassifier.load(tmp_path / "m").logits(texts)
     b = SentimentClassifier.load(searched / row.model_dir).logits(texts)
     assert (a == b).all()
+    # another quantization form: the fp32 student re-exported and measured, its own figures in the card
+    assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "q"), "--trial", row.trial_id,
+                        "--quantization", "int4", "--data-dir", str(tiny_data)]) == 0
+    q = json.loads((tmp_path / "q" / "config.json").read_text())
+    assert q["quantization_form"] == "int4" and q["provenance"]["metrics"]["quantization_form"] == "int4"
+    assert 0 <= q["provenance"]["metrics"]["export_val_weighted_f1"] <= 1
+    assert SentimentClassifier.load(tmp_path / "q")(["ура"])[0]["label"] in q["labels"]
     assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "x"), "--trial", "nope"]) == 2
     assert "trial 'nope' is not in" in capsys.readouterr().err
     assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "y"), "--max-size-mb", "0.00001"]) == 2
@@ -246,7 +263,7 @@ def test_report_and_export_from_the_ablation_table(searched, tiny_data, tmp_path
     assert student["e2e_ms_p50"] >= student["latency_ms_p50"] > 0
     assert set(r["versus_baseline"]) == {"test", "ood"} and "ood_weighted_f1" in r["baseline"]
     md = (out / "report.md").read_text()
-    assert "RuSentiTweet test weighted F1" in md and "## Ablation" in md and "## Student search" not in md
+    assert "ood.csv weighted F1" in md and "## Ablation" in md and "## Student search" not in md
     assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "m"), "--table", "ablation"]) == 0
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["provenance"]["trial"]["row"] == r["chosen"]["row"]

@@ -4,8 +4,9 @@ A student is cut from the teacher (``init="pruned"``: ``modeling.prune``), or bu
 teacher's embeddings projected (``"teacher"``) or at random; it may carry a lexical branch
 (hashed n-grams, ``inference.lexical``). An epoch is every labelled post plus
 ``transfer_ratio`` x as many posts drawn from the chosen teacher-labelled transfer sets. After
-every quarter epoch (a "round") it reports fp32 and int8 validation metrics (so ASHA can stop weak
-trials and any trial, stopped or not, ends with an int8 result); latency and size depend only on
+every quarter epoch (a "round") it reports fp32 validation metrics (ASHA's) and int8 ones: the int8
+export and validation run at ASHA's rungs and the last round (``ptq_rungs``; every round when 0), so
+a trial stopped at a rung or finished ends with its own int8 result; latency and size depend only on
 the architecture and are measured once, after the first round, by the serialised benchmark actor.
 """
 from __future__ import annotations
@@ -426,7 +427,7 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
             else:  # between rungs: the last int8 model and figures stand (ASHA decides on fp32 validation)
                 shutil.copytree(last_int8["folder"], folder)
             metrics.update(last_int8["metrics"], ptq_eval_s=time.time() - t1)
-            bench = bench or measure(folder, data, reporter)
+            bench = bench or measure(folder, data, reporter, fp32=lambda out: export_fp32_folder(model, tokenizer, cfg, out))
             metrics.update(bench, round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
                            train_pool=len(train), epoch_posts=n_labelled + draws, node_id=reporter.node_id,
                            device=device.type, vocab_size=len(tokenizer), train_loss=float(np.mean(losses)),
@@ -453,6 +454,7 @@ def int8_due(round_: int, n_rounds: int, rungs: int) -> bool:
     return r == 1
 
 
+FP32_BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "e2e_ms_p50", "e2e_ms_p95", "size_mib")
 BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread",
               "tokenize_ms_p50", "throughput_b32_per_s",
               "size_mib", "bench_s")
@@ -480,10 +482,24 @@ def validate_int8(folder: Path, data: StudentData, cfg: StudentConfig, fp32: np.
             "int8_fp32_agreement": float((int8 == fp32).mean())}
 
 
-def measure(folder: Path, data: StudentData, reporter) -> dict:
-    """The CPU benchmark (once per trial: latency and size depend on the architecture only)."""
+def measure(folder: Path, data: StudentData, reporter, fp32=None) -> dict:
+    """The CPU benchmark (once per trial: latency and size depend on the architecture only) of the int8
+    folder and, when ``fp32`` (out -> an fp32 ONNX folder) is given, of the fp32 form too
+    (``fp32_``-prefixed keys): which form is faster depends on the CPU (``analysis.export
+    --quantization fp32`` exports it)."""
     t0 = time.time()
     bench = reporter.benchmark(folder, data.val_texts)
-    return {**{k: bench[k] for k in BENCH_KEYS if k in bench}, "bench_s": time.time() - t0}
+    out = {k: bench[k] for k in BENCH_KEYS if k in bench}
+    if fp32 is not None:
+        with tempfile.TemporaryDirectory() as d:
+            plain = reporter.benchmark(fp32(Path(d) / "fp32"), data.val_texts)
+        out.update({f"fp32_{k}": plain[k] for k in FP32_BENCH_KEYS if k in plain})
+    return {**out, "bench_s": time.time() - t0}
+
+
+def export_fp32_folder(model, tokenizer, cfg: StudentConfig, out: Path) -> Path:
+    """The fp32 ONNX form of the student (the same export path, no quantization), from a CPU copy."""
+    model = copy.deepcopy(model).cpu() if next(model.parameters()).is_cuda else model
+    return export_folder(model, tokenizer, out, quantize="fp32", provenance={"student": asdict(cfg)})
 
 
