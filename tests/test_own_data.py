@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-import re
 
 import pandas as pd
 import pytest
 
-from corpus import DataError, load_table_splits
+from corpus import load_table_splits
 from tests.fixtures import tiny_texts
 
 # three topics built from the fixture's word lists, with labels of their own
@@ -67,25 +66,8 @@ def test_integer_labels_sort_numerically_and_classlabel_keeps_its_names(tmp_path
     assert s.labels == ("pos", "neg")
 
 
-@pytest.mark.parametrize("case, content, message", [
-    ("missing column", "body,label\nпривет,a\n", "missing column(s) ['text']; found ['body', 'label']; choose"),
-    ("one class only", "text,label\nпривет,a\nпока,a\nздравствуй,a\n", "every row has the label 'a'"),
-    ("empty text", "text,label\nпривет,a\n  ,b\n", "row 2 has an empty text"),
-    ("unreadable file", b"text,label\n\xff\xfe,a\n", "bytes are not UTF-8"),
-])
-def test_bad_own_data_gets_one_clear_line(tmp_path, case, content, message):
-    path = tmp_path / "train.csv"
-    path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    with pytest.raises(DataError, match=re.escape(message)):
-        load_table_splits(str(path))
-
-
-def test_a_test_label_unseen_in_training_is_refused(tmp_path):
-    topic_frame(10, 0).to_csv(tmp_path / "train.csv", index=False)
-    pd.DataFrame({"body": ["что-то"], "topic": ["реклама"]}).to_csv(tmp_path / "test.csv", index=False)
-    with pytest.raises(DataError, match="test labels \\['реклама'\\] never occur in the training data"):
-        load_table_splits(str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv"), text_column="body",
-                          label_column="topic")
+# bad own data (missing column, one class, empty text, unreadable file, a test label unseen in
+# training): one home, the catalogue in tests/test_bad_input.py
 
 
 @pytest.mark.slow

@@ -143,16 +143,6 @@ def second_node(temp: Path) -> tuple[str, set[int]]:
     return node_id, pids
 
 
-def test_two_node_cluster(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
-    """The search runs through ``--address`` and its trials land on both nodes."""
-    with two_node_cluster() as (address, _):
-        args = tiny_run_args(tiny_bert, tiny_data, tmp_path / "exp", "cluster", 4) + ["--address", address]
-        run = subprocess.run(args, env=env(), capture_output=True, text=True, timeout=600)
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        df = pd.read_csv(tmp_path / "exp" / "cluster" / "trials.csv")
-        assert len(df) == 4 and df.node_id.nunique() == 2, df[["trial_id", "node_id"]]
-
-
 def progress_on(experiment: Path, node_id: str) -> dict[str, list[int]]:
     """trial folder -> the rounds it has reported, for trials with a report from ``node_id``."""
     return {folder.name: df["round"].tolist() for folder, df in progress_files(experiment)
@@ -160,7 +150,8 @@ def progress_on(experiment: Path, node_id: str) -> dict[str, list[int]]:
 
 
 def test_worker_node_dies_mid_trial(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
-    """A worker node (not the driver's) is killed -- raylet, its workers and agents, SIGKILL -- while
+    """A search through ``--address`` on a real two-node cluster runs trials on both nodes; then a worker
+    node (not the driver's) is killed -- raylet, its workers and agents, SIGKILL -- while
     one of its trials trains. The search finishes; that trial goes on from its last checkpoint on the
     surviving node (Tune's FailureConfig retry) or, after the retries, is a row with status ``error``;
     every trial is one row, and no trial that had finished is run again."""
@@ -206,6 +197,8 @@ def test_worker_node_dies_mid_trial(tiny_bert, tiny_data, tmp_path, no_ray_in_pr
     after = finished_trials(experiment)
     for name, rows in before.items():  # a trial that had finished is not run again
         assert after[name] == rows
+    nodes = {n for _, p in progress_files(experiment) for n in p.node_id}
+    assert len(nodes) == 2 and node_id in nodes  # the search ran through --address on both nodes
     print(json.dumps({"victim": victim, "status": status, "rounds_before": rounds_before, "rounds_after": rounds_after,
                       "nodes": df.node_id.nunique()}))
 

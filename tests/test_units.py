@@ -74,3 +74,17 @@ def test_int8_runs_at_ashas_rungs_and_the_last_round():
     assert [r for r in range(1, 13) if int8_due(r, 12, 3)] == [1, 3, 9, 12]
     assert [r for r in range(1, 5) if int8_due(r, 4, 0)] == [1, 2, 3, 4]
     assert [r for r in range(1, 9) if int8_due(r, 8, 2)] == [1, 2, 4, 8]
+
+
+def test_no_package_imports_a_research_tool():
+    """studies/ sits beside the product: it imports the stages, never the other way round."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for package in ("analysis", "corpus", "inference", "modeling", "search", "spaces", "teachers", "trainables"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                assert not any(n == "studies" or n.startswith("studies.") for n in names), path
