@@ -24,9 +24,10 @@ def _yes(ok: bool) -> str:
 
 
 def dataset_title(d: dict) -> str:
-    """RuSentiment, or the name of the user's training file."""
-    kind = (d.get("dataset") or {}).get("kind", "rusentiment")
-    return "RuSentiment" if kind == "rusentiment" else Path(d["dataset"]["train"]).name
+    """RuSentiment, or the name of the user's training file (``reviews_train.csv`` -> ``reviews``)."""
+    from analysis.model_card import dataset_info
+
+    return dataset_info(d)["name"]
 
 
 def test_name(r: dict) -> str:

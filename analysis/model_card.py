@@ -68,7 +68,8 @@ def model_card(config: dict, data: dict) -> str:
         f"{fmt('export_val_weighted_f1' if 'export_val_weighted_f1' in m else 'int8_val_weighted_f1')} |",
         f"| test accuracy / weighted F1 / macro F1 | {fmt('test_accuracy')} / {fmt('test_weighted_f1')} / "
         f"{fmt('test_macro_f1')} |",
-        f"| out-of-domain (RuSentiTweet test) weighted F1 | {fmt('ood_weighted_f1')} |",
+        *([f"| out-of-domain (RuSentiTweet test) weighted F1 | {fmt('ood_weighted_f1')} |"]
+          if isinstance(m.get("ood_weighted_f1"), float) else []),
         f"| median / p95 batch-1 latency, 1 thread, model only | {fmt('latency_ms_p50')} / {fmt('latency_ms_p95')} ms |",
         f"| median / p95 batch-1 latency, 1 thread, end to end | {fmt('e2e_ms_p50')} / {fmt('e2e_ms_p95')} ms |",
         f"| size (model + tokenizer + lexical table) | {fmt('size_mib')} MiB |",

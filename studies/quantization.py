@@ -39,8 +39,11 @@ def main(argv=None) -> int:
     p.add_argument("--tag", default="quantization", help="names the outputs: <tag>.csv, <tag>.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("root", "onnxruntime", "fusion_utils", "fusion_base", "onnx_model", "onnx_model_bert"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # ONNX Runtime's quantizers log every tensor through the root logger: keep the root at WARNING and
+    # this project's loggers at INFO
+    logging.getLogger().setLevel(logging.WARNING)
+    for ours in ("studies", "analysis", "search", "modeling", "inference"):
+        logging.getLogger(ours).setLevel(logging.INFO)
     import pandas as pd
 
     from analysis.export import ExportError, choose_trial, export_form
