@@ -383,7 +383,7 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
         rng, start_round, bench, batches = state["rng"], state["round"], state["bench"], state["batches"]
     build_s = time.time() - t_build
     n_rounds = cfg.epochs * cfg.evals_per_epoch
-    int8_keep = Path(tempfile.mkdtemp(prefix="student-int8-"))  # the last int8 export, for rounds between rungs
+    int8_keep = tempfile.TemporaryDirectory(prefix="student-int8-")  # the last int8 export, between rungs
     last_int8: dict | None = None
     while start_round < n_rounds:
         t0, losses = time.time(), []
@@ -418,16 +418,16 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
             metrics, fp32 = validate_fp32(model, val, pad, data)
             t1 = time.time()
             folder = Path(d) / "model"
-            if int8_due(start_round, n_rounds, cfg.ptq_rungs) or not (last_int8 and last_int8["folder"].is_dir()):
-                export_int8(model, tokenizer, cfg, folder)
+            if last_int8 is None or int8_due(start_round, n_rounds, cfg.ptq_rungs):  # (a resumed trial: None)
+                export_onnx(model, tokenizer, cfg, folder)
                 last_int8 = {"metrics": {**validate_int8(folder, data, cfg, fp32), "int8_round": start_round},
-                             "folder": int8_keep / "model"}
+                             "folder": Path(int8_keep.name) / "model"}
                 shutil.rmtree(last_int8["folder"], ignore_errors=True)
                 shutil.copytree(folder, last_int8["folder"])
             else:  # between rungs: the last int8 model and figures stand (ASHA decides on fp32 validation)
                 shutil.copytree(last_int8["folder"], folder)
             metrics.update(last_int8["metrics"], ptq_eval_s=time.time() - t1)
-            bench = bench or measure(folder, data, reporter, fp32=lambda out: export_fp32_folder(model, tokenizer, cfg, out))
+            bench = bench or measure(folder, data, reporter, fp32=lambda out: export_onnx(model, tokenizer, cfg, out, "fp32"))
             metrics.update(bench, round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
                            train_pool=len(train), epoch_posts=n_labelled + draws, node_id=reporter.node_id,
                            device=device.type, vocab_size=len(tokenizer), train_loss=float(np.mean(losses)),
@@ -440,7 +440,7 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
                         "scheduler": scheduler.state_dict(), "rng": rng, "round": start_round, "bench": bench},
                        Path(d) / "train_state.pt")
             reporter.report(metrics, Path(d))
-    shutil.rmtree(int8_keep, ignore_errors=True)
+    int8_keep.cleanup()
 
 
 def int8_due(round_: int, n_rounds: int, rungs: int) -> bool:
@@ -466,10 +466,11 @@ def validate_fp32(model, val, pad, data: StudentData) -> tuple[dict, np.ndarray]
     return classification_metrics(data.val_labels, fp32, prefix="val_"), fp32
 
 
-def export_int8(model, tokenizer, cfg: StudentConfig, out: Path) -> Path:
-    """The one export path (ONNX -> fusions -> dynamic int8), from a CPU copy of a GPU model."""
+def export_onnx(model, tokenizer, cfg: StudentConfig, out: Path, form: str = "int8") -> Path:
+    """The one export path (ONNX -> fusions -> ``form``: dynamic int8, or fp32 for the benchmark of
+    that form), from a CPU copy of a GPU model; the folder records the trial's StudentConfig."""
     model = copy.deepcopy(model).cpu() if next(model.parameters()).is_cuda else model
-    return export_folder(model, tokenizer, out, provenance={"student": asdict(cfg)})
+    return export_folder(model, tokenizer, out, quantize=form, provenance={"student": asdict(cfg)})
 
 
 def validate_int8(folder: Path, data: StudentData, cfg: StudentConfig, fp32: np.ndarray) -> dict:
@@ -495,11 +496,3 @@ def measure(folder: Path, data: StudentData, reporter, fp32=None) -> dict:
             plain = reporter.benchmark(fp32(Path(d) / "fp32"), data.val_texts)
         out.update({f"fp32_{k}": plain[k] for k in FP32_BENCH_KEYS if k in plain})
     return {**out, "bench_s": time.time() - t0}
-
-
-def export_fp32_folder(model, tokenizer, cfg: StudentConfig, out: Path) -> Path:
-    """The fp32 ONNX form of the student (the same export path, no quantization), from a CPU copy."""
-    model = copy.deepcopy(model).cpu() if next(model.parameters()).is_cuda else model
-    return export_folder(model, tokenizer, out, quantize="fp32", provenance={"student": asdict(cfg)})
-
-
