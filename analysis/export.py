@@ -120,8 +120,9 @@ def export_form(experiment: Path, row: dict, form: str, out: Path, data_dir: str
     if form == "int8-static":
         calibration = calibration_batches(splits.train.text.tolist(), tokenizer, model.config.text_prefix,
                                           model.config.max_length, calibration_posts, data["seed"])
+    own = json.loads((experiment / model_dir / CONFIG_FILE).read_text())  # the trial's own record of its student
     folder = export_folder(model, tokenizer, out, quantize=form, calibration=calibration,
-                           provenance={"student": student_record({}, row)})
+                           provenance={"student": student_record(own, row)})
     figures, _ = evaluate_folder(folder, {"val": splits.val, **({"test": splits.test} if splits.has_test else {})})
     bench = benchmark(folder, splits.val.text.tolist()[:2000])
     return folder, {**{f"export_{k}" if k.startswith("val_") else k: v for k, v in figures.items()},
@@ -142,42 +143,41 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
     src = experiment / row["model_dir"]
     if not (src / "model.onnx").is_file():
         raise ExportError(f"{src}: the trial's model folder is missing or incomplete")
-    scratch = tempfile.TemporaryDirectory()
-    if quantization != "int8":
-        src, measured = export_form(experiment, row, quantization, Path(scratch.name) / "model", data_dir)
-        row = {**row, **measured}  # the figures of the form exported, not of the trial's int8 folder
-    data = json.loads((experiment / "data.json").read_text())
-    teacher = json.loads((experiment / "teacher" / "teacher.json").read_text())
-    run = json.loads((experiment / "run.json").read_text()) if (experiment / "run.json").is_file() else {}
-    metric_keys = ("val_weighted_f1", "int8_val_accuracy", "int8_val_weighted_f1", "int8_val_macro_f1",
-                   "export_val_accuracy", "export_val_weighted_f1", "export_val_macro_f1", "quantization_form",
-                   "test_accuracy", "test_weighted_f1", "test_macro_f1", "test_wf1_low", "test_wf1_high",
-                   "ood_accuracy", "ood_weighted_f1", "ood_macro_f1", "latency_ms_p50", "latency_ms_p95",
-                   "e2e_ms_p50", "e2e_ms_p95",
-                   "throughput_b32_per_s", "size_mib", "params")
-    out = Path(out)
-    with atomic_directory(out) as tmp:
-        for f in src.iterdir():
-            shutil.copy2(f, tmp / f.name)
-        config = json.loads((tmp / CONFIG_FILE).read_text())
-        config["provenance"] = {
-            "teacher": teacher["stage"]["teacher"], "teacher_test": teacher.get("test"),
-            "soft_labels": teacher.get("soft_labels"),  # set when studies.soft_labels installed other logits
-            "data_checksums": data["checksums"], "split_seed": data["seed"], "experiment": str(experiment),
-            # the trainable's own record of the student (every StudentConfig field), not a rebuild from the table
-            "trial_id": row["trial_id"], "trial": {**student_record(config, row),
-                                                   **{k: row.get(k) for k in ("row", "overrides") if k in row}},
-            "metrics": {k: row.get(k) for k in metric_keys if k in row}, "folder_name": out.name,
-            "command": (run.get("provenance") or {}).get("command") if table == "trials" else
-            f"python -m studies.ablation --experiment {experiment} --tag {table} (row {row.get('row')}: "
-            f"{row.get('overrides')})", "cpu": (run.get("provenance") or {}).get("cpu"),
-            "git_commit": (run.get("provenance") or {}).get("git_commit"),
-        }
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str))
-        (tmp / "README.md").write_text(model_card(config, data))
-        if with_runtime:
-            add_runtime(tmp)
-    scratch.cleanup()
+    with tempfile.TemporaryDirectory() as scratch:  # holds a re-exported form until it is copied out
+        if quantization != "int8":
+            src, measured = export_form(experiment, row, quantization, Path(scratch) / "model", data_dir)
+            row = {**row, **measured}  # the figures of the form exported, not of the trial's int8 folder
+        data = json.loads((experiment / "data.json").read_text())
+        teacher = json.loads((experiment / "teacher" / "teacher.json").read_text())
+        run = json.loads((experiment / "run.json").read_text()) if (experiment / "run.json").is_file() else {}
+        metric_keys = ("val_weighted_f1", "int8_val_accuracy", "int8_val_weighted_f1", "int8_val_macro_f1",
+                       "export_val_accuracy", "export_val_weighted_f1", "export_val_macro_f1", "quantization_form",
+                       "test_accuracy", "test_weighted_f1", "test_macro_f1", "test_wf1_low", "test_wf1_high",
+                       "ood_accuracy", "ood_weighted_f1", "ood_macro_f1", "latency_ms_p50", "latency_ms_p95",
+                       "e2e_ms_p50", "e2e_ms_p95",
+                       "throughput_b32_per_s", "size_mib", "params")
+        out = Path(out)
+        with atomic_directory(out) as tmp:
+            for f in src.iterdir():
+                shutil.copy2(f, tmp / f.name)
+            config = json.loads((tmp / CONFIG_FILE).read_text())
+            config["provenance"] = {
+                "teacher": teacher["stage"]["teacher"], "teacher_test": teacher.get("test"),
+                "soft_labels": teacher.get("soft_labels"),  # set when studies.soft_labels installed other logits
+                "data_checksums": data["checksums"], "split_seed": data["seed"], "experiment": str(experiment),
+                # the trainable's own record of the student (every StudentConfig field), not a rebuild from the table
+                "trial_id": row["trial_id"], "trial": {**student_record(config, row),
+                                                       **{k: row.get(k) for k in ("row", "overrides") if k in row}},
+                "metrics": {k: row.get(k) for k in metric_keys if k in row}, "folder_name": out.name,
+                "command": (run.get("provenance") or {}).get("command") if table == "trials" else
+                f"python -m studies.ablation --experiment {experiment} --tag {table} (row {row.get('row')}: "
+                f"{row.get('overrides')})", "cpu": (run.get("provenance") or {}).get("cpu"),
+                "git_commit": (run.get("provenance") or {}).get("git_commit"),
+            }
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str))
+            (tmp / "README.md").write_text(model_card(config, data))
+            if with_runtime:
+                add_runtime(tmp)
     return out
 
 
