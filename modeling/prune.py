@@ -138,11 +138,13 @@ def _top(scores: np.ndarray, k: int) -> torch.Tensor:
 
 @torch.no_grad()
 def prune_encoder(teacher_encoder, scores: dict[str, np.ndarray], shape: PruneShape, vocab_ids: np.ndarray,
-                  max_length: int, pad_id: int, dropout: float | None = None):
+                  max_length: int, pad_id: int, dropout: float | None = None,
+                  attention_dropout: float | None = None):
     """A new ``BertModel`` cut from ``teacher_encoder``: the bottom ``shape.layers`` layers, the
     top channels / heads / head dimensions / FFN neurons by ``scores`` (from ``importance``) and
     the embedding rows ``vocab_ids`` (ids in the teacher's vocabulary, in the student's order;
-    ``pad_id`` is the student's own padding id).
+    ``pad_id`` is the student's own padding id); ``dropout`` / ``attention_dropout``: the student's
+    hidden and attention-probability dropout (default: the teacher's).
     Returns ``(encoder, kept_channels)``; the classifier head is sliced with ``kept_channels``."""
     from transformers import BertConfig, BertModel
 
@@ -152,11 +154,12 @@ def prune_encoder(teacher_encoder, scores: dict[str, np.ndarray], shape: PruneSh
     t_head = tc.hidden_size // tc.num_attention_heads
     d = shape.hidden // shape.heads
     drop = tc.hidden_dropout_prob if dropout is None else dropout
+    attn_drop = tc.attention_probs_dropout_prob if attention_dropout is None else attention_dropout
     cfg = BertConfig(vocab_size=len(vocab_ids), hidden_size=shape.hidden, num_hidden_layers=shape.layers,
                      num_attention_heads=shape.heads, intermediate_size=shape.ffn,
                      max_position_embeddings=min(max_length, tc.max_position_embeddings), type_vocab_size=1,
                      layer_norm_eps=tc.layer_norm_eps, hidden_act=tc.hidden_act, pad_token_id=pad_id,
-                     hidden_dropout_prob=drop, attention_probs_dropout_prob=drop)
+                     hidden_dropout_prob=drop, attention_probs_dropout_prob=attn_drop)
     student = BertModel(cfg, add_pooling_layer=False)
     ch = _top(scores["channels"], shape.hidden)
     te, se = teacher_encoder.embeddings, student.embeddings

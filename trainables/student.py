@@ -33,7 +33,8 @@ from modeling.vocab import choose_kept_ids, piece_counts, trim_tokenizer
 from spaces.student import StudentConfig, fit_vocab
 
 from .loop import (autocast_context, collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits,
-                   setup_worker_logging, steps_per_epoch, training_device, write_folder)
+                   setup_worker_logging, steps_per_epoch, training_attention, training_device, uses_bf16,
+                   write_folder)
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def build_student(cfg: StudentConfig, teacher: EncoderClassifier, teacher_tok, t
             raise ValueError("init 'pruned' needs the teacher's activation statistics (StudentData.importance); "
                              "search/run.py computes them when the space offers 'pruned'")
         bert, channels = prune_encoder(teacher.encoder, importance, PruneShape(cfg.layers, cfg.hidden, cfg.heads, cfg.ffn),
-                                       keep, cfg.max_length, tokenizer.pad_token_id, cfg.dropout)
+                                       keep, cfg.max_length, tokenizer.pad_token_id, cfg.dropout, cfg.attention_dropout)
         model = EncoderClassifier(bert, ClassifierConfig(labels=tc.labels, pooling=tc.pooling, dropout=cfg.dropout,
                                                          text_prefix=tc.text_prefix, max_length=cfg.max_length,
                                                          lexical=lexical))
@@ -126,7 +127,8 @@ def build_student(cfg: StudentConfig, teacher: EncoderClassifier, teacher_tok, t
     bert = BertModel(BertConfig(
         vocab_size=len(keep), hidden_size=cfg.hidden, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
         intermediate_size=cfg.ffn, max_position_embeddings=cfg.max_length, type_vocab_size=1,
-        pad_token_id=tokenizer.pad_token_id, hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
+        pad_token_id=tokenizer.pad_token_id, hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.attention_dropout,
     ), add_pooling_layer=False)
     if cfg.init == "teacher":
         _init_from_teacher(bert, teacher.encoder, keep, cfg)
@@ -388,30 +390,31 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
     while start_round < n_rounds:
         t0, losses = time.time(), []
         model.train()
-        for _ in range(per_round):
-            if not batches:
-                batches = epoch_batches(n_labelled, len(train), draws, train.lengths(), cfg.batch_size, rng)
-            index = batches.pop()
-            ids, mask = (t.to(device) for t in collate(train, index, pad))
-            lex = tuple(t.to(device) for t in lex_pool.batch(index)) if lex_pool else None
-            with autocast_context(cfg.bf16, device.type):
-                logits, pooled, *layers = model(ids, mask, return_pooled=True, return_layers=layer_proj is not None,
-                                                lexical=lex, return_tokens=token_proj is not None)
-                tokens = layers.pop() if token_proj is not None else None
-                logits, pooled = logits.float(), pooled.float()
-                layers = [x.float() for x in layers]
+        with training_attention(model.encoder, uses_bf16(cfg.bf16, device.type), device.type):
+            for _ in range(per_round):
+                if not batches:
+                    batches = epoch_batches(n_labelled, len(train), draws, train.lengths(), cfg.batch_size, rng)
+                index = batches.pop()
+                ids, mask = (t.to(device) for t in collate(train, index, pad))
+                lex = tuple(t.to(device) for t in lex_pool.batch(index)) if lex_pool else None
+                with autocast_context(cfg.bf16, device.type):
+                    logits, pooled, *layers = model(ids, mask, return_pooled=True, return_layers=layer_proj is not None,
+                                                    lexical=lex, return_tokens=token_proj is not None)
+                    tokens = layers.pop() if token_proj is not None else None
+                    logits, pooled = logits.float(), pooled.float()
+                    layers = [x.float() for x in layers]
+                    if token_proj is not None:
+                        token_term = token_loss(tokens, token_teacher(ids, mask), token_proj, mask)
+                loss = kd_loss(logits, t_logits[index], labels[index], cfg.kd_alpha, cfg.kd_temperature)
+                if projection:
+                    loss = loss + cfg.feature_kd * feature_loss(pooled, t_feats[index], projection)
                 if token_proj is not None:
-                    token_term = token_loss(tokens, token_teacher(ids, mask), token_proj, mask)
-            loss = kd_loss(logits, t_logits[index], labels[index], cfg.kd_alpha, cfg.kd_temperature)
-            if projection:
-                loss = loss + cfg.feature_kd * feature_loss(pooled, t_feats[index], projection)
-            if token_proj is not None:
-                loss = loss + cfg.token_kd * token_term.float()
-            rows = index[index < n_labelled] if layer_proj is not None else []
-            if len(rows):  # the labelled posts come first in the pool; only they have teacher layer outputs
-                keep = torch.as_tensor(index < n_labelled, device=device)
-                loss = loss + cfg.hidden_kd * hidden_loss(layers[0][keep], t_layers[rows].to(device), layer_proj)
-            losses.append(optimizer_step(model, loss, optimizer, scheduler))
+                    loss = loss + cfg.token_kd * token_term.float()
+                rows = index[index < n_labelled] if layer_proj is not None else []
+                if len(rows):  # the labelled posts come first in the pool; only they have teacher layer outputs
+                    keep = torch.as_tensor(index < n_labelled, device=device)
+                    loss = loss + cfg.hidden_kd * hidden_loss(layers[0][keep], t_layers[rows].to(device), layer_proj)
+                losses.append(optimizer_step(model, loss, optimizer, scheduler))
         start_round += 1
         train_s = time.time() - t0
         with tempfile.TemporaryDirectory() as d:  # becomes the round's checkpoint
