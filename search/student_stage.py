@@ -76,7 +76,7 @@ def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> Stud
 
     tdir = experiment / "teacher"
     pooled, layers = tdir / "pooled_train.npy", tdir / "layers_train.npy"
-    return StudentData(
+    data = StudentData(
         teacher_files=folder_bytes(tdir / "model"),
         train_texts=splits.train.text.tolist(), train_labels=splits.train.label.to_numpy(),
         train_logits=np.load(tdir / "logits_train.npy"), val_texts=splits.val.text.tolist(),
@@ -86,6 +86,12 @@ def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> Stud
         transfer={t.recipe: load_transfer(experiment, t) for t in cfg.transfer},
         importance=load_importance(experiment) if "pruned" in cfg.inits else None,
     )
+    t0 = time.time()
+    data.lexical_features(tuple(b for b in cfg.lexical_buckets if b))
+    if data.lexical:
+        log.info("lexical features of %d pool texts for %s buckets: %.0f s", len(data.train_texts) + sum(
+            len(t[0]) for t in data.transfer.values()), "/".join(map(str, data.lexical)), time.time() - t0)
+    return data
 
 
 STUDY_NAME, STUDY_FILE = "students", "optuna.db"

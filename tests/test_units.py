@@ -88,3 +88,22 @@ def test_no_package_imports_a_research_tool():
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                     [node.module or ""] if isinstance(node, ast.ImportFrom) else []
                 assert not any(n == "studies" or n.startswith("studies.") for n in names), path
+
+
+def test_lexical_features_computed_once_equal_the_trials_own():
+    from inference.lexical import LexicalSpec, batch_features
+    from trainables.student import LexicalPool, StudentData
+
+    train, extra = ["хорошо было", "плохо", "ну так себе, ничего"], ["лучший день!", "", "ужас ужас"]
+    data = StudentData(teacher_files={}, train_texts=train, train_labels=np.zeros(3, int), train_logits=np.zeros((3, 2)),
+                       val_texts=[], val_labels=np.zeros(0, int), transfer={"real": (extra, np.zeros((3, 2)), None)})
+    spec = LexicalSpec(buckets=512)
+    direct = LexicalPool(*batch_features(train + extra, spec))
+    data.lexical_features((512,))
+    for transfer, n in (("real", 6), ("none", 3)):
+        pooled = data.lexical_pool(transfer, spec)
+        for index in (np.arange(n), np.array([n - 1, 0, 1])):
+            for a, b in zip(pooled.batch(index), direct.batch(index)):
+                assert np.array_equal(a.numpy(), b.numpy())
+    other = LexicalSpec(buckets=512, char_max=3)  # not the precomputed spec: computed afresh, not mixed up
+    assert not np.array_equal(data.lexical_pool("none", other).ids, data.lexical_pool("none", spec).ids)

@@ -53,6 +53,25 @@ class StudentData:
     train_layers: np.ndarray | None = None  # teacher's mean-pooled layer outputs [posts, layers, hidden], hidden KD
     transfer: dict = field(default_factory=dict)  # recipe -> (texts, teacher logits, teacher pooled features)
     importance: dict | None = None  # the teacher's activation statistics (modeling.prune.importance), for "pruned"
+    lexical: dict = field(default_factory=dict)  # lexical buckets -> block ("train" or a transfer recipe) ->
+    # batch_features of its texts: computed once for the search (lexical_features), not in every trial
+
+    def lexical_features(self, buckets: tuple[int, ...]) -> None:
+        """Compute, once, the lexical branch's features of every block for each bucket count."""
+        for b in buckets:
+            spec = LexicalSpec(buckets=b)
+            self.lexical[b] = {name: batch_features(texts, spec) for name, texts in self._blocks().items()}
+
+    def _blocks(self) -> dict[str, list[str]]:
+        return {"train": self.train_texts, **{recipe: t[0] for recipe, t in self.transfer.items()}}
+
+    def lexical_pool(self, transfer: str, spec: LexicalSpec) -> LexicalPool:
+        """The lexical features of ``pool(transfer)``'s texts, in its order (precomputed blocks when
+        ``lexical_features`` ran for this spec)."""
+        cached = self.lexical.get(spec.buckets, {}) if spec == LexicalSpec(buckets=spec.buckets) else {}
+        blocks = self._blocks()
+        names = ["train"] + ([] if transfer == "none" else transfer.split("+"))
+        return LexicalPool.join([cached[n] if n in cached else batch_features(blocks[n], spec) for n in names])
 
     def pool(self, transfer: str):
         """(texts, hard labels with -1 for teacher-labelled posts, teacher logits, teacher features)
@@ -229,11 +248,18 @@ def epoch_batches(n_labelled: int, n_pool: int, draws: int, lengths: np.ndarray,
 
 
 class LexicalPool:
-    """Every pool text's hashed n-gram ids, computed once; ``batch(index)`` gives EmbeddingBag inputs."""
+    """Every pool text's hashed n-gram ids (``batch_features`` layout); ``batch(index)`` gives EmbeddingBag inputs."""
 
-    def __init__(self, texts: list[str], spec: LexicalSpec):
-        self.ids, offsets, self.weights = batch_features(texts, spec)
-        self.bounds = np.r_[offsets, len(self.ids)]
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, weights: np.ndarray):
+        self.ids, self.weights = ids, weights
+        self.bounds = np.r_[offsets, len(ids)]
+
+    @classmethod
+    def join(cls, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> "LexicalPool":
+        """One pool of consecutive blocks of texts, each given as ``batch_features`` output."""
+        starts = np.cumsum([0] + [len(ids) for ids, _, _ in parts[:-1]])
+        return cls(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] + s for p, s in zip(parts, starts)]),
+                   np.concatenate([p[2] for p in parts]))
 
     def batch(self, index: np.ndarray) -> tuple[torch.Tensor, ...]:
         parts = [np.arange(self.bounds[i], self.bounds[i + 1]) for i in index]
@@ -339,7 +365,7 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
     texts, hard, soft, feats = data.pool(cfg.transfer)
     train = encode_texts(texts, tokenizer, cfg.max_length, prefix, cache_dir)
     val = encode_texts(data.val_texts, tokenizer, cfg.max_length, prefix, cache_dir)
-    lex_pool = LexicalPool(texts, LexicalSpec(**model.config.lexical)) if model.lexical is not None else None
+    lex_pool = data.lexical_pool(cfg.transfer, LexicalSpec(**model.config.lexical)) if model.lexical is not None else None
     params = int(sum(p.numel() for p in model.parameters()))
     if cfg.feature_kd > 0 and feats is None:
         raise ValueError("feature_kd > 0 needs the teacher's pooled features (teacher/pooled_train.npy) on every "
