@@ -107,3 +107,23 @@ def test_lexical_features_computed_once_equal_the_trials_own():
                 assert np.array_equal(a.numpy(), b.numpy())
     other = LexicalSpec(buckets=512, char_max=3)  # not the precomputed spec: computed afresh, not mixed up
     assert not np.array_equal(data.lexical_pool("none", other).ids, data.lexical_pool("none", spec).ids)
+
+
+def test_training_attention_is_eager_only_without_attention_dropout_under_cpu_bf16():
+    from transformers import BertConfig, BertModel
+
+    from trainables.loop import training_attention
+
+    def tiny(p):
+        return BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=32, attention_probs_dropout_prob=p), add_pooling_layer=False)
+
+    model = tiny(0.0)
+    before = model.config._attn_implementation
+    with training_attention(model, bf16=True):
+        assert model.config._attn_implementation == "eager"
+    assert model.config._attn_implementation == before  # validation and export keep the model's own
+    for p, bf16, device in ((0.1, True, "cpu"), (0.0, False, "cpu"), (0.0, True, "cuda")):
+        model = tiny(p)
+        with training_attention(model, bf16=bf16, device=device):
+            assert model.config._attn_implementation == before
