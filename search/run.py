@@ -50,6 +50,7 @@ class RunConfig:
     max_epochs: int
     resume: bool
     time_budget_s: float | None
+    grace_rounds: int
     transfer: tuple[str, ...] | None  # None: the default (real text when there is some)
     feature_kd: tuple[float, ...]
     hidden_kd: tuple[float, ...]
@@ -122,6 +123,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                    help="largest student epoch count in the space (plain KD overfits after 2-3 epochs)")
     p.add_argument("--resume", action="store_true", help="continue the student search stored in --storage/--name")
     p.add_argument("--time-budget-s", type=float, default=None, help="stop starting/continuing trials after this")
+    p.add_argument("--grace-rounds", type=positive_int, default=1,
+                   help="ASHA's grace period in rounds (quarter epochs): no trial stops before it; rungs at G, 3G, 9G")
     p.add_argument("--transfer", nargs="*", default=None, metavar="RECIPE:SIZE|RECIPE:xK",
                    help="teacher-labelled transfer sets the space may add to the labelled posts: real (a sample "
                         "of --transfer-texts) or generated from the training posts (tang, span, join; see "
@@ -165,7 +168,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                      max_train_samples=a.max_train_samples, val_from=a.val_from, teacher_trials=a.teacher_trials,
                      teacher_epochs=a.teacher_epochs, teacher_lr=a.teacher_lr, teacher_seed=a.teacher_seed,
                      cpus_per_trial=a.cpus_per_trial, address=a.address, stage=a.stage, trials=a.trials,
-                     max_epochs=a.max_epochs, resume=a.resume, time_budget_s=a.time_budget_s,
+                     max_epochs=a.max_epochs, resume=a.resume, time_budget_s=a.time_budget_s, grace_rounds=a.grace_rounds,
                      transfer=None if a.transfer is None else tuple(a.transfer), feature_kd=tuple(a.feature_kd),
                      hidden_kd=tuple(a.hidden_kd), token_kd=tuple(a.token_kd), min_layers=a.min_layers,
                      max_layers=a.max_layers, hidden=tuple(a.hidden), inits=tuple(a.inits),
@@ -258,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.transfer = DEFAULT_TRANSFER if texts_file else ()
             transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
         stage = StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial,
-                                   seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume,
+                                   seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume, grace_rounds=cfg.grace_rounds,
                                    min_layers=cfg.min_layers, max_layers=cfg.max_layers, hiddens=cfg.hidden,
                                    transfer=transfer, feature_kd=cfg.feature_kd, hidden_kd=cfg.hidden_kd,
                                    token_kd=cfg.token_kd,

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 OBJECTIVES = {"int8_val_weighted_f1": "max", "e2e_ms_p50": "min", "size_mib": "min"}
 ASHA_METRIC = "val_weighted_f1"
 TUNER_DIR = "student_trials"
-REDUCTION_FACTOR = 3  # ASHA's: rungs at rounds 1, 3, 9, ...; int8 is exported and validated there (ptq_rungs)
+REDUCTION_FACTOR = 3  # ASHA's: rungs at rounds G, 3G, 9G, ... (G: grace_rounds); int8 is exported and validated there (ptq_rungs)
 
 
 @dataclass
@@ -36,6 +36,7 @@ class StudentStageConfig:
     cpus_per_trial: int = 2
     seed: int = 13
     time_budget_s: float | None = None
+    grace_rounds: int = 1  # ASHA's grace period (rounds): its rungs are G, G*3, G*9, ...
     resume: bool = False
     min_layers: int = 1
     max_layers: int = 4
@@ -52,7 +53,8 @@ class StudentStageConfig:
     student: StudentConfig = field(default_factory=StudentConfig)  # the settings the space does not sample
 
     def base_student(self) -> StudentConfig:
-        return replace(self.student, threads=self.cpus_per_trial, seed=self.seed, ptq_rungs=REDUCTION_FACTOR)
+        return replace(self.student, threads=self.cpus_per_trial, seed=self.seed, ptq_rungs=REDUCTION_FACTOR,
+                       ptq_grace=self.grace_rounds)
 
     def space(self) -> StudentSpace:
         recipes = [t.recipe for t in self.transfer]
@@ -136,7 +138,7 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
                             metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=cfg.seed,
                             storage=study_storage(experiment, fresh=True), study_name=STUDY_NAME)
     scheduler = ASHAScheduler(time_attr="round", metric=ASHA_METRIC, mode="max",
-                              max_t=cfg.max_epochs * cfg.student.evals_per_epoch, grace_period=1,
+                              max_t=cfg.max_epochs * cfg.student.evals_per_epoch, grace_period=cfg.grace_rounds,
                               reduction_factor=REDUCTION_FACTOR)
     cpus = int(ray.cluster_resources().get("CPU", cfg.cpus_per_trial))
     return tune.Tuner(

@@ -70,6 +70,7 @@ class StudentConfig:
     ptq_rungs: int = 0         # int8 export + validation every round (0), or only at ASHA's rungs for this
                                # reduction factor (rounds 1, k, k^2, ...) and the last round; other rounds
                                # carry the last int8 figures forward (int8_round says from which round)
+    ptq_grace: int = 1         # ASHA's grace period in rounds: its rungs are ptq_grace * ptq_rungs^i
     max_length: int = 128
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
@@ -91,6 +92,8 @@ class StudentConfig:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.ptq_rungs < 0 or self.ptq_rungs == 1:
             raise ValueError(f"ptq_rungs must be 0 (every round) or an ASHA reduction factor >= 2, got {self.ptq_rungs}")
+        if self.ptq_grace < 1:
+            raise ValueError(f"ptq_grace must be >= 1 (ASHA's grace period in rounds), got {self.ptq_grace}")
         if self.transfer_ratio < 0:
             raise ValueError(f"transfer_ratio must be >= 0, got {self.transfer_ratio}")
         if self.lexical_buckets < 0 or self.lexical_buckets == 1:

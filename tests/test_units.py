@@ -74,6 +74,7 @@ def test_int8_runs_at_ashas_rungs_and_the_last_round():
     assert [r for r in range(1, 13) if int8_due(r, 12, 3)] == [1, 3, 9, 12]
     assert [r for r in range(1, 5) if int8_due(r, 4, 0)] == [1, 2, 3, 4]
     assert [r for r in range(1, 9) if int8_due(r, 8, 2)] == [1, 2, 4, 8]
+    assert [r for r in range(1, 13) if int8_due(r, 12, 3, grace=2)] == [2, 6, 12]
 
 
 def test_no_package_imports_a_research_tool():

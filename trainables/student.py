@@ -447,7 +447,7 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
             metrics, fp32 = validate_fp32(model, val, pad, data)
             t1 = time.time()
             folder = Path(d) / "model"
-            if last_int8 is None or int8_due(start_round, n_rounds, cfg.ptq_rungs):  # (a resumed trial: None)
+            if last_int8 is None or int8_due(start_round, n_rounds, cfg.ptq_rungs, cfg.ptq_grace):  # (a resumed trial: None)
                 export_onnx(model, tokenizer, cfg, folder)
                 last_int8 = {"metrics": {**validate_int8(folder, data, cfg, fp32), "int8_round": start_round},
                              "folder": Path(int8_keep.name) / "model"}
@@ -472,12 +472,14 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
     int8_keep.cleanup()
 
 
-def int8_due(round_: int, n_rounds: int, rungs: int) -> bool:
+def int8_due(round_: int, n_rounds: int, rungs: int, grace: int = 1) -> bool:
     """Whether round ``round_`` (1-based) exports and validates int8: every round when ``rungs`` is 0,
-    else ASHA's rungs for that reduction factor with grace period 1 (1, k, k^2, ...) and the last round."""
+    else ASHA's rungs for that reduction factor and grace period (g, g*k, g*k^2, ...) and the last round."""
     if rungs == 0 or round_ == n_rounds:
         return True
-    r = round_
+    if round_ % grace:
+        return False
+    r = round_ // grace
     while r % rungs == 0:
         r //= rungs
     return r == 1
