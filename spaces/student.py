@@ -68,7 +68,7 @@ class StudentConfig:
     batch_size: int = 64
     evals_per_epoch: int = 4   # validation reports per epoch (ASHA's time unit: a round)
     ptq_rungs: int = 0         # int8 export + validation every round (0), or only at ASHA's rungs for this
-                               # reduction factor (rounds 1, k, k^2, ...) and the last round; other rounds
+                               # reduction factor (rounds g, g*k, g*k^2, ...; g = ptq_grace) and the last round; other rounds
                                # carry the last int8 figures forward (int8_round says from which round)
     ptq_grace: int = 1         # ASHA's grace period in rounds: its rungs are ptq_grace * ptq_rungs^i
     max_length: int = 128
