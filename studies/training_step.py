@@ -1,5 +1,6 @@
-"""Time a student's training steps on this CPU: posts per second of the search's own step (KD loss,
-bf16 autocast when the CPU has it, the attention choice of ``trainables.loop.training_attention``), and with
+"""Time a student's training steps on this CPU: posts per second of a plain-KD step (the search's KD loss,
+optimizer step, bf16 autocast when the CPU has it and the attention choice of ``trainables.loop.training_attention``;
+no feature / hidden / token KD terms), and with
 ``--profile`` the operators that take the time (``torch.profiler``).
 
     python -m studies.training_step --bundle .bundle --threads 1 --steps 60 \\
@@ -66,6 +67,7 @@ def time_steps(bundle: Path, fields: str, threads: int, steps: int, profile: boo
 
     model.train()
     with training_attention(model.encoder, bf16):
+        attention = model.encoder.config._attn_implementation
         for _ in range(3):  # warm-up
             step()
         t0, posts = time.perf_counter(), 0
@@ -79,7 +81,7 @@ def time_steps(bundle: Path, fields: str, threads: int, steps: int, profile: boo
             posts = sum(step() for _ in range(steps))
         seconds = time.perf_counter() - t0
     return {"posts_per_s": round(posts / seconds, 1), "steps": steps, "seconds": round(seconds, 2), "threads": threads,
-            "bf16": bf16, "attention": "eager" if bf16 and cfg.attention_dropout == 0 else "sdpa",
+            "bf16": bf16, "attention": attention,
             "dropout": cfg.dropout, "attention_dropout": cfg.attention_dropout}
 
 
