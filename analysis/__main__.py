@@ -17,7 +17,6 @@ def main(argv=None) -> int:
     p.add_argument("--trial", default=None, help="report this trial instead of the selection rule")
     p.add_argument("--max-latency-ms", type=float, default=None, help="selection limit on median latency")
     p.add_argument("--max-size-mb", type=float, default=None, help="selection limit on size")
-    p.add_argument("--refresh-baseline", action="store_true", help="refit the TF-IDF baseline")
     p.add_argument("--before", type=Path, default=None,
                    help="an earlier experiment whose front is drawn beside this one (pareto_before_after.png)")
     p.add_argument("--labels", nargs=2, default=["before", "after"], metavar=("BEFORE", "AFTER"),
@@ -38,7 +37,7 @@ def main(argv=None) -> int:
 
     out = a.out or a.experiment / "report"
     try:
-        build_report(a.experiment, out, a.data_dir, a.trial, a.max_latency_ms, a.max_size_mb, a.refresh_baseline,
+        build_report(a.experiment, out, a.data_dir, a.trial, a.max_latency_ms, a.max_size_mb,
                      a.before, tuple(a.labels), a.table, a.ood_test)
     except (ExportError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from inference.atomic import atomic_directory
+from search.provenance import portable_command
 from analysis.model_card import model_card
 from inference.classifier import CONFIG_FILE
 
@@ -121,8 +122,15 @@ def export_form(experiment: Path, row: dict, form: str, out: Path, data_dir: str
         calibration = calibration_batches(splits.train.text.tolist(), tokenizer, model.config.text_prefix,
                                           model.config.max_length, calibration_posts, data["seed"])
     own = json.loads((experiment / model_dir / CONFIG_FILE).read_text())  # the trial's own record of its student
+    expert = None
+    if own.get("expert"):  # the trial's gold expert, at the weight the trial chose, goes with every form
+        from inference import SentimentClassifier
+
+        expert = SentimentClassifier.load(experiment / model_dir).expert
     folder = export_folder(model, tokenizer, out, quantize=form, calibration=calibration,
-                           provenance={"student": student_record(own, row)})
+                           provenance={"student": student_record(own, row)}, expert=expert,
+                           expert_info={k: v for k, v in (own.get("expert") or {}).items()
+                                        if k in ("weight", "weight_rule", "fit")})
     figures, _ = evaluate_folder(folder, {"val": splits.val, **({"test": splits.test} if splits.has_test else {})})
     bench = benchmark(folder, splits.val.text.tolist()[:2000])
     return folder, {**{f"export_{k}" if k.startswith("val_") else k: v for k, v in figures.items()},
@@ -155,7 +163,9 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
                        "test_accuracy", "test_weighted_f1", "test_macro_f1", "test_wf1_low", "test_wf1_high",
                        "ood_accuracy", "ood_weighted_f1", "ood_macro_f1", "latency_ms_p50", "latency_ms_p95",
                        "e2e_ms_p50", "e2e_ms_p95",
-                       "throughput_b32_per_s", "size_mib", "params")
+                       "throughput_b32_per_s", "size_mib", "params", "expert_weight", "int8_student_val_weighted_f1",
+                       "test_student_weighted_f1", "test_expert_weighted_f1", "ood_student_weighted_f1",
+                       "ood_expert_weighted_f1")
         out = Path(out)
         with atomic_directory(out) as tmp:
             for f in src.iterdir():
@@ -164,18 +174,18 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
             config["provenance"] = {
                 "teacher": teacher["stage"]["teacher"], "teacher_test": teacher.get("test"),
                 "soft_labels": teacher.get("soft_labels"),  # set when studies.soft_labels installed other logits
-                "data_checksums": data["checksums"], "split_seed": data["seed"], "experiment": str(experiment),
+                "data_checksums": data["checksums"], "split_seed": data["seed"], "experiment": experiment.resolve().name,
                 # the trainable's own record of the student (every StudentConfig field), not a rebuild from the table
                 "trial_id": row["trial_id"], "trial": {**student_record(config, row),
                                                        **{k: row.get(k) for k in ("row", "overrides") if k in row}},
                 "metrics": {k: row.get(k) for k in metric_keys if k in row}, "folder_name": out.name,
-                "command": (run.get("provenance") or {}).get("command") if table == "trials" else
-                f"python -m studies.ablation --experiment {experiment} --tag {table} (row {row.get('row')}: "
+                "command": portable_command((run.get("provenance") or {}).get("command")) if table == "trials" else
+                f"python -m studies.ablation --experiment {experiment.resolve().name} --tag {table} (row {row.get('row')}: "
                 f"{row.get('overrides')})", "cpu": (run.get("provenance") or {}).get("cpu"),
                 "git_commit": (run.get("provenance") or {}).get("git_commit"),
             }
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False, default=str))
-            (tmp / "README.md").write_text(model_card(config, data))
+            (tmp / "README.md").write_text(model_card(config, data, with_runtime))
             if with_runtime:
                 add_runtime(tmp)
     return out

@@ -51,8 +51,8 @@ def targets_markdown(r: dict) -> list[str]:
     student, teacher = r["four_configurations"][-1], r["four_configurations"][0]
     base, vs = r["baseline"], r.get("versus_baseline") or {}
     lines = ["## Targets (int8 student, measured in this run)", "",
-             "Latency: median batch-1, 1 thread, end to end (tokenisation, the lexical branch's n-grams and the "
-             "model; TF-IDF: vectorisation + decision function). Intervals: bootstrap 95 %; differences: paired "
+             "Latency: median batch-1, 1 thread, end to end (tokenisation, the lexical n-grams, the model and the "
+             "gold expert's fusion; TF-IDF: vectorisation + decision function). Intervals: bootstrap 95 %; differences: paired "
              "bootstrap over the same posts.", "",
              "| target | measured | met |", "|---|---|---|"]
     t = vs.get("test")
@@ -63,7 +63,7 @@ def targets_markdown(r: dict) -> list[str]:
     if dataset_title(r["data"]) == "RuSentiment":  # the benchmark's goal; other data has none
         lines.append(f"| test weighted F1 >= .75 (goal) | {_f(student['test_weighted_f1'])}{_ci(student, 'test')} | "
                      f"{_yes(student['test_weighted_f1'] >= 0.75)} |")
-    lines.append(f"| size <= 5 MiB (model + tokenizer + lexical table) | {_f(student['size_mib'], 2)} MiB | "
+    lines.append(f"| size <= 5 MiB (everything the runtime loads: model, tokenizer, lexical table, expert) | {_f(student['size_mib'], 2)} MiB | "
                  f"{_yes(student['size_mib'] <= 5.0)} |")
     if base.get("e2e_ms_p50"):
         lines.append(f"| latency <= half of TF-IDF's ({_f(base['e2e_ms_p50'], 3)} ms) | {_f(student['e2e_ms_p50'], 3)} ms | "
@@ -94,7 +94,7 @@ def configs_markdown(r: dict) -> list[str]:
                      + (f"{_f(c.get('ood_weighted_f1'))}{_ci(c, 'ood')} | " if ood else "")
                      + f"{c.get('e2e_speedup_vs_teacher', float('nan')):.1f}x |")
     b = r["baseline"]
-    lines.append(f"| {b['name']} (C={b['C']}, chosen on validation) | {_f(b['size_mib'], 2)} (pickled) | - | - | "
+    lines.append(f"| {b['name']} (C={b['C']}; {b.get('fit_posts', '?'):,} posts) | {_f(b['size_mib'], 2)} (pickled) | - | - | "
                  f"{_f(b['latency_ms_p50'], 3)} | - | {_f(b['test_accuracy'])} | {_f(b['test_weighted_f1'])}{_ci(b, 'test')} | "
                  f"{_f(b['test_macro_f1'])} | " + (f"{_f(b.get('ood_weighted_f1'))}{_ci(b, 'ood')} | " if ood else "")
                  + "- |")
@@ -104,6 +104,27 @@ def configs_markdown(r: dict) -> list[str]:
                   "weighted F1 over students: " + "; ".join(
                       f"{k} ({v.get('val_from', 'this split')}): {_f(v['spearman'], 3)} over {v['students']} students"
                       for k, v in ra.items()) + "."]
+    return lines + [""]
+
+
+def expert_markdown(r: dict) -> list[str]:
+    """The chosen student's two parts: the student alone, the gold expert alone, and the fused answer."""
+    e = r.get("expert_parts")
+    if not e:
+        return []
+    fit = e.get("fit") or {}
+    lines = ["## The gold-label lexical expert (chosen student)", "",
+             f"Hashed char 2-5 + word 1-2 n-grams, {e['buckets']:,} buckets, sublinear tf-idf, "
+             f"{fit.get('model', '?')} with C={fit.get('C')} chosen by {fit.get('folds', '?')}-fold cross-fitting on "
+             f"the training posts' gold labels (cross-fitted wF1 by C: {fit.get('cv_weighted_f1')}), calibrated on "
+             f"out-of-fold scores, int8 table. Fusion: (1 - w) log p_student + w log p_expert with w = {e['weight']} "
+             f"({e.get('weight_rule')}: the weight that minimises the fused model's validation cross-entropy).", "",
+             "| split | part | accuracy | weighted F1 | macro F1 | fused minus this part [95 %] |", "|---|---|---|---|---|---|"]
+    for split in ("test", "ood"):
+        for name, m in (e.get(split) or {}).items():
+            d = m["fused_minus_this"]
+            lines.append(f"| {split if split == 'test' else ood_name(r)} | {name} | {_f(m['accuracy'])} | "
+                         f"{_f(m['weighted_f1'])} | {_f(m['macro_f1'])} | {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] |")
     return lines + [""]
 
 
@@ -136,12 +157,12 @@ def search_markdown(r: dict) -> list[str]:
              f"{s['trials']} trials ({s['status_counts']}) in {s['wall_time_s']:.0f} s ({s['wall_time_s'] / 60:.1f} min).",
              "", "Pareto front (int8 validation weighted F1 vs median latency vs size; test figures for front "
              "members only, never used for selection):", "",
-             "| trial | layers x hidden (heads, FFN) | vocab | transfer | feature KD | hidden KD | val wF1 fp32 | "
-             "val wF1 int8 | test wF1 | p50 ms | MiB | params |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| trial | layers x hidden (heads, FFN) | vocab | transfer | lexical branch | gold expert (w) | val wF1 fp32 | "
+             "val wF1 int8 | test wF1 | end-to-end p50 ms | MiB | params |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in s["front"]:
         lines.append(f"| {m['trial_id']} | {m['layers']} x {m['hidden']} ({m['heads']}, {m['ffn']}) | {m['vocab_size']} | "
-                     f"{m.get('transfer', 'none')} | {m.get('feature_kd', 0)} | {m.get('hidden_kd', 0)} | {_f(m['val_weighted_f1'])} | "
-                     f"{_f(m['int8_val_weighted_f1'])} | {_f(m.get('test_weighted_f1'))} | {_f(m['latency_ms_p50'], 3)} | "
+                     f"{m.get('transfer', 'none')} | {m.get('lexical_buckets', 0)} | {_expert(m)} | {_f(m['val_weighted_f1'])} | "
+                     f"{_f(m['int8_val_weighted_f1'])} | {_f(m.get('test_weighted_f1'))} | {_f(m['e2e_ms_p50'], 3)} | "
                      f"{_f(m['size_mib'], 2)} | {int(m['params']):,} |")
     costs = r.get("option_costs") or []
     if costs:
@@ -152,6 +173,13 @@ def search_markdown(r: dict) -> list[str]:
         lines += [f"| {c['option']} | {c['value']} | {c['trials']} | {c['median_round_train_s']:.1f} | "
                   f"{c['median_params']:,.0f} | {_f(c['best_int8_val_weighted_f1'])} |" for c in costs]
     return lines + [""]
+
+
+def _expert(m: dict) -> str:
+    b = m.get("expert_buckets") or 0
+    if not b or (isinstance(b, float) and math.isnan(b)):
+        return "none"
+    return f"{int(b):,} ({_f(m.get('expert_weight'), 2)})"
 
 
 def teacher_markdown(r: dict) -> list[str]:
@@ -190,7 +218,29 @@ def transfer_markdown(r: dict) -> list[str]:
         lines.append("")
     if r.get("ablation"):
         lines += ablation_markdown(pd.DataFrame(r["ablation"]))
+    if r.get("ablation_parts"):
+        lines += parts_markdown(pd.DataFrame(r["ablation_parts"]), r)
     return lines
+
+
+def parts_markdown(a: pd.DataFrame, r: dict) -> list[str]:
+    """The lexical parts: each trained row alone and fused with the gold expert (same student)."""
+    ood = "ood_weighted_f1" in a
+    lines = ["## Ablation: the lexical parts (student alone / fused with the gold expert)", "",
+             "Each trained row gives two: the student alone and the same student fused with the gold expert "
+             "(fitted apart, so it changes no training step). Delta: paired bootstrap 95 % against the first row's "
+             "student alone.", "",
+             "| study | row | part | test wF1 [95 %] | test delta [95 %] |" + (f" {ood_name(r)} wF1 | delta [95 %] |" if ood else ""),
+             "|---|---|---|---|---|" + ("---|---|" if ood else "")]
+    for _, x in a.iterrows():
+        line = (f"| {x.study} | {x.row} | {x.part} | {_f(x.get('test_weighted_f1'))} [{_f(x.get('test_wf1_low'), 3)}, "
+                f"{_f(x.get('test_wf1_high'), 3)}] | {x.test_delta_wf1:+.4f} [{x.test_delta_low:+.3f}, "
+                f"{x.test_delta_high:+.3f}] |")
+        if ood:
+            line += (f" {_f(x.ood_weighted_f1)} | {x.ood_delta_wf1:+.4f} [{x.ood_delta_low:+.3f}, "
+                     f"{x.ood_delta_high:+.3f}] |")
+        lines.append(line)
+    return lines + [""]
 
 
 def ablation_markdown(a: pd.DataFrame) -> list[str]:
@@ -225,7 +275,7 @@ def report_markdown(r: dict, trials: pd.DataFrame, front: pd.DataFrame) -> str:
     md += ["## Pareto plots", "", f"Interactive version (hover a point for its trial, configuration and figures): "
            f"[{r.get('html', 'report.html')}]({r.get('html', 'report.html')}).", ""]
     md += [f"![{p}]({p})" for p in r["plots"]] + [""]
-    md += chosen_markdown(r) + search_markdown(r) + transfer_markdown(r) + teacher_markdown(r)
+    md += chosen_markdown(r) + expert_markdown(r) + search_markdown(r) + transfer_markdown(r) + teacher_markdown(r)
     carved = {"random": "carved from the random posts only (like the test file)",
               "all": "carved from random + preselected posts", "train": "a stratified part of the training data",
               "given": "the given validation file"}.get(d.get("val_from"), d.get("val_from"))

@@ -21,12 +21,19 @@ def dataset_info(data: dict) -> dict:
 
 
 def lexical_note(config: dict) -> str:
-    lex = config.get("lexical")
-    if not lex:
-        return ""
-    return (f"; a lexical branch (hashed character {lex['char_min']}-{lex['char_max']}-grams and word uni-/bigrams, "
-            f"{lex['buckets']:,} buckets, int8 table in `lexical.npz`, computed in numpy by the runtime) adds "
-            f"to the transformer's logits")
+    lex, expert, out = config.get("lexical"), config.get("expert"), ""
+    if lex:
+        out += (f"; a lexical branch (hashed character {lex['char_min']}-{lex['char_max']}-grams and word uni-/bigrams, "
+                f"{lex['buckets']:,} buckets, int8 table in `lexical.npz`, computed in numpy by the runtime) adds "
+                f"to the transformer's logits")
+    if expert and expert.get("weight", 0) > 0:
+        fit = expert.get("fit") or {}
+        out += (f"; fused with a gold-label lexical expert (`expert.npz`: hashed character {expert['char_min']}-"
+                f"{expert['char_max']}-grams and word uni-/bigrams, {expert['buckets']:,} buckets, sublinear tf-idf, "
+                f"a {fit.get('model', 'linear')} model fitted on the training posts' gold labels, calibrated, int8): "
+                f"the answer is (1 - w) log p_student + w log p_expert with w = {expert['weight']:.2f}, chosen on "
+                f"validation")
+    return out
 
 
 def soft_labels_note(config: dict) -> str:
@@ -37,7 +44,7 @@ def soft_labels_note(config: dict) -> str:
             f"test weighted F1 {soft['test']['weighted_f1']:.4f})")
 
 
-def model_card(config: dict, data: dict) -> str:
+def model_card(config: dict, data: dict, with_runtime: bool = True) -> str:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     prov = config["provenance"]
@@ -74,6 +81,13 @@ def model_card(config: dict, data: dict) -> str:
         f"| median / p95 batch-1 latency, 1 thread, end to end | {fmt('e2e_ms_p50')} / {fmt('e2e_ms_p95')} ms |",
         f"| size (model + tokenizer + lexical table) | {fmt('size_mib')} MiB |",
         f"| parameters | {m.get('params', 'n/a')} |"])
+    if with_runtime:  # the folder carries its runtime (inference/) and requirements.txt
+        usage = ('```bash\npip install -r requirements.txt          # onnxruntime, tokenizers, numpy: no torch\n'
+                 'python -m inference --model . "Отличный день!"\n```')
+    else:  # a folder without its runtime (the shipped default model): the package's runtime reads it
+        usage = ('This folder has no runtime of its own: the `rusentiment-kd` package reads it (install the '
+                 'repository it came with: `pip install .` at its root; onnxruntime, tokenizers, numpy, no torch).\n\n'
+                 '```bash\nrusentiment-classify --model . "Отличный день!"\n```')
     content = f"""---
 {card_data.to_yaml()}
 ---
@@ -82,10 +96,7 @@ def model_card(config: dict, data: dict) -> str:
 Labels: {', '.join(config['labels'])}. Distilled from `{prov.get('teacher')}`{soft_labels_note(config)};
 quantization: {config.get('quantization')}{lexical_note(config)}. Runs without torch:
 
-```bash
-pip install -r requirements.txt          # onnxruntime, tokenizers, numpy: no torch
-python -m inference --model . "Отличный день!"
-```
+{usage}
 
 ```python
 from inference import SentimentClassifier

@@ -103,13 +103,20 @@ def four_configurations(experiment: Path, trial: dict, splits, workdir: Path, oo
                          folder_size_mib(folder), t_params, splits, SentimentClassifier.load(folder, 2), ood)[0])
     models = Path(trial["model_dir"]).parent.name  # "students" for a search, "<tag>_students" for an ablation
     fp32_dir = experiment / f"{models}_fp32" / trial["trial_id"]
+    shipped = SentimentClassifier.load(experiment / trial["model_dir"], 1)
+    fused = " + gold expert" if shipped.fused else ""  # the fp32 form carries the same expert at the same weight
     if fp32_dir.is_dir():
+        from modeling.expert import set_weight
+
         student, stok = EncoderClassifier.load(fp32_dir)
-        folder = export_folder(student, stok, workdir / "student_fp32", quantize=False)
-        rows.append(_measure("student (fp32, ONNX Runtime)", SentimentClassifier.load(folder, 1), folder_size_mib(folder),
-                             trial["params"], splits, SentimentClassifier.load(folder, 2), ood)[0])
+        folder = export_folder(student, stok, workdir / "student_fp32", quantize=False,
+                               expert=shipped.expert if shipped.fused else None)
+        if shipped.fused:
+            set_weight(folder, shipped.expert_weight)
+        rows.append(_measure(f"student (fp32, ONNX Runtime){fused}", SentimentClassifier.load(folder, 1),
+                             folder_size_mib(folder), trial["params"], splits, SentimentClassifier.load(folder, 2), ood)[0])
     folder = experiment / trial["model_dir"]
-    row, pred = _measure("student + int8 PTQ (shipped form)", SentimentClassifier.load(folder, 1),
+    row, pred = _measure(f"student + int8 PTQ{fused} (shipped form)", SentimentClassifier.load(folder, 1),
                          folder_size_mib(folder), trial["params"], splits, SentimentClassifier.load(folder, 2), ood)
     rows.append(row)
     base = rows[0]
@@ -120,21 +127,49 @@ def four_configurations(experiment: Path, trial: dict, splits, workdir: Path, oo
     return rows, pred
 
 
-def baseline(experiment: Path, splits, refresh: bool, ood=None) -> tuple[dict, dict]:
-    """The TF-IDF baseline's figures and its predictions ({"test": ..., "ood": ...}), cached."""
+def portable_teacher(record: dict) -> dict:
+    """The teacher record without this machine's paths: a local source directory becomes its folder name
+    (a hub id stays as it is)."""
+    source = dict(record.get("source") or {})
+    if source.get("location") and Path(source["location"]).is_absolute():
+        source["location"] = Path(source["location"]).name
+    return {**record, "source": source} if source else record
+
+
+def baseline(experiment: Path, splits, ood=None) -> tuple[dict, dict]:
+    """The TF-IDF baseline, fitted and measured now, in this run (never read from an earlier one):
+    its figures and predictions ({"test": ..., "ood": ...}), also written beside the report's inputs
+    (``baseline_tfidf.json`` / ``_pred.npz``) for paired comparisons by other tools."""
     from analysis.baseline import tfidf_baseline
 
-    path, pred_file = experiment / "baseline_tfidf.json", experiment / "baseline_tfidf_pred.npz"
-    if path.is_file() and pred_file.is_file() and not refresh:
-        b = json.loads(path.read_text())
-        if ood is None or "ood_weighted_f1" in b:
-            with np.load(pred_file) as z:
-                return b, {k: z[k] for k in z.files}
     b, preds = tfidf_baseline(splits, ood=ood)
-    with atomic_file(pred_file) as tmp:
+    with atomic_file(experiment / "baseline_tfidf_pred.npz") as tmp:
         np.savez(tmp, **preds)
-    write_json(path, b)
+    write_json(experiment / "baseline_tfidf.json", b)
     return b, preds
+
+
+def expert_parts(folder: Path, splits, ood, fused_preds: dict) -> dict | None:
+    """For a student fused with a gold expert: the student alone and the expert alone on test (and
+    out of domain), each with the paired bootstrap of (fused - part) over the same posts; the weight."""
+    from inference import SentimentClassifier
+    from modeling import classification_metrics
+    from modeling.metrics import paired_bootstrap
+
+    clf = SentimentClassifier.load(folder, threads=2)
+    if clf.expert is None:
+        return None
+    out = {"weight": clf.expert_weight, "weight_rule": clf.config["expert"].get("weight_rule"),
+           "fit": clf.config["expert"].get("fit"), "buckets": clf.expert.spec.buckets}
+    for split, df in (("test", splits.test), ("ood", ood)):
+        if df is None or split not in fused_preds:
+            continue
+        y, texts = df.label.to_numpy(), df.text.tolist()
+        parts = {"student alone": clf.student_logits(texts, 64).argmax(1),
+                 "expert alone": clf.expert_log_probs(texts).argmax(1)}
+        out[split] = {name: {**classification_metrics(y, pred), "fused_minus_this": paired_bootstrap(
+            y, fused_preds[split], pred)} for name, pred in parts.items()}
+    return out
 
 
 def versus_baseline(splits, ood, student_pred: dict, base_pred: dict) -> dict:
@@ -171,7 +206,7 @@ def ranking_agreement(table: pd.DataFrame, before: Path | None) -> dict:
 
 def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial: str | None = None,
                  max_latency_ms: float | None = None, max_size_mb: float | None = None,
-                 refresh_baseline: bool = False, before: Path | None = None,
+                 before: Path | None = None,
                  labels: tuple[str, str] = ("before", "after"), table: str = "trials",
                  ood_test: str | None = None) -> dict:
     from analysis.markdown import report_markdown
@@ -196,18 +231,19 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     with tempfile.TemporaryDirectory() as tmp:
         configs, preds = four_configurations(experiment, chosen, splits, Path(tmp), ood)
     pred = preds["test"]
-    base, base_preds = baseline(experiment, splits, refresh_baseline, ood)
+    base, base_preds = baseline(experiment, splits, ood)
     y = splits.test.label.to_numpy()
     trials = pd.read_csv(experiment / f"{table}.csv", dtype={"trial_id": str})
     front_file = experiment / "pareto.csv"
     front = pd.read_csv(front_file, dtype={"trial_id": str}) if table == "trials" and front_file.is_file() else \
         trials[trials.status != "error"]
     report = {
-        "experiment": str(experiment), "machine": provenance(), "data": data, "figures_on": figures_on,
-        "teacher": json.loads((experiment / "teacher" / "teacher.json").read_text()),
+        "experiment": experiment.name, "machine": provenance(), "data": data, "figures_on": figures_on,
+        "teacher": portable_teacher(json.loads((experiment / "teacher" / "teacher.json").read_text())),
         "search": _load(experiment / "search.json") if table == "trials" else None, "table": table,
-        "ood_test": str(ood_path) if ood_path else None,
+        "ood_test": str(Path(*Path(ood_path).parts[-2:])) if ood_path else None,
         "versus_baseline": versus_baseline(splits, ood, preds, base_preds),
+        "expert_parts": expert_parts(experiment / chosen["model_dir"], splits, ood, preds),
         "ranking_agreement": ranking_agreement(front, before),
         "run": _load(experiment / "run.json"),
         "chosen": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in chosen.items()},
@@ -220,8 +256,9 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
                              "rows_true_cols_pred": confusion_matrix(y, pred, labels=range(len(labels_))).tolist()},
         "transfer_sets": [json.loads(p.read_text()) for p in sorted((experiment / "teacher" / "transfer").glob("*.json"))],
         "ablation": ablations(experiment),
+        "ablation_parts": ablation_parts(experiment),
         "option_costs": option_costs(trials),
-        "before": {"experiment": str(before), "labels": list(labels)} if before else None,
+        "before": {"experiment": Path(before).name, "labels": list(labels)} if before else None,
         "plots": plots.write_all(trials, front, out, references(configs, base), _trials(before), labels),
     }
     teacher_val = report["teacher"]["val"]["weighted_f1"]
@@ -263,7 +300,14 @@ def references(configs: list[dict], base: dict) -> list[dict]:
 
 def ablations(experiment: Path) -> list[dict] | None:
     """Rows of every ``ablation*.csv`` in the experiment (``python -m studies.ablation --tag``), with the study name."""
-    frames = [pd.read_csv(p).assign(study=p.stem) for p in sorted(experiment.glob("ablation*.csv"))]
+    frames = [pd.read_csv(p).assign(study=p.stem) for p in sorted(experiment.glob("ablation*.csv"))
+              if not p.stem.endswith("_parts")]
+    return pd.concat(frames, ignore_index=True).to_dict(orient="records") if frames else None
+
+
+def ablation_parts(experiment: Path) -> list[dict] | None:
+    """Rows of every ``ablation*_parts.csv`` (studies.ablation.lexical_parts): student alone / fused."""
+    frames = [pd.read_csv(p).assign(study=p.stem[:-len("_parts")]) for p in sorted(experiment.glob("ablation*_parts.csv"))]
     return pd.concat(frames, ignore_index=True).to_dict(orient="records") if frames else None
 
 

@@ -54,7 +54,7 @@ def sample_transfer_texts(path: str | Path, size: int, seed: int, exclude: set[s
                         f"({int(clash.sum())} equal a validation or test post); ask for at most {len(pool)}")
     pick = np.sort(np.random.default_rng(seed).choice(len(pool), size, replace=False))
     chosen = pool.iloc[pick]
-    summary = {"file": str(path), "rows_usable": int(len(pool)), "excluded_eval_duplicates": int(clash.sum()),
+    summary = {"file": Path(path).name, "rows_usable": int(len(pool)), "excluded_eval_duplicates": int(clash.sum()),
                "drawn_per_source": {k: int(v) for k, v in chosen["source"].value_counts().items()}}
     log.info("real transfer text: %d of %d usable texts from %s (%d dropped: equal to a validation/test post)",
              size, len(pool), path, int(clash.sum()))

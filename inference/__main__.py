@@ -1,4 +1,5 @@
-"""``python -m inference [--model DIR] "текст" ...`` or ``--input FILE --output FILE``.
+"""``rusentiment-classify [--model DIR] "текст" ...``, ``--input FILE --output FILE``, or texts on standard
+input (one per line: ``echo "текст" | rusentiment-classify``, or ``--input -``). Also ``python -m inference``.
 
 Input files: .txt (one text per line), .csv (a ``text`` column), .jsonl (objects with ``text``).
 Output: JSON lines, one per text, with the text, label and score (all five scores with --top-k 5).
@@ -51,23 +52,36 @@ def read_texts(path: Path) -> list[str]:
     raise InputFileError(f"{path}: unknown input type {suffix!r}; use .txt, .csv or .jsonl")
 
 
+def read_stdin() -> list[str]:
+    """One text per non-empty line of standard input."""
+    return [line for line in sys.stdin.read().splitlines() if line.strip()]
+
+
+def program_name() -> str:
+    """The name the user typed: the installed script's, or ``python -m inference``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m inference" if name in ("", "__main__.py", "-c") else name
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    p = argparse.ArgumentParser(prog="python -m inference", description=__doc__,
+    p = argparse.ArgumentParser(prog=program_name(), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--model", type=Path, default=None,
                    help="exported model folder (default: the shipped student, inference/models/rusentiment-student)")
-    p.add_argument("--input", type=Path, help="file of texts (.txt, .csv with 'text', .jsonl with 'text')")
+    p.add_argument("--input", type=Path, help="file of texts (.txt, .csv with 'text', .jsonl with 'text'); "
+                   "'-' for standard input (the default when no texts are given and stdin is not a terminal)")
     p.add_argument("--output", type=Path, help="write JSON lines here (default: stdout)")
     p.add_argument("--top-k", type=int, default=None, help="return the k best labels with scores")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     try:
-        texts = list(a.texts) + (read_texts(a.input) if a.input else [])
+        from_stdin = a.input == Path("-") or (not a.texts and a.input is None and not sys.stdin.isatty())
+        texts = list(a.texts) + (read_stdin() if from_stdin else read_texts(a.input) if a.input else [])
         if not texts:
-            p.error("give texts as arguments or --input FILE")
+            p.error("give texts as arguments, --input FILE, or lines on standard input")
         clf = SentimentClassifier.load(a.model, threads=a.threads)
         results = clf(texts, top_k=a.top_k, batch_size=a.batch_size, progress=len(texts) >= 5000)
     except (ModelFolderError, InputFileError, ValueError) as e:

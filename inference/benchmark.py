@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from .classifier import LEXICAL_FILE, MODEL_FILE, TOKENIZER_FILE, SentimentClassifier
+from .expert import EXPERT_FILE
 
 
 def folder_size_mib(path: Path) -> float:
-    """What a deployment ships: the graph, the tokenizer and the lexical table if there is one."""
-    return sum((path / n).stat().st_size for n in (MODEL_FILE, TOKENIZER_FILE, LEXICAL_FILE)
+    """What a deployment ships: the graph, the tokenizer, the lexical table and the gold expert if any."""
+    return sum((path / n).stat().st_size for n in (MODEL_FILE, TOKENIZER_FILE, LEXICAL_FILE, EXPERT_FILE)
                if (path / n).is_file()) / 2**20
 
 

@@ -1,5 +1,6 @@
-"""Load an exported model folder (``model.onnx``, ``tokenizer.json``, ``config.json``, and
-``lexical.npz`` for a student with a lexical branch) and classify."""
+"""Load an exported model folder (``model.onnx``, ``tokenizer.json``, ``config.json``; ``lexical.npz``
+for a student with a KD-trained lexical branch; ``expert.npz`` for one fused with a gold-label lexical
+expert, ``inference.expert``) and classify."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .lexical import LexicalSpec, lexical_logits
+from .expert import EXPERT_FILE, GoldExpert, fuse
+from .lexical import LexicalSpec, features, lexical_logits_of
 
 log = logging.getLogger(__name__)
 MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE, LEXICAL_FILE = "model.onnx", "tokenizer.json", "config.json", "lexical.npz"
@@ -49,6 +51,8 @@ class SentimentClassifier:
         self.prefix: str = config.get("text_prefix", "")
         self.pad_id: int = int(config["pad_id"])
         self.lexical = None  # (table, scale or None, LexicalSpec) when the model has a lexical branch
+        self.expert: GoldExpert | None = None  # the gold-label lexical expert, when the folder has one
+        self.expert_weight: float = 0.0       # its fusion weight (config.json expert.weight)
 
     @classmethod
     def load(cls, path: str | Path | None = None, threads: int = 1) -> "SentimentClassifier":
@@ -95,9 +99,31 @@ class SentimentClassifier:
             if clf.lexical[0].shape != (clf.lexical[2].buckets, len(clf.labels)):
                 raise ModelFolderError(f"{path / LEXICAL_FILE}: table shape {clf.lexical[0].shape} does not match "
                                        f"{clf.lexical[2].buckets} buckets x {len(clf.labels)} labels; re-export")
+        if config.get("expert"):
+            e = config["expert"]
+            try:
+                spec = LexicalSpec(**{k: e[k] for k in ("buckets", "char_min", "char_max", "word_bigrams")})
+                clf.expert = GoldExpert.load(path / EXPERT_FILE, spec)
+                clf.expert_weight = float(e.get("weight", 0.0))
+            except (OSError, KeyError, ValueError, TypeError) as err:
+                raise ModelFolderError(f"{path / EXPERT_FILE}: the gold expert cannot be read ({err}); "
+                                       f"re-export the model folder") from err
+            if not 0.0 <= clf.expert_weight <= 1.0:
+                raise ModelFolderError(f"{path / CONFIG_FILE}: expert.weight {clf.expert_weight} is not in [0, 1]")
         return clf
 
+    @property
+    def fused(self) -> bool:
+        """Whether the answer mixes in the gold expert (a folder with one, at a weight above 0)."""
+        return self.expert is not None and self.expert_weight > 0
+
     def encode(self, texts: list[str], truncated: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if len(texts) == 1:  # batch 1 (the latency path): no batch machinery, no padding
+            e = self.tokenizer.encode(self.prefix + texts[0])
+            if truncated is not None:
+                truncated.append(bool(e.overflowing))
+            ids = np.asarray([e.ids], dtype=np.int64)
+            return ids, np.ones_like(ids)
         encs = self.tokenizer.encode_batch([self.prefix + t for t in texts])
         if truncated is not None:
             truncated.extend(bool(e.overflowing) for e in encs)
@@ -112,10 +138,23 @@ class SentimentClassifier:
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
 
+    def student_logits(self, texts: list[str], batch_size: int = 32, truncated: list | None = None) -> np.ndarray:
+        """The student's own logits (the graph, plus the KD-trained lexical branch if any), no expert."""
+        return self._scores(texts, batch_size, truncated, fused=False)
+
+    def expert_log_probs(self, texts: list[str]) -> np.ndarray | None:
+        """The gold expert's calibrated log-probabilities (None for a folder without an expert)."""
+        return None if self.expert is None else self.expert.log_probs([clean_text(t) for t in texts])
+
     def logits(self, texts: list[str], batch_size: int = 32, truncated: list | None = None,
                progress: bool = False) -> np.ndarray:
-        """Logits, ``batch_size`` texts at a time (memory stays bounded for any number of texts);
-        ``progress``: log about every 10 % of a large call."""
+        """What the model answers, ``batch_size`` texts at a time (memory stays bounded for any number
+        of texts): the student's logits, or, for a folder fused with a gold expert, the fused
+        log-probabilities ``(1 - w) log_softmax(student) + w log p_expert`` (softmax of either gives the
+        probabilities). ``progress``: log about every 10 % of a large call."""
+        return self._scores(texts, batch_size, truncated, fused=self.fused, progress=progress)
+
+    def _scores(self, texts, batch_size, truncated, fused: bool, progress: bool = False) -> np.ndarray:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out, step = [], max(batch_size, len(texts) // 10)
@@ -124,9 +163,15 @@ class SentimentClassifier:
             if progress and i and i // step != (i - batch_size) // step:
                 log.info("classified %d of %d texts", i, len(texts))
             logits = self.run(*self.encode(batch, truncated))
+            feats = None
             if self.lexical is not None:
                 table, scale, spec = self.lexical
-                logits = logits + lexical_logits(table, batch, spec, scale)
+                feats = [features(t, spec) for t in batch]
+                logits = logits + lexical_logits_of(table, feats, scale)
+            if fused:
+                same = feats is not None and self.lexical[2] == self.expert.spec  # n-grams once for both parts
+                ids = feats if same else [features(t, self.expert.spec) for t in batch]
+                logits = fuse(logits, self.expert.log_probs_of(ids), self.expert_weight)
             out.append(logits)
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 

@@ -105,9 +105,13 @@ def lexical_logits(table: np.ndarray, texts: list[str], spec: LexicalSpec,
                    scale: np.ndarray | None = None) -> np.ndarray:
     """[len(texts), classes]: the branch's contribution for each text. ``table``: [buckets, classes]
     (float, or int8 with its per-class ``scale``)."""
-    out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
-    for i, text in enumerate(texts):
-        ids = features(text, spec)
+    return lexical_logits_of(table, [features(t, spec) for t in texts], scale)
+
+
+def lexical_logits_of(table: np.ndarray, feats: list[np.ndarray], scale: np.ndarray | None = None) -> np.ndarray:
+    """``lexical_logits`` from each text's precomputed ``features``."""
+    out = np.zeros((len(feats), table.shape[1]), dtype=np.float32)
+    for i, ids in enumerate(feats):
         if len(ids):
             out[i] = table[ids].sum(0, dtype=np.float32) / np.sqrt(len(ids))
     return out if scale is None else out * scale.astype(np.float32)

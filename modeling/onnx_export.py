@@ -4,7 +4,8 @@ Used by every student trial and by the final export. The folder is what ``infere
 ``model.onnx`` (int8 unless ``quantize=False``), ``tokenizer.json``, ``config.json`` and, for a
 student with a lexical branch, ``lexical.npz`` (its table: int8 with per-class scales, or fp32 with
 ``quantize=False``; the runtime computes the hashed n-grams in numpy and adds the table's sum to
-the graph's logits).
+the graph's logits); for a student fused with a gold-label lexical expert, ``expert.npz``
+(``inference.expert``; its weight in ``config.json``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 
 from inference.atomic import atomic_directory
 from inference.classifier import CONFIG_FILE, FORMAT, LEXICAL_FILE, MODEL_FILE, TOKENIZER_FILE
+from inference.expert import EXPERT_FILE
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -142,9 +144,11 @@ def lexical_table(weight: torch.Tensor, quantize: bool) -> dict:
 
 
 def export_folder(model, tokenizer, out: Path, quantize: bool | str = True, provenance: dict | None = None,
-                  calibration=None) -> Path:
+                  calibration=None, expert=None, expert_info: dict | None = None) -> Path:
     """Write the self-contained model folder atomically (a temp dir renamed into place).
-    ``quantize``: True (int8, the search's form), False (fp32) or a key of QUANTIZATIONS."""
+    ``quantize``: True (int8, the search's form), False (fp32) or a key of QUANTIZATIONS. ``expert``: a
+    gold-label lexical expert (``inference.expert.GoldExpert``) to fuse with, written as ``expert.npz``;
+    ``expert_info``: its fusion weight and how it was chosen / fitted (``config.json`` ``expert``)."""
     out = Path(out)
     kind = {True: "int8", False: "fp32"}.get(quantize, quantize)
     with atomic_directory(out) as tmp:
@@ -154,7 +158,9 @@ def export_folder(model, tokenizer, out: Path, quantize: bool | str = True, prov
             extra.unlink()
         cfg = model.config
         tokenizer_json, prefix, hf = tokenizer.backend_tokenizer.to_str(pretty=False), cfg.text_prefix, {}
-        if getattr(model, "lexical", None) is None:  # the Hugging Face layout (modeling/hf_layout.py)
+        # the Hugging Face layout (modeling/hf_layout.py) only where the graph is the whole model: a lexical branch
+        # or a gold expert lives outside it, and Optimum would answer without them
+        if getattr(model, "lexical", None) is None and expert is None:
             from modeling.hf_layout import bake_prefix, hf_config, tokenizer_config
 
             baked = bake_prefix(tokenizer_json, prefix)
@@ -178,6 +184,9 @@ def export_folder(model, tokenizer, out: Path, quantize: bool | str = True, prov
                   "quantization": QUANTIZATIONS[kind], "quantization_form": kind,
                   "parameters": int(sum(p.numel() for p in model.parameters())),
                   "lexical": cfg.lexical,
+                  "expert": None if expert is None else {**expert.spec.to_dict(), "weight": 0.0, **(expert_info or {})},
                   "provenance": provenance or {}}
+        if expert is not None:
+            expert.save(tmp / EXPERT_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False))
     return out

@@ -51,6 +51,15 @@ def versions() -> dict:
     return out
 
 
+def portable_command(command: str | None) -> str | None:
+    """A recorded command without this machine's absolute paths: each absolute path keeps its last two
+    parts (``/home/me/data/rusentiment`` -> ``data/rusentiment``), so the experiment, its report and an
+    exported folder name no path of the machine that made them."""
+    if not command:
+        return command
+    return " ".join(str(Path(*Path(t).parts[-2:])) if t.startswith("/") else t for t in command.split(" "))
+
+
 def provenance(argv: list[str] | None = None) -> dict:
-    return {"command": " ".join(argv if argv is not None else sys.argv), "cpu": cpu_info(),
+    return {"command": portable_command(" ".join(argv if argv is not None else sys.argv)), "cpu": cpu_info(),
             "versions": versions(), "git_commit": git_commit()}

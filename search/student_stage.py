@@ -17,11 +17,9 @@ from corpus.augment import TransferSpec
 from inference.atomic import atomic_file, write_json
 from spaces.student import StudentConfig, StudentSpace, sample_student
 from trainables.loop import folder_bytes
-from trainables.student import StudentData, student_config, train_student
+from trainables.student import OBJECTIVES, StudentData, student_config, train_student
 
 log = logging.getLogger(__name__)
-# latency end to end (tokenisation + lexical n-grams + model), what a user of the folder waits for
-OBJECTIVES = {"int8_val_weighted_f1": "max", "e2e_ms_p50": "min", "size_mib": "min"}
 ASHA_METRIC = "val_weighted_f1"
 TUNER_DIR = "student_trials"
 REDUCTION_FACTOR = 3  # ASHA's: rungs at rounds G, 3G, 9G, ... (G: grace_rounds); int8 is exported and validated there (ptq_rungs)
@@ -47,6 +45,8 @@ class StudentStageConfig:
     token_kd: tuple[float, ...] = (0.0,)
     inits: tuple[str, ...] = StudentSpace.inits
     lexical_buckets: tuple[int, ...] = (0,)
+    expert_buckets: tuple[int, ...] = (0,)     # gold-expert sizes the space offers (0 = no expert)
+    expert_model: str = "svm"                  # the experts' linear model (modeling.expert.ExpertConfig.model)
     min_epochs: int = 2
     teacher_shape: tuple[int, int, int, int] | None = None  # (layers, hidden, heads, ffn); read from the teacher
     enqueue: tuple[dict, ...] = ()  # space points Optuna runs first (spaces.student.parse_point)
@@ -63,7 +63,8 @@ class StudentStageConfig:
                             max_epochs=self.max_epochs, min_epochs=min(self.min_epochs, self.max_epochs), transfers=choices,
                             feature_kd=tuple(self.feature_kd), hidden_kd=tuple(self.hidden_kd), token_kd=tuple(self.token_kd),
                             inits=tuple(self.inits),
-                            lexical_buckets=tuple(self.lexical_buckets), teacher_shape=self.teacher_shape)
+                            lexical_buckets=tuple(self.lexical_buckets), expert_buckets=tuple(self.expert_buckets),
+                            teacher_shape=self.teacher_shape)
 
 
 def teacher_shape(experiment: Path) -> tuple[int, int, int, int]:
@@ -93,7 +94,27 @@ def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> Stud
     if data.lexical:
         log.info("lexical features of %d pool texts for %s buckets: %.0f s", len(data.train_texts) + sum(
             len(t[0]) for t in data.transfer.values()), "/".join(map(str, data.lexical)), time.time() - t0)
+    data.experts = fit_experts(splits, cfg, experiment)
     return data
+
+
+def fit_experts(splits: Splits, cfg: StudentStageConfig, experiment: Path) -> dict:
+    """The gold-label lexical experts the space offers, fitted once for the search on the training
+    posts' gold labels: buckets -> (GoldExpert, its validation log-probabilities, fit record); each
+    record also goes to ``<experiment>/expert_<buckets>.json``."""
+    from modeling.expert import ExpertConfig, fit_expert
+    from modeling.metrics import classification_metrics
+
+    experts = {}
+    for buckets in sorted({b for b in cfg.expert_buckets if b}):
+        expert, record = fit_expert(splits.train.text.tolist(), splits.train.label.to_numpy(),
+                                    ExpertConfig(buckets=buckets, model=cfg.expert_model, seed=cfg.seed))
+        val = expert.log_probs(splits.val.text.tolist())
+        record.update({f"alone_{k}": v for k, v in
+                       classification_metrics(splits.val.label.to_numpy(), val.argmax(1), "val_").items()})
+        write_json(experiment / f"expert_{buckets}.json", record)
+        experts[buckets] = (expert, val, record)
+    return experts
 
 
 STUDY_NAME, STUDY_FILE = "students", "optuna.db"
@@ -119,6 +140,37 @@ def name_objectives(experiment: Path) -> None:
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{(experiment / STUDY_FILE).resolve()}")
     study.set_metric_names(list(OBJECTIVES))
+
+
+def trial_progress(total: int, rounds_per_epoch: int):
+    """A Ray Tune callback that logs one line each time a trial ends: trials done of ``total`` (completed,
+    stopped by ASHA, failed), the stage's elapsed time and a rough estimate of what is left (elapsed per
+    trial done so far, times the trials to go), on top of Ray's tables."""
+    from ray import tune
+
+    class TrialProgress(tune.Callback):
+        def setup(self, **info):
+            self.start = time.monotonic()
+
+        def _line(self, trials, trial, how):
+            # the trial that just ended has not got its final status yet
+            done = [t for t in trials if t.status in ("TERMINATED", "ERROR") and t is not trial] + [trial]
+            failed = sum(t.status == "ERROR" for t in done if t is not trial) + (how == "failed")
+            stopped = sum(t.last_result.get("round", 0) < t.config.get("epochs", 0) * rounds_per_epoch for t in done
+                          if t.last_result and not (t.status == "ERROR" or (t is trial and how == "failed")))
+            elapsed = time.monotonic() - self.start
+            left = elapsed / len(done) * max(0, total - len(done)) if done else float("nan")
+            log.info("student search: %d/%d trials done (%d stopped early by ASHA, %d failed; %s %s), "
+                     "%.0f min elapsed, about %.0f min left", len(done), total, stopped,
+                     failed, trial.trial_id, how, elapsed / 60, left / 60)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._line(trials, trial, "ended")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._line(trials, trial, "failed")
+
+    return TrialProgress()
 
 
 def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
@@ -149,13 +201,15 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
         run_config=tune.RunConfig(
             name=TUNER_DIR, storage_path=str(experiment.resolve()),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=1), verbose=1),
+            failure_config=tune.FailureConfig(max_failures=1), verbose=1,
+            callbacks=[trial_progress(cfg.trials, cfg.student.evals_per_epoch)]),
     )
 
 
 CONFIG_COLUMNS = [f.name for f in fields(StudentConfig)]  # every trial's full student, sampled or shared
 METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
-                  "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "int8_round", "latency_ms_p50",
+                  "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "int8_round",
+                  "student_val_weighted_f1", "int8_student_val_weighted_f1", "expert_weight", "fp32_expert_weight", "latency_ms_p50",
                   "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread", "tokenize_ms_p50",
                   "throughput_b32_per_s", "size_mib", "params", "vocab_size",
                   "fp32_latency_ms_p50", "fp32_latency_ms_p95", "fp32_e2e_ms_p50", "fp32_e2e_ms_p95", "fp32_size_mib",
@@ -240,7 +294,9 @@ def evaluate_on_test(front: pd.DataFrame, splits: Splits, experiment: Path,
 def evaluate_folder(folder: Path, tests: dict[str, pd.DataFrame]) -> tuple[dict, dict[str, np.ndarray]]:
     """An exported folder, run by the torch-free runtime on each ``label,text`` frame of ``tests``:
     ``<name>_`` accuracy / weighted F1 / macro F1 and a bootstrap 95 % interval of weighted F1, and
-    the predictions."""
+    the predictions. For a folder fused with a gold expert, also the student alone (``<name>_student_``,
+    predictions ``<name>_student``) and the expert alone (``<name>_expert_``, ``<name>_expert``): the
+    same trained student with and without the expert, for paired comparisons."""
     from inference import SentimentClassifier
     from modeling import classification_metrics
     from modeling.metrics import bootstrap_interval
@@ -249,9 +305,15 @@ def evaluate_folder(folder: Path, tests: dict[str, pd.DataFrame]) -> tuple[dict,
     figures, preds = {}, {}
     for name, df in tests.items():
         y = df.label.to_numpy()
-        preds[name] = pred = clf.logits(df.text.tolist(), 64).argmax(1)
+        texts = df.text.tolist()
+        preds[name] = pred = clf.logits(texts, 64).argmax(1)
         figures.update(classification_metrics(y, pred, f"{name}_"))
         figures[f"{name}_wf1_low"], figures[f"{name}_wf1_high"] = bootstrap_interval(y, pred)
+        if clf.fused:
+            preds[f"{name}_student"] = clf.student_logits(texts, 64).argmax(1)
+            preds[f"{name}_expert"] = clf.expert_log_probs(texts).argmax(1)
+            for part in ("student", "expert"):
+                figures.update(classification_metrics(y, preds[f"{name}_{part}"], f"{name}_{part}_"))
     return figures, preds
 
 

@@ -62,6 +62,8 @@ class StudentConfig:
     transfer_ratio: float = 1.0  # transfer posts drawn per epoch, as a multiple of the labelled posts
     lexical_buckets: int = 0   # hashed n-gram buckets of the lexical branch (0 = no branch)
     lexical_lr: float = 5e-3   # learning rate of the lexical branch's table
+    expert_buckets: int = 0    # the gold-label lexical expert fused with the student (its hashed buckets; 0 = none):
+                               # fitted once per search on the labelled posts, weight chosen on validation per trial
     feature_kd: float = 0.0    # weight of the pooled-feature (cosine) distillation term
     hidden_kd: float = 0.0     # weight of the mapped-layer hidden-state (cosine) distillation term
     token_kd: float = 0.0      # weight of token-level hidden-state distillation (teacher run alongside)
@@ -96,6 +98,8 @@ class StudentConfig:
             raise ValueError(f"ptq_grace must be >= 1 (ASHA's grace period in rounds), got {self.ptq_grace}")
         if self.transfer_ratio < 0:
             raise ValueError(f"transfer_ratio must be >= 0, got {self.transfer_ratio}")
+        if self.expert_buckets < 0 or self.expert_buckets == 1:
+            raise ValueError(f"expert_buckets must be 0 (no expert) or >= 2, got {self.expert_buckets}")
         if self.lexical_buckets < 0 or self.lexical_buckets == 1:
             raise ValueError(f"lexical_buckets must be 0 (off) or >= 2, got {self.lexical_buckets}")
         if not 0 <= self.kd_alpha <= 1:
@@ -118,6 +122,7 @@ class StudentSpace:
     token_kd: tuple[float, ...] = (0.0,)       # weights of token-level hidden-state distillation
     inits: tuple[str, ...] = INITS             # initialisations to choose from
     lexical_buckets: tuple[int, ...] = (0,)    # lexical-branch sizes to choose from (0 = no branch)
+    expert_buckets: tuple[int, ...] = (0,)     # gold-expert sizes to choose from (0 = no expert)
     min_epochs: int = 2
     # (layers, hidden, heads, ffn) of the teacher that "pruned" students are cut from; None: not known yet
     teacher_shape: tuple[int, int, int, int] | None = None
@@ -134,9 +139,13 @@ class StudentSpace:
         bad = [i for i in self.inits if i not in INITS]
         if bad:
             raise ValueError(f"inits {bad} are not known; choose from {', '.join(INITS)}")
-        bad = [b for b in self.lexical_buckets if b < 0 or b == 1]
-        if bad:
-            raise ValueError(f"lexical bucket counts {bad}: use 0 (no branch) or >= 2")
+        for flag, counts, none in (("--lexical-buckets", self.lexical_buckets, "no branch"),
+                                   ("--expert-buckets", self.expert_buckets, "no expert")):
+            bad = [b for b in counts if b < 0 or b == 1]
+            if bad:
+                raise ValueError(f"{flag} {bad}: bucket counts use 0 ({none}) or >= 2")
+        if not self.expert_buckets:
+            raise ValueError("expert_buckets needs at least one choice (0 = no expert)")
         if not 1 <= self.min_epochs <= self.max_epochs:
             raise ValueError(f"epochs: need 1 <= min ({self.min_epochs}) <= max ({self.max_epochs})")
         if "pruned" in self.inits and self.teacher_shape is not None:
@@ -152,16 +161,28 @@ class StudentSpace:
 
     def check_point(self, point: dict) -> None:
         """A point to enqueue (``parse_point``) must lie inside this space."""
-        allowed = {"layers": range(self.min_layers, self.max_layers + 1), "hidden": self.hiddens, "init": self.inits,
-                   "ffn_ratio": FFN_RATIOS, "vocab": VOCABS, "epochs": range(self.min_epochs, self.max_epochs + 1),
-                   "transfer": self.transfers, "feature_kd": self.feature_kd, "hidden_kd": self.hidden_kd,
-                   "token_kd": self.token_kd,
-                   "lexical_buckets": self.lexical_buckets}
         for key, value in point.items():
-            if key in allowed and value not in allowed[key]:
-                raise ValueError(f"--enqueue {key}={value}: not in the space ({key} from {list(allowed[key])})")
-            if key.startswith("heads_for_") and value not in HEADS_FOR_HIDDEN.get(int(key[10:]), ()):
-                raise ValueError(f"--enqueue {key}={value}: not in the space")
+            if not self._allows(key, value):
+                allowed = self._allowed().get(key, HEADS_FOR_HIDDEN.get(int(key[10:]), ()) if key.startswith("heads_for_")
+                                              else ())
+                raise ValueError(f"--enqueue {key}={value}: not in the space ({key} from {list(allowed)})")
+
+    def restrict(self, point: dict) -> dict:
+        """``point`` without the settings this space does not offer (a default point, not a user's)."""
+        return {k: v for k, v in point.items() if self._allows(k, v)}
+
+    def _allows(self, key: str, value) -> bool:
+        if key.startswith("heads_for_"):
+            return value in HEADS_FOR_HIDDEN.get(int(key[10:]), ())
+        allowed = self._allowed()
+        return key not in allowed or value in allowed[key]
+
+    def _allowed(self) -> dict:
+        return {"layers": range(self.min_layers, self.max_layers + 1), "hidden": self.hiddens, "init": self.inits,
+                "ffn_ratio": FFN_RATIOS, "vocab": VOCABS, "epochs": range(self.min_epochs, self.max_epochs + 1),
+                "transfer": self.transfers, "feature_kd": self.feature_kd, "hidden_kd": self.hidden_kd,
+                "token_kd": self.token_kd, "lexical_buckets": self.lexical_buckets,
+                "expert_buckets": self.expert_buckets}
 
     def pruned_shape(self, hidden: int, ffn: int) -> tuple[int, int]:
         """(heads, ffn) of a student of width ``hidden`` cut from the teacher: the teacher's head size
@@ -200,6 +221,10 @@ def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
         trial.suggest_categorical("lexical_buckets", space.lexical_buckets)
     else:
         constants["lexical_buckets"] = space.lexical_buckets[0]
+    if len(space.expert_buckets) > 1:
+        trial.suggest_categorical("expert_buckets", space.expert_buckets)
+    else:
+        constants["expert_buckets"] = space.expert_buckets[0]
     if len(space.transfers) == 1:
         constants["transfer"] = space.transfers[0]
     if len(space.feature_kd) == 1:
@@ -212,7 +237,7 @@ def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
 
 
 SPACE_PARAMS = ("layers", "hidden", "init", "ffn_ratio", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs",
-                "transfer", "feature_kd", "hidden_kd", "token_kd", "lexical_buckets")
+                "transfer", "feature_kd", "hidden_kd", "token_kd", "lexical_buckets", "expert_buckets")
 
 
 def parse_point(text: str) -> dict:
@@ -234,12 +259,13 @@ def parse_point(text: str) -> dict:
 
 
 def estimated_size_mib(cfg: StudentConfig, vocab: int) -> float:
-    """Shipped size of an int8 student (graph + tokenizer + lexical table), estimated from its shape:
-    1 byte per weight, ~60 bytes of ``tokenizer.json`` per piece, 5 bytes per lexical bucket (int8
-    per class); calibrated on exported folders within ~5 %."""
+    """Shipped size of an int8 student (graph + tokenizer + lexical table + gold expert), estimated from
+    its shape: 1 byte per weight, ~60 bytes of ``tokenizer.json`` per piece, 5 bytes per lexical bucket
+    (int8 per class), 7 per expert bucket (int8 per class + float16 idf); calibrated on exported folders
+    within ~5 %."""
     h, f = cfg.hidden, cfg.ffn
     weights = vocab * h + cfg.max_length * h + cfg.layers * (4 * h * h + 2 * h * f)
-    return (weights + 60 * vocab + 5 * cfg.lexical_buckets + 200_000) / 2**20
+    return (weights + 60 * vocab + 5 * cfg.lexical_buckets + 7 * cfg.expert_buckets + 200_000) / 2**20
 
 
 def fit_vocab(cfg: StudentConfig, seen_pieces: int) -> int:

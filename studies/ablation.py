@@ -24,10 +24,12 @@ if __package__ in (None, ""):
 
 log = logging.getLogger("studies.ablation")
 # the fixed student of the knowledge-students ablation: 4 of the teacher's 12 layers, 256 of 384 channels
-DEFAULT_BASE = "layers=4,hidden=256,heads=8,ffn=512,vocab=8000,epochs=3,lr=3e-4,kd_alpha=0.7,kd_temperature=2"
-DEFAULT_ROWS = ("random-layers:init=teacher,lr=1e-3", "pruned:init=pruned", "pruned+tang:init=pruned,transfer=tang",
-                "pruned+real:init=pruned,transfer=real", "pruned+lexical:init=pruned,lexical_buckets=65536",
-                "pruned+real+lexical:init=pruned,transfer=real,lexical_buckets=65536")
+DEFAULT_BASE = ("layers=4,hidden=256,heads=8,ffn=512,vocab=8000,epochs=3,lr=3e-4,kd_alpha=0.7,kd_temperature=2,"
+                "transfer_ratio=0.5")
+# the lexical parts (issue 22): no lexical part / the KD-trained branch / the gold expert / both, from two trained
+# students (each row with the expert reports the student alone and fused: lexical_parts)
+DEFAULT_ROWS = ("real:init=pruned,transfer=real,expert_buckets=131072",
+                "real+kd-lexical:init=pruned,transfer=real,lexical_buckets=65536,expert_buckets=131072")
 
 
 @dataclass
@@ -36,7 +38,7 @@ class AblationConfig:
     data_dir: str | None = None
     base: str = DEFAULT_BASE
     rows: tuple[str, ...] = DEFAULT_ROWS
-    transfer: tuple[str, ...] = ("real:60000", "tang:26000")
+    transfer: tuple[str, ...] = ("real:40000", "tang:26000")
     transfer_texts: str | None = None   # default: <data dir>/../transfer/transfer_texts.csv
     ood_test: str | None = None         # default: <data dir>/../rusentitweet/rusentitweet_test.csv
     cpus_per_trial: int = 1
@@ -148,6 +150,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs,
                                student=shared,
                                hidden_kd=tuple({r.get("hidden_kd", 0.0) for r in rows.values()}),
+                               expert_buckets=tuple({r.get("expert_buckets", 0) for r in rows.values()}),
                                inits=tuple({r.get("init", "teacher") for r in rows.values()}))
     student_data = make_data(splits, experiment, stage)
     start_benchmark_slot()
@@ -189,10 +192,54 @@ def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, 
         df[f"{name}_delta_high"] = [d.get("high") for d in diffs]
     df["delta_int8_val_weighted_f1"] = pd.to_numeric(df.int8_val_weighted_f1) - pd.to_numeric(first.int8_val_weighted_f1)
     write_csv_atomic(df, experiment / f"{cfg.tag}.csv")
+    parts = lexical_parts(df, experiment, splits, extra)
+    if parts is not None:
+        write_csv_atomic(parts, experiment / f"{cfg.tag}_parts.csv")
     out = {"config": asdict(cfg), "rows_resolved": rows,
+           "parts": None if parts is None else parts.to_dict(orient="records"),
            "wall_time_s": round(time.time() - t0, 1), "rows": df.to_dict(orient="records")}
     write_json(experiment / f"{cfg.tag}.json", out)
     return out
+
+
+def lexical_parts(df, experiment: Path, splits, extra: dict):
+    """With the gold expert, one trained student gives two rows: the student alone and the student
+    fused with the expert (the expert is fitted apart and changes no training step, so the pair is the
+    same student with and without it). Every (row, part) gets test / out-of-domain weighted F1 with a
+    bootstrap interval and the paired difference to the first row's student alone; None when no row
+    has an expert."""
+    import numpy as np
+    import pandas as pd
+
+    from modeling import classification_metrics
+    from modeling.metrics import bootstrap_interval, paired_bootstrap
+
+    if "expert_buckets" not in df or not (pd.to_numeric(df.expert_buckets).fillna(0) > 0).any():
+        return None
+    pred_dir = experiment / "predictions"
+    entries = []
+    for _, r in df.iterrows():
+        has = (pred_dir / f"{r.trial_id}_test_student.npy").is_file() if splits.has_test else False
+        entries.append((f"{r.row}", "student alone", r.trial_id, "_student" if has else ""))
+        if has:
+            entries.append((f"{r.row}", "fused with the gold expert", r.trial_id, ""))
+    out = []
+    for row, part, trial, suffix in entries:
+        rec = {"row": row, "part": part, "trial_id": trial}
+        for name in (("test",) if splits.has_test else ()) + tuple(extra):
+            y = (splits.test if name == "test" else extra[name]).label.to_numpy()
+            f = pred_dir / f"{trial}_{name}{suffix}.npy"
+            if not f.is_file():
+                continue
+            pred = np.load(f)
+            ref_row, _, ref_trial, ref_suffix = entries[0]
+            ref = np.load(pred_dir / f"{ref_trial}_{name}{ref_suffix}.npy")
+            rec[f"{name}_weighted_f1"] = classification_metrics(y, pred)["weighted_f1"]
+            rec[f"{name}_wf1_low"], rec[f"{name}_wf1_high"] = bootstrap_interval(y, pred)
+            d = paired_bootstrap(y, pred, ref)
+            rec.update({f"{name}_delta_wf1": d["diff"], f"{name}_delta_low": d["low"], f"{name}_delta_high": d["high"]})
+        out.append(rec)
+    return pd.DataFrame(out)
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,7 @@ teacher's embeddings projected (``"teacher"``) or at random; it may carry a lexi
 every quarter epoch (a "round") it reports fp32 validation metrics (ASHA's) and int8 ones: the int8
 export and validation run at ASHA's rungs and the last round (``ptq_rungs``; every round when 0), so
 a trial stopped at a rung or finished ends with its own int8 result; latency and size depend only on
-the architecture and are measured once, after the first round, by the serialised benchmark actor.
+the architecture and are measured once, at the first int8 export, by the serialised benchmark actor.
 """
 from __future__ import annotations
 
@@ -37,6 +37,12 @@ from .loop import (autocast_context, collate, length_batches, linear_warmup_deca
                    write_folder)
 
 log = logging.getLogger(__name__)
+# what a finished trial is judged on (the search's objectives): int8 validation wF1 of the fused model,
+# latency end to end (tokenisation + lexical n-grams + model), what a user of the folder waits for, and size.
+# Every round reports the three keys (Ray Tune checks each result for the searcher's metrics); before the
+# first rung there is no int8 model yet and they are NaN. A multi-objective OptunaSearch reads only the
+# trial's last result, which is always a rung or the last round, so it never sees the NaN.
+OBJECTIVES = {"int8_val_weighted_f1": "max", "e2e_ms_p50": "min", "size_mib": "min"}
 
 
 @dataclass
@@ -55,6 +61,8 @@ class StudentData:
     importance: dict | None = None  # the teacher's activation statistics (modeling.prune.importance), for "pruned"
     lexical: dict = field(default_factory=dict)  # lexical buckets -> block ("train" or a transfer recipe) ->
     # batch_features of its texts: computed once for the search (lexical_features), not in every trial
+    experts: dict = field(default_factory=dict)  # expert buckets -> (GoldExpert, its validation log-probs, fit record):
+    # the gold-label lexical experts, fitted once for the search (search.student_stage.fit_experts)
 
     def lexical_features(self, buckets: tuple[int, ...]) -> None:
         """Compute, once, the lexical branch's features of every block for each bucket count."""
@@ -326,8 +334,8 @@ class FolderReporter:
             shutil.copytree(folder, tmp, dirs_exist_ok=True)
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics, default=str) + "\n")
-        log.info("round %s: val wF1 %.4f, int8 %.4f", metrics["round"], metrics["val_weighted_f1"],
-                 metrics["int8_val_weighted_f1"])
+        log.info("round %s: val wF1 %.4f, int8 %s", metrics["round"], metrics["val_weighted_f1"],
+                 "not yet (no rung)" if np.isnan(metrics["int8_val_weighted_f1"]) else f"{metrics['int8_val_weighted_f1']:.4f}")
 
     def benchmark(self, folder: Path, texts: list[str]) -> dict:
         from inference.benchmark import benchmark
@@ -362,6 +370,10 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
     del teacher
     pad = tokenizer.pad_token_id
     prefix = model.config.text_prefix
+    if cfg.expert_buckets and cfg.expert_buckets not in data.experts:
+        raise ValueError(f"expert_buckets={cfg.expert_buckets}: no gold expert of that size was fitted for this search "
+                         f"(fitted: {sorted(data.experts) or 'none'})")
+    expert = data.experts.get(cfg.expert_buckets) if cfg.expert_buckets else None
     texts, hard, soft, feats = data.pool(cfg.transfer)
     train = encode_texts(texts, tokenizer, cfg.max_length, prefix, cache_dir)
     val = encode_texts(data.val_texts, tokenizer, cfg.max_length, prefix, cache_dir)
@@ -444,19 +456,24 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
         start_round += 1
         train_s = time.time() - t0
         with tempfile.TemporaryDirectory() as d:  # becomes the round's checkpoint
-            metrics, fp32 = validate_fp32(model, val, pad, data)
+            metrics, fp32 = validate_fp32(model, val, pad, data, expert)
             t1 = time.time()
             folder = Path(d) / "model"
-            if last_int8 is None or int8_due(start_round, n_rounds, cfg.ptq_rungs, cfg.ptq_grace):  # (a resumed trial: None)
-                export_onnx(model, tokenizer, cfg, folder)
-                last_int8 = {"metrics": {**validate_int8(folder, data, cfg, fp32), "int8_round": start_round},
+            if int8_due(start_round, n_rounds, cfg.ptq_rungs, cfg.ptq_grace):
+                export_onnx(model, tokenizer, cfg, folder, expert=expert)
+                last_int8 = {"metrics": {**validate_int8(folder, data, cfg, fp32, expert), "int8_round": start_round},
                              "folder": Path(int8_keep.name) / "model"}
                 shutil.rmtree(last_int8["folder"], ignore_errors=True)
                 shutil.copytree(folder, last_int8["folder"])
-            else:  # between rungs: the last int8 model and figures stand (ASHA decides on fp32 validation)
+            elif last_int8 is not None:  # between rungs: the last int8 model and figures stand (ASHA decides on fp32)
                 shutil.copytree(last_int8["folder"], folder)
-            metrics.update(last_int8["metrics"], ptq_eval_s=time.time() - t1)
-            bench = bench or measure(folder, data, reporter, fp32=lambda out: export_onnx(model, tokenizer, cfg, out, "fp32"))
+            # before the first rung (grace > 1, or a resumed trial) there is no int8 model yet: none is exported,
+            # validated or benchmarked for a round no scheduler decision reads
+            metrics.update(last_int8["metrics"] if last_int8 else unmeasured(data, expert), ptq_eval_s=time.time() - t1)
+            if last_int8 is not None:
+                weight = last_int8["metrics"].get("expert_weight", 0.0)
+                bench = bench or measure(folder, data, reporter, fp32=lambda out: export_onnx(
+                    model, tokenizer, cfg, out, "fp32", expert, weight))
             metrics.update(bench, round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
                            train_pool=len(train), epoch_posts=n_labelled + draws, node_id=reporter.node_id,
                            device=device.type, vocab_size=len(tokenizer), train_loss=float(np.mean(losses)),
@@ -491,27 +508,74 @@ BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p
               "size_mib", "bench_s")
 
 
-def validate_fp32(model, val, pad, data: StudentData) -> tuple[dict, np.ndarray]:
-    """fp32 validation metrics (ASHA's) and the predictions, on the model's device."""
-    fp32 = predict_logits(model, val, pad, bf16="off", texts=data.val_texts).argmax(1)
-    return classification_metrics(data.val_labels, fp32, prefix="val_"), fp32
+def unmeasured(data: StudentData, expert=None) -> dict:
+    """NaN for every key a round with an int8 model reports (int8 metrics, benchmark), for the rounds before
+    the first rung: every round of a trial reports the same keys. Ray's CSV logger fixes ``progress.csv``'s
+    columns from a trial's first result (later keys are dropped, and a resumed trial appends rows of another
+    width), and its strict metric check wants the searcher's OBJECTIVES in every result."""
+    blank = np.zeros((len(data.val_labels), data.train_logits.shape[1]), dtype=np.float32)
+    metrics, _ = fused_metrics(blank, data, expert, "int8_")
+    if expert is not None:
+        metrics["expert_weight"] = metrics.pop("int8_expert_weight")
+    keys = [*metrics, "int8_fp32_agreement", "int8_round", *BENCH_KEYS, *(f"fp32_{k}" for k in FP32_BENCH_KEYS)]
+    assert set(OBJECTIVES) <= set(keys)
+    return dict.fromkeys(keys, float("nan"))
 
 
-def export_onnx(model, tokenizer, cfg: StudentConfig, out: Path, form: str = "int8") -> Path:
+def fused_metrics(student_logits: np.ndarray, data: StudentData, expert, prefix: str) -> tuple[dict, np.ndarray]:
+    """Validation metrics of the student alone (``<prefix>student_*``) and, with a gold expert, of the
+    fused model at the weight chosen on validation (``modeling.expert.choose_weight``, rule "nll"):
+    ``<prefix>*`` are the figures of what the folder answers (fused when there is an expert) and
+    ``<prefix>expert_weight`` its weight. Returns (metrics, the student's own predictions)."""
+    from modeling.expert import choose_weight
+    from inference.expert import fuse
+
+    own = student_logits.argmax(1)
+    alone = classification_metrics(data.val_labels, own, prefix=f"{prefix}val_")
+    out = {f"{prefix}student_{k[len(prefix):]}": v for k, v in alone.items()}
+    if expert is None:
+        return {**out, **alone}, own
+    gold, val_log_probs, _ = expert
+    weight, _ = choose_weight(student_logits, val_log_probs, data.val_labels, "nll")
+    fused = fuse(student_logits, val_log_probs, weight).argmax(1)
+    return {**out, **classification_metrics(data.val_labels, fused, prefix=f"{prefix}val_"),
+            f"{prefix}expert_weight": weight}, own
+
+
+def validate_fp32(model, val, pad, data: StudentData, expert=None) -> tuple[dict, np.ndarray]:
+    """fp32 validation metrics (ASHA's: the fused model's when the trial has a gold expert) and the
+    student's own predictions, on the model's device."""
+    logits = predict_logits(model, val, pad, bf16="off", texts=data.val_texts)
+    metrics, own = fused_metrics(logits, data, expert, "")
+    if "expert_weight" in metrics:  # the folder's weight is the one chosen on int8 logits (validate_int8)
+        metrics["fp32_expert_weight"] = metrics.pop("expert_weight")
+    return metrics, own
+
+
+def export_onnx(model, tokenizer, cfg: StudentConfig, out: Path, form: str = "int8", expert=None,
+                weight: float = 0.0) -> Path:
     """The one export path (ONNX -> fusions -> ``form``: dynamic int8, or fp32 for the benchmark of
-    that form), from a CPU copy of a GPU model; the folder records the trial's StudentConfig."""
+    that form), from a CPU copy of a GPU model; the folder records the trial's StudentConfig and, with
+    ``expert`` ((GoldExpert, val log-probs, fit record)), carries the gold expert at ``weight``."""
     model = copy.deepcopy(model).cpu() if next(model.parameters()).is_cuda else model
-    return export_folder(model, tokenizer, out, quantize=form, provenance={"student": asdict(cfg)})
+    gold, info = (None, None) if expert is None else (expert[0], {"weight": weight, "fit": expert[2]})
+    return export_folder(model, tokenizer, out, quantize=form, provenance={"student": asdict(cfg)},
+                         expert=gold, expert_info=info)
 
 
-def validate_int8(folder: Path, data: StudentData, cfg: StudentConfig, fp32: np.ndarray) -> dict:
-    """int8 validation metrics of the exported folder, run by the torch-free runtime, and its
-    agreement with the fp32 predictions."""
+def validate_int8(folder: Path, data: StudentData, cfg: StudentConfig, fp32: np.ndarray, expert=None) -> dict:
+    """int8 validation metrics of the exported folder, run by the torch-free runtime (the fused
+    model's, with the weight chosen on these int8 logits written into the folder's config.json), and
+    the agreement of the student's own int8 and fp32 predictions."""
     from inference import SentimentClassifier
+    from modeling.expert import set_weight
 
-    int8 = SentimentClassifier.load(folder, threads=cfg.threads).logits(data.val_texts, 64).argmax(1)
-    return {**classification_metrics(data.val_labels, int8, prefix="int8_val_"),
-            "int8_fp32_agreement": float((int8 == fp32).mean())}
+    logits = SentimentClassifier.load(folder, threads=cfg.threads).student_logits(data.val_texts, 64)
+    metrics, own = fused_metrics(logits, data, expert, "int8_")
+    if expert is not None:
+        set_weight(folder, metrics["int8_expert_weight"])
+        metrics["expert_weight"] = metrics.pop("int8_expert_weight")
+    return {**metrics, "int8_fp32_agreement": float((own == fp32).mean())}
 
 
 def measure(folder: Path, data: StudentData, reporter, fp32=None) -> dict:

@@ -1,0 +1,113 @@
+"""The gold-label lexical expert: the torch-free half (numpy only).
+
+A linear model over hashed character and word n-grams (``inference.lexical.features``), fitted on
+the *gold labels* of the training posts (``modeling.expert``), not on the teacher's outputs: it
+carries what the teacher misses. Features are tf-idf weighted like scikit-learn's
+``TfidfVectorizer(sublinear_tf=True)``: ``(1 + ln tf) * idf[bucket]``, then L2-normalised per text.
+The class scores ``x @ table + bias`` go through a calibration map fitted on cross-fitted
+(out-of-fold) scores of the training posts, so its log-probabilities are on the same footing as a
+student's. A model folder with an expert fuses the two::
+
+    log p(c | text) = (1 - w) * log_softmax(student logits) + w * log p_expert(c | text)
+
+with ``w`` (``config.json`` ``expert.weight``) chosen on validation for each trial.
+
+Stored in ``expert.npz``: ``table`` (int8, [buckets, classes]) with per-class ``scale``, ``idf``
+(float16, [buckets]), ``bias``, ``calib`` ([classes, classes]) and ``calib_bias``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .lexical import LexicalSpec, features
+
+EXPERT_FILE = "expert.npz"
+ARRAYS = ("table", "scale", "idf", "bias", "calib", "calib_bias")
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def tfidf_row(ids: np.ndarray, idf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique bucket ids, L2-normalised sublinear tf-idf values) of one text's n-gram ids."""
+    if not len(ids):
+        return ids, np.zeros(0, np.float32)
+    u, tf = np.unique(ids, return_counts=True)
+    x = (1.0 + np.log(tf)).astype(np.float32) * idf[u].astype(np.float32)
+    n = float(np.sqrt((x * x).sum()))
+    return u, x / n if n > 0 else x
+
+
+@dataclass
+class GoldExpert:
+    spec: LexicalSpec
+    table: np.ndarray        # [buckets, classes] int8 (with ``scale``) or float32
+    scale: np.ndarray | None  # [classes] per-class scale of an int8 table
+    idf: np.ndarray          # [buckets]
+    bias: np.ndarray         # [classes]
+    calib: np.ndarray        # [classes, classes]: calibrated logits = scores @ calib + calib_bias
+    calib_bias: np.ndarray   # [classes]
+
+    def scores_of(self, ids: np.ndarray) -> np.ndarray:
+        """Raw class scores of one text from its n-gram bucket ids (``features(text, spec)``)."""
+        u, x = tfidf_row(ids, self.idf)
+        s = x @ self.table[u].astype(np.float32) if len(u) else np.zeros(self.table.shape[1], np.float32)
+        if self.scale is not None:
+            s = s * self.scale
+        return s + self.bias
+
+    def log_probs_of(self, ids_per_text: list[np.ndarray]) -> np.ndarray:
+        """[texts, classes] calibrated log-probabilities from each text's n-gram ids."""
+        if not ids_per_text:
+            return np.zeros((0, self.table.shape[1]), np.float32)
+        s = np.stack([self.scores_of(ids) for ids in ids_per_text])
+        return log_softmax(s @ self.calib + self.calib_bias).astype(np.float32)
+
+    def log_probs(self, texts: list[str]) -> np.ndarray:
+        return self.log_probs_of([features(t, self.spec) for t in texts])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"table": self.table, "idf": self.idf.astype(np.float16), "bias": self.bias.astype(np.float32),
+               "calib": self.calib.astype(np.float32), "calib_bias": self.calib_bias.astype(np.float32)}
+        if self.scale is not None:
+            out["scale"] = self.scale.astype(np.float32)
+        return out
+
+    def save(self, path: Path) -> Path:
+        """``expert.npz`` (written whole, then renamed into place)."""
+        from .atomic import atomic_file
+
+        with atomic_file(Path(path)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **self.arrays())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path, spec: LexicalSpec) -> "GoldExpert":
+        with np.load(path) as z:
+            a = {k: z[k] for k in z.files}
+        missing = [k for k in ARRAYS if k not in a and k != "scale"]
+        if missing:
+            raise KeyError(f"arrays {missing} missing")
+        expert = cls(spec=spec, table=a["table"], scale=a.get("scale"), idf=a["idf"].astype(np.float32),
+                     bias=a["bias"], calib=a["calib"], calib_bias=a["calib_bias"])
+        if expert.table.shape[0] != spec.buckets or expert.idf.shape != (spec.buckets,):
+            raise ValueError(f"table {expert.table.shape} / idf {expert.idf.shape} do not match {spec.buckets} buckets")
+        return expert
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays().values())
+
+
+def fuse(student_logits: np.ndarray, expert_log_probs: np.ndarray | None, weight: float) -> np.ndarray:
+    """The fused model's log-probabilities: ``(1 - w) * log_softmax(student) + w * expert``; with no
+    expert (or ``w == 0``) the student's log-probabilities alone."""
+    s = log_softmax(np.asarray(student_logits, np.float32))
+    if expert_log_probs is None or weight == 0:
+        return s
+    return (1.0 - weight) * s + weight * np.asarray(expert_log_probs, np.float32)

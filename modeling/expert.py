@@ -1,0 +1,191 @@
+"""Fit the gold-label lexical expert (``inference.expert``) and choose its fusion weight.
+
+The expert is fitted once per search, on the labelled training posts only (hard labels, its own
+loss: a linear SVM or logistic regression, not distillation):
+
+1. hashed char 2-5 (within words) + word 1-2 n-grams (``inference.lexical.features``), sublinear
+   tf-idf with the idf of each bucket from the training posts, L2 per text;
+2. C chosen by K-fold cross-fitting on the training posts (out-of-fold weighted F1): validation
+   stays untouched for the fusion weight;
+3. a calibration map (multinomial logistic regression on the out-of-fold scores), so that the
+   expert's log-probabilities mix with a student's;
+4. the table quantized to int8 with one scale per class (what ships).
+
+``choose_weight``: the fusion weight of a student and the expert, on validation.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from inference.expert import GoldExpert, fuse
+from inference.lexical import LexicalSpec, features
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """How the gold expert is fitted (``search/run.py --expert-*``)."""
+    buckets: int = 1 << 16          # hashed n-gram buckets (char 2-5 and word 1-2 share them); 0: no expert
+    model: str = "svm"              # "svm" (LinearSVC, squared hinge) or "logreg" (multinomial logistic regression)
+    c_grid: tuple[float, ...] = (0.3, 1.0, 3.0)
+    folds: int = 5                  # cross-fitting folds (C choice and calibration)
+    seed: int = 13
+
+    def __post_init__(self):
+        if self.model not in ("svm", "logreg"):
+            raise ValueError(f"expert model must be 'svm' or 'logreg', got {self.model!r}")
+        if self.buckets < 0 or self.buckets == 1:
+            raise ValueError(f"expert buckets must be 0 (no expert) or >= 2, got {self.buckets}")
+        if self.folds < 2:
+            raise ValueError(f"expert folds must be >= 2, got {self.folds}")
+
+
+def count_matrix(texts: list[str], spec: LexicalSpec, feats: list[np.ndarray] | None = None) -> sparse.csr_matrix:
+    """[texts, buckets] n-gram counts (``feats``: precomputed ``features`` of the texts)."""
+    feats = feats if feats is not None else [features(t, spec) for t in texts]
+    indptr = np.r_[0, np.cumsum([len(f) for f in feats])]
+    ids = np.concatenate(feats) if feats else np.zeros(0, np.int64)
+    m = sparse.csr_matrix((np.ones(len(ids), np.float32), ids, indptr), shape=(len(feats), spec.buckets))
+    m.sum_duplicates()
+    return m
+
+
+def idf_of(counts: sparse.csr_matrix) -> np.ndarray:
+    """Smoothed idf per bucket, as scikit-learn's ``TfidfTransformer(smooth_idf=True)``."""
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    n = counts.shape[0]
+    return (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)
+
+
+def tfidf(counts: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
+    """Sublinear tf times idf, L2 per row: the same numbers as ``inference.expert.tfidf_row``."""
+    x = counts.copy().astype(np.float32)
+    x.data = (1.0 + np.log(x.data)) * idf[x.indices]
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())
+    norms[norms == 0] = 1.0
+    return sparse.csr_matrix(sparse.diags(1.0 / norms) @ x)
+
+
+def _linear(model: str, c: float, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    if model == "svm":
+        return LinearSVC(C=c, random_state=seed)
+    return LogisticRegression(C=c * 10, max_iter=2000)
+
+
+def _scores(clf, x) -> np.ndarray:
+    s = clf.decision_function(x)
+    return s if s.ndim == 2 else np.stack([-s, s], 1)  # two classes: one score -> two columns
+
+
+def oof_scores(x, y: np.ndarray, model: str, c: float, folds: int, seed: int) -> np.ndarray:
+    """Out-of-fold class scores of every training row (stratified K folds)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    out = np.zeros((x.shape[0], len(np.unique(y))), np.float32)
+    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
+        out[held] = _scores(_linear(model, c, seed).fit(x[fit_rows], y[fit_rows]), x[held])
+    return out
+
+
+def quantize_table(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per class (column): (table, scale)."""
+    scale = np.maximum(np.abs(w).max(0), 1e-12) / 127.0
+    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
+
+
+def fit_expert(texts: list[str], labels: np.ndarray, cfg: ExpertConfig = ExpertConfig(),
+               feats: list[np.ndarray] | None = None) -> tuple[GoldExpert, dict]:
+    """The expert fitted on ``texts``/``labels`` (gold, integer classes 0..K-1) and a record of how:
+    the C chosen, the cross-fitted weighted F1 of each C, fit time."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    t0 = time.time()
+    if cfg.buckets == 0:
+        raise ValueError("ExpertConfig.buckets is 0: no expert to fit")
+    spec = LexicalSpec(buckets=cfg.buckets)
+    y = np.asarray(labels)
+    n_classes = int(y.max()) + 1
+    if sorted(np.unique(y)) != list(range(n_classes)):
+        raise ValueError(f"expert labels must be 0..K-1 with every class present, got {sorted(np.unique(y))}")
+    counts = count_matrix(texts, spec, feats)
+    idf = idf_of(counts)
+    x = tfidf(counts, idf)
+    by_c = {}
+    for c in cfg.c_grid:
+        s = oof_scores(x, y, cfg.model, c, cfg.folds, cfg.seed)
+        by_c[c] = (float(f1_score(y, s.argmax(1), average="weighted")), s)
+        log.info("gold expert (%s, %d buckets): C=%g cross-fitted wF1 %.4f", cfg.model, cfg.buckets, c, by_c[c][0])
+    best = max(by_c, key=lambda c: by_c[c][0])
+    oof = by_c[best][1]
+    clf = _linear(cfg.model, best, cfg.seed).fit(x, y)
+    w = clf.coef_.T.astype(np.float32)
+    b = clf.intercept_.astype(np.float32)
+    if w.shape[1] == 1:  # two classes
+        w, b = np.concatenate([-w, w], 1), np.r_[-b, b]
+    table, scale = quantize_table(w)
+    # calibration on the out-of-fold scores: a multinomial logistic map scores -> logits
+    cal = LogisticRegression(C=100.0, max_iter=5000).fit(oof, y)
+    calib, calib_bias = cal.coef_.T.astype(np.float32), cal.intercept_.astype(np.float32)
+    if calib.shape[1] == 1:
+        calib, calib_bias = np.concatenate([-calib / 2, calib / 2], 1), np.r_[-calib_bias / 2, calib_bias / 2]
+    expert = GoldExpert(spec=spec, table=table, scale=scale, idf=idf, bias=b, calib=calib, calib_bias=calib_bias)
+    record = {"model": cfg.model, "buckets": cfg.buckets, "C": best, "folds": cfg.folds,
+              "cv_weighted_f1": {str(c): round(v[0], 4) for c, v in by_c.items()},
+              "train_posts": len(texts), "nbytes": expert.nbytes, "fit_s": round(time.time() - t0, 1)}
+    log.info("gold expert: C=%g (cross-fitted wF1 %.4f), %.2f MiB, %.0f s", best, by_c[best][0],
+             expert.nbytes / 2**20, record["fit_s"])
+    return expert, record
+
+
+WEIGHTS = tuple(np.round(np.arange(0.0, 0.95, 0.05), 2))
+
+
+def choose_weight(student_logits: np.ndarray, expert_log_probs: np.ndarray, labels: np.ndarray,
+                  rule: str = "nll", weights=WEIGHTS) -> tuple[float, dict]:
+    """The fusion weight on validation, and the fused figures at each weight. ``rule``: "nll" (the
+    weight that minimises the fused model's cross-entropy: smooth in w, so less noisy on a small
+    validation set than the argmax figure) or "wf1" (the weight with the best weighted F1)."""
+    from sklearn.metrics import f1_score
+
+    y = np.asarray(labels)
+    rows = {}
+    for w in weights:
+        lp = fuse(student_logits, expert_log_probs, float(w))
+        lp = lp - np.log(np.exp(lp).sum(1, keepdims=True))  # renormalise the pooled distribution
+        rows[float(w)] = {"nll": float(-lp[np.arange(len(y)), y].mean()),
+                          "wf1": float(f1_score(y, lp.argmax(1), average="weighted"))}
+    if rule == "nll":
+        best = min(rows, key=lambda w: rows[w]["nll"])
+    elif rule == "wf1":
+        best = max(rows, key=lambda w: rows[w]["wf1"])
+    else:
+        raise ValueError(f"weight rule must be 'nll' or 'wf1', got {rule!r}")
+    return best, rows
+
+
+def set_weight(folder, weight: float, rule: str = "nll") -> None:
+    """Write the fusion weight into an exported folder's ``config.json`` (``expert.weight``), atomically."""
+    import json
+    from pathlib import Path
+
+    from inference.atomic import write_text
+    from inference.classifier import CONFIG_FILE
+
+    path = Path(folder) / CONFIG_FILE
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if not config.get("expert"):
+        raise ValueError(f"{path}: this folder has no gold expert to weigh")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"expert weight must be in [0, 1], got {weight}")
+    config["expert"].update(weight=float(weight), weight_rule=f"{rule} on validation")
+    write_text(path, json.dumps(config, indent=2, ensure_ascii=False))

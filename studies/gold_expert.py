@@ -1,0 +1,103 @@
+"""Measure gold-label lexical experts alone and fused with an exported student (issue 22).
+
+    python -m studies.gold_expert --model inference/models/rusentiment-student \
+        --data-dir ../shared/data/rusentiment --out results/gold-expert
+
+For each expert variant (n-gram kind x buckets x linear model): cross-fitted C, the expert alone on
+validation and test, and fused with the student's log-probabilities at the weight each rule picks on
+validation ("nll": minimum fused cross-entropy; "wf1": best fused weighted F1), plus the test figure
+at every weight (what an oracle would pick, for reference only). Variants: "chars+words" (hashed
+char 2-5 + word 1-2 n-grams of the text, ``inference.lexical``) and "subwords" (hashed uni- and
+bigrams of the student's own token ids).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("studies.gold_expert")
+
+
+def subword_features(clf, texts: list[str], buckets: int) -> list[np.ndarray]:
+    """Hashed uni- and bigrams of the student's token ids (no special tokens)."""
+    out = []
+    for e in clf.tokenizer.encode_batch([clf.prefix + t for t in texts]):
+        ids = np.asarray(e.ids[1:-1], dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            bi = ids[:-1] * np.uint64(1_000_003) + ids[1:] + np.uint64(0x9E3779B97F4A7C15)
+            h = np.r_[ids, bi] * np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(31)
+        out.append((h % np.uint64(buckets)).astype(np.int64))
+    return out
+
+
+def main(argv=None) -> int:
+    from corpus import load_splits
+    from inference import SentimentClassifier
+    from inference.lexical import LexicalSpec, features
+    from modeling.expert import ExpertConfig, choose_weight, fit_expert
+    from modeling.metrics import classification_metrics
+    from inference.expert import fuse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="an exported student folder (its own lexical branch stays on)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--buckets", type=int, nargs="+", default=[1 << 16, 1 << 17])
+    p.add_argument("--models", nargs="+", default=["svm", "logreg"])
+    p.add_argument("--kinds", nargs="+", default=["chars+words", "subwords"])
+    p.add_argument("--out", default=None, help="folder for results.json")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    splits = load_splits(a.data_dir, seed=a.seed)
+    clf = SentimentClassifier.load(a.model, threads=1)
+    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    y = {k: v.label.to_numpy() for k, v in parts.items()}
+    student = {k: clf.logits(parts[k].text.tolist(), 64) for k in ("val", "test")}
+    base = {k: classification_metrics(y[k], student[k].argmax(1))["weighted_f1"] for k in student}
+    log.info("student alone: val %.4f test %.4f", base["val"], base["test"])
+    rows = []
+    for kind in a.kinds:
+        for buckets in a.buckets:
+            spec = LexicalSpec(buckets=buckets)
+            t0 = time.time()
+            if kind == "subwords":
+                feats = {k: subword_features(clf, parts[k].text.tolist(), buckets) for k in parts}
+            else:
+                feats = {k: [features(t, spec) for t in parts[k].text.tolist()] for k in parts}
+            feat_s = time.time() - t0
+            for model in a.models:
+                expert, rec = fit_expert(parts["train"].text.tolist(), y["train"],
+                                         ExpertConfig(buckets=buckets, model=model, seed=a.seed), feats["train"])
+                lp = {k: expert.log_probs_of(feats[k]) for k in ("val", "test")}
+                row = {"kind": kind, "buckets": buckets, "model": model, "C": rec["C"], "fit_s": rec["fit_s"],
+                       "features_s": round(feat_s, 1), "nbytes": expert.nbytes,
+                       "alone_val": classification_metrics(y["val"], lp["val"].argmax(1))["weighted_f1"],
+                       "alone_test": classification_metrics(y["test"], lp["test"].argmax(1))["weighted_f1"]}
+                for rule in ("nll", "wf1"):
+                    w, table = choose_weight(student["val"], lp["val"], y["val"], rule)
+                    row[f"w_{rule}"] = w
+                    row[f"fused_val_{rule}"] = table[w]["wf1"]
+                    row[f"fused_test_{rule}"] = classification_metrics(
+                        y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"]
+                row["test_by_weight"] = {str(w): round(classification_metrics(
+                    y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"], 4)
+                    for w in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)}
+                log.info("%s", json.dumps(row))
+                rows.append(row)
+    result = {"model": Path(a.model).name, "student_val": base["val"], "student_test": base["test"], "rows": rows}
+    if a.out:
+        from inference.atomic import write_json
+
+        write_json(Path(a.out) / "results.json", result)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

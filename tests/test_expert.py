@@ -1,0 +1,223 @@
+"""The gold-label lexical expert: fit, export, runtime fusion, weight choice, the fair baseline
+(offline, tiny data and models built in code)."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from corpus import LABELS
+from tests.fixtures import tiny_texts
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    """A small learnable task: each class has its own words (tests.fixtures.tiny_texts)."""
+    rng = random.Random(3)
+    texts, labels = [], []
+    for k, label in enumerate(LABELS):
+        for t in tiny_texts(label, 60, rng):
+            texts.append(t)
+            labels.append(k)
+    order = np.random.default_rng(0).permutation(len(texts))
+    return [texts[i] for i in order], np.array(labels)[order]
+
+
+@pytest.fixture(scope="module")
+def expert(labelled):
+    from modeling.expert import ExpertConfig, fit_expert
+
+    texts, labels = labelled
+    return fit_expert(texts[:200], labels[:200], ExpertConfig(buckets=4096, folds=3, c_grid=(0.3, 1.0)))
+
+
+def test_tfidf_matches_scikit_learn_on_the_same_counts(labelled):
+    """Known answer: the expert's tf-idf (training side and runtime row) equals scikit-learn's
+    TfidfTransformer(sublinear_tf=True, smooth_idf=True) on the same hashed counts."""
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    from inference.expert import tfidf_row
+    from inference.lexical import LexicalSpec, features
+    from modeling.expert import count_matrix, idf_of, tfidf
+
+    texts = labelled[0][:50]
+    spec = LexicalSpec(buckets=512)
+    counts = count_matrix(texts, spec)
+    ref = TfidfTransformer(sublinear_tf=True, smooth_idf=True).fit(counts)
+    np.testing.assert_allclose(idf_of(counts)[np.unique(counts.indices)], ref.idf_[np.unique(counts.indices)], rtol=1e-5)
+    np.testing.assert_allclose(tfidf(counts, idf_of(counts)).toarray(), ref.transform(counts).toarray(), atol=1e-5)
+    u, x = tfidf_row(features(texts[7], spec), idf_of(counts))
+    np.testing.assert_allclose(x, ref.transform(counts[7]).toarray()[0, u], atol=1e-5)
+
+
+def test_expert_learns_the_gold_labels_and_its_int8_table_keeps_the_answers(expert, labelled):
+    """The fitted expert beats the majority class by far on held-out posts, and its int8 table gives
+    (almost) the same scores as the float model scikit-learn fitted."""
+    from inference.lexical import features
+    from modeling.expert import count_matrix, tfidf
+
+    gold, record = expert
+    texts, labels = labelled
+    held_x, held_y = texts[200:], labels[200:]
+    pred = gold.log_probs(held_x).argmax(1)
+    majority = np.bincount(held_y).max() / len(held_y)
+    assert (pred == held_y).mean() > majority + 0.3
+    assert record["C"] in (0.3, 1.0) and set(record["cv_weighted_f1"]) == {"0.3", "1.0"}
+    # int8 vs float: the dequantized table's scores stay within a few % of the table's range
+    x = tfidf(count_matrix(held_x, gold.spec), gold.idf)
+    float_table = gold.table.astype(np.float32) * gold.scale
+    ref = x @ float_table + gold.bias
+    got = np.stack([gold.scores_of(features(t, gold.spec)) for t in held_x])
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    probs = np.exp(gold.log_probs(held_x))
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+def test_choose_weight_finds_zero_for_a_useless_expert_and_more_for_a_useful_one():
+    from modeling.expert import choose_weight
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 600)
+    student = rng.normal(0, 1, (600, 3))
+    student[np.arange(600), y] += 1.5                      # a fair student
+    useless = np.log(np.full((600, 3), 1 / 3))             # an expert that knows nothing
+    w, table = choose_weight(student, useless, y, "nll")
+    assert w == 0.0 and table[0.0]["nll"] <= table[0.5]["nll"]
+    good = rng.normal(0, 1, (600, 3))
+    good[np.arange(600), y] += 2.5                         # an expert that errs independently
+    good = good - np.log(np.exp(good).sum(1, keepdims=True))
+    w, table = choose_weight(student, good, y, "nll")
+    assert w > 0.2 and table[w]["wf1"] > table[0.0]["wf1"]
+    with pytest.raises(ValueError, match="weight rule"):
+        choose_weight(student, good, y, "accuracy")
+
+
+def _student(tiny_bert):
+    from transformers import AutoModel, AutoTokenizer
+
+    from modeling import ClassifierConfig, EncoderClassifier
+
+    torch.manual_seed(0)
+    model = EncoderClassifier(AutoModel.from_pretrained(tiny_bert, add_pooling_layer=False),
+                              ClassifierConfig(labels=LABELS, pooling="mean", max_length=64)).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.5)
+    return model, AutoTokenizer.from_pretrained(tiny_bert)
+
+
+def test_runtime_fuses_like_the_training_side_and_a_folder_without_an_expert_loads(tiny_bert, expert, labelled,
+                                                                                   tmp_path):
+    """The exported folder's answer equals (1 - w) log_softmax(torch student) + w log p_expert, with w
+    written by set_weight; the same student exported without an expert still loads and answers alone."""
+    from inference import SentimentClassifier
+    from inference.expert import EXPERT_FILE, log_softmax
+    from modeling.expert import set_weight
+    from modeling.onnx_export import export_folder
+
+    model, tok = _student(tiny_bert)
+    gold, record = expert
+    texts = labelled[0][200:230] + ["", "!!!"]
+    enc = tok([model.config.text_prefix + t for t in texts], padding=True, truncation=True, max_length=64,
+              return_tensors="pt")
+    with torch.no_grad():
+        student = model(enc["input_ids"], enc["attention_mask"]).numpy()
+    folder = export_folder(model, tok, tmp_path / "fused", quantize=False, expert=gold,
+                           expert_info={"fit": record})
+    assert (folder / EXPERT_FILE).is_file()
+    clf = SentimentClassifier.load(folder)
+    assert not clf.fused  # weight 0 until the trial chooses one
+    np.testing.assert_allclose(clf.logits(texts), student, rtol=1e-4, atol=1e-4)
+    set_weight(folder, 0.4)
+    clf = SentimentClassifier.load(folder)
+    assert clf.fused and json.loads((folder / "config.json").read_text())["expert"]["weight"] == 0.4
+    expected = 0.6 * log_softmax(student) + 0.4 * gold.log_probs(texts)
+    np.testing.assert_allclose(clf.logits(texts), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(clf.student_logits(texts), student, rtol=1e-4, atol=1e-4)
+    answer = clf(texts[0], top_k=5)
+    assert answer[0]["label"] == LABELS[int(expected[0].argmax())]
+    plain = SentimentClassifier.load(export_folder(model, tok, tmp_path / "plain", quantize=False))
+    assert plain.expert is None and not plain.fused
+    np.testing.assert_allclose(plain.logits(texts), student, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        set_weight(folder, 1.5)
+
+
+def test_a_damaged_expert_file_is_named(tiny_bert, expert, tmp_path):
+    from inference import ModelFolderError, SentimentClassifier
+    from modeling.expert import set_weight
+    from modeling.onnx_export import export_folder
+
+    model, tok = _student(tiny_bert)
+    folder = export_folder(model, tok, tmp_path / "f", quantize=False, expert=expert[0])
+    set_weight(folder, 0.3)
+    (folder / "expert.npz").write_bytes(b"not an npz")
+    with pytest.raises(ModelFolderError, match="expert.npz"):
+        SentimentClassifier.load(folder)
+
+
+def test_expert_runtime_imports_no_torch(expert, tmp_path):
+    expert[0].save(tmp_path / "expert.npz")
+    code = ("import sys; from inference.expert import GoldExpert; from inference.lexical import LexicalSpec; "
+            f"e = GoldExpert.load({str(tmp_path / 'expert.npz')!r}, LexicalSpec(buckets=4096)); "
+            "p = e.log_probs(['привет мир']); assert p.shape == (1, 5); assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_baseline_is_refitted_on_train_and_validation(tiny_data):
+    """C chosen on validation, then the pipeline refitted on train + validation: the model the report
+    measures has seen every labelled post (its vocabulary holds a word found only in validation)."""
+    from analysis.baseline import tfidf_baseline
+    from corpus import load_splits
+
+    splits = load_splits(tiny_data, seed=5)
+    marker = "валидационноеслово"
+    for i in (0, 1):  # twice: the word vectorizer keeps words seen in 2+ posts
+        splits.val.loc[i, "text"] = f"{marker} {splits.val.text[i]}"
+    figures, preds, model = tfidf_baseline(splits, n_latency=5, return_model=True)
+    assert figures["fit_posts"] == len(splits.train) + len(splits.val)
+    word_vocab = model.steps[0][1].transformer_list[1][1].vocabulary_
+    assert marker in word_vocab
+    assert figures["C"] in (0.1, 0.3, 1.0) and len(preds["test"]) == len(splits.test)
+
+
+def test_a_trial_with_the_expert_and_half_an_epoch_grace(tiny_bert, labelled, expert, tmp_path):
+    """fit_student (the search's trainable, outside Ray) with a gold expert and ASHA grace 2: no int8
+    export before the first rung (round 1 reports fp32 only), then every int8 round reports the fused
+    figures, the student's own, and a weight in [0, 1] that the exported folder carries and applies."""
+    from inference import SentimentClassifier
+    from modeling import classification_metrics
+    from spaces.student import StudentConfig
+    from trainables.loop import folder_bytes
+    from trainables.student import FolderReporter, StudentData, fit_student
+
+    model, tok = _student(tiny_bert)
+    model.save(tmp_path / "teacher", tok)
+    texts, labels = labelled
+    gold, record = expert
+    data = StudentData(teacher_files=folder_bytes(tmp_path / "teacher"), train_texts=texts[:200],
+                       train_labels=labels[:200], train_logits=np.eye(5, dtype=np.float32)[labels[:200]] * 4,
+                       val_texts=texts[200:], val_labels=labels[200:],
+                       experts={4096: (gold, gold.log_probs(texts[200:]), record)})
+    cfg = StudentConfig(layers=1, hidden=64, heads=2, ffn=128, vocab=0, init="random", epochs=1, evals_per_epoch=4,
+                        ptq_rungs=3, ptq_grace=2, expert_buckets=4096, threads=1, batch_size=32, max_length=64)
+    fit_student(cfg, data, FolderReporter(tmp_path / "run"))
+    rounds = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4]
+    # before the first rung: the int8 and benchmark keys are there (Ray's CSV logger fixes the columns from the
+    # first result), and NaN: nothing was measured
+    assert np.isnan(rounds[0]["int8_val_weighted_f1"]) and np.isnan(rounds[0]["e2e_ms_p50"])
+    assert set(rounds[0]) == set(rounds[1]) and not np.isnan(rounds[1]["int8_val_weighted_f1"])
+    assert [r["int8_round"] for r in rounds[1:]] == [2, 2, 4]
+    last = rounds[-1]
+    assert 0 <= last["expert_weight"] <= 1 and "int8_student_val_weighted_f1" in last and last["e2e_ms_p50"] > 0
+    folder = tmp_path / "run" / "checkpoint" / "model"
+    clf = SentimentClassifier.load(folder)
+    assert clf.expert_weight == last["expert_weight"]
+    wf1 = classification_metrics(labels[200:], clf.logits(texts[200:]).argmax(1))["weighted_f1"]
+    assert wf1 == pytest.approx(last["int8_val_weighted_f1"])  # the folder answers what the trial reported
+    majority = np.bincount(labels[200:]).max() / len(labels[200:])
+    assert last["int8_val_accuracy"] > majority + 0.2  # a learnable task: the fused model beats the majority class
