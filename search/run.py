@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script from a checkout: make the project importable
@@ -21,7 +21,17 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the proje
 from inference.atomic import write_json  # noqa: E402  (after the path set-up above)
 
 log = logging.getLogger("search")
-DEFAULT_TRANSFER = ("real:60000",)
+DEFAULT_TRANSFER = ("real:40000",)
+# the default search: the recipe measured best so far (docs/results.md), so that `python search/run.py --trials 40`
+# is the run whose results the README shows; trials Optuna runs first (spaces.student.parse_point)
+DEFAULT_ENQUEUE = (
+    "layers=4,hidden=256,ffn_ratio=2,vocab=8000,kd_alpha=0.7,kd_temperature=2,lr=0.0003,epochs=3,transfer=real,"
+    "lexical_buckets=65536,expert_buckets=131072",
+    "layers=3,hidden=192,ffn_ratio=2,vocab=8000,kd_alpha=0.7,kd_temperature=2,lr=0.0005,epochs=3,transfer=real,"
+    "lexical_buckets=0,expert_buckets=131072",
+    "layers=2,hidden=256,ffn_ratio=2,vocab=8000,kd_alpha=0.7,kd_temperature=2,lr=0.0005,epochs=3,transfer=real,"
+    "lexical_buckets=0,expert_buckets=131072",
+)
 TEACHERS_HELP = "e5-small (offline, default), a Hugging Face hub id such as cointegrated/rubert-tiny2, or a local model directory"
 
 
@@ -43,7 +53,7 @@ class RunConfig:
     teacher_epochs: int
     teacher_lr: float
     teacher_seed: int | None
-    cpus_per_trial: int
+    cpus_per_trial: int | None  # None: every core (up to 2) for a teacher trial, 1 per student trial
     address: str | None
     stage: str
     trials: int
@@ -60,11 +70,13 @@ class RunConfig:
     hidden: tuple[int, ...]
     inits: tuple[str, ...]
     lexical_buckets: tuple[int, ...]
+    expert_buckets: tuple[int, ...]
+    expert_model: str
     transfer_texts: str | None
     transfer_ratio: float
     max_size_mb: float | None
     min_epochs: int
-    enqueue: tuple[str, ...]
+    enqueue: tuple[str, ...] | None  # None: DEFAULT_ENQUEUE, each point cut to what the space offers
     gpus_per_trial: float | None  # None: one GPU per teacher trial when the cluster has one, else none
     min_free_gb: float
 
@@ -108,7 +120,9 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     p.add_argument("--teacher-lr", type=float, default=8e-5)
     p.add_argument("--teacher-seed", type=int, default=None,
                    help="seed of the teacher's training only (initialisation, dropout, batch order); default --seed")
-    p.add_argument("--cpus-per-trial", type=positive_int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--cpus-per-trial", type=positive_int, default=None,
+                   help="CPUs per trial; default: up to 2 for the teacher, 1 per student trial (two students train "
+                        "side by side on 2 cores)")
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="GPUs per teacher trial (fine-tuning, then teacher outputs and transfer labelling on the GPU "
                         "with bf16); default: 1 when the Ray cluster has a GPU, else 0. Students train and every "
@@ -116,21 +130,22 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     p.add_argument("--min-free-gb", type=float, default=3.0,
                    help="refuse to start when --storage has less free space than this (GiB)")
     p.add_argument("--address", default=None, help="Ray cluster address (auto or ray://HOST:PORT); default: local")
-    p.add_argument("--stage", choices=("teacher", "all"), default="all",
-                   help="stop after the teacher stage, or run the student search too")
+    p.add_argument("--stage", choices=("teacher", "prepare", "all"), default="all",
+                   help="stop after the teacher stage; after the teacher, its transfer sets and activation statistics "
+                        "(prepare: everything the search reads, e.g. on a GPU machine); or run the student search too")
     p.add_argument("--trials", type=positive_int, default=40, help="student trials (Optuna samples)")
-    p.add_argument("--max-epochs", type=positive_int, default=4,
+    p.add_argument("--max-epochs", type=positive_int, default=3,
                    help="largest student epoch count in the space (plain KD overfits after 2-3 epochs)")
     p.add_argument("--resume", action="store_true", help="continue the student search stored in --storage/--name")
     p.add_argument("--time-budget-s", type=float, default=None, help="stop starting/continuing trials after this")
-    p.add_argument("--grace-rounds", type=positive_int, default=1,
+    p.add_argument("--grace-rounds", type=positive_int, default=2,
                    help="ASHA's grace period in rounds (quarter epochs): no trial stops before it; rungs at G, 3G, 9G")
     p.add_argument("--transfer", nargs="*", default=None, metavar="RECIPE:SIZE|RECIPE:xK",
                    help="teacher-labelled transfer sets the space may add to the labelled posts: real (a sample "
                         "of --transfer-texts) or generated from the training posts (tang, span, join; see "
                         "corpus/augment.py); SIZE posts or K times the training posts; none: --transfer with no value; "
-                        "default: real:60000 when the transfer text file exists, else none")
-    p.add_argument("--feature-kd", nargs="+", type=float, default=[0.0, 1.0],
+                        "default: real:40000 when the transfer text file exists, else none")
+    p.add_argument("--feature-kd", nargs="+", type=float, default=[0.0],
                    help="weights of pooled-feature distillation the space chooses from")
     p.add_argument("--hidden-kd", nargs="+", type=float, default=[0.0],
                    help="weights of hidden-state distillation from mapped teacher layers the space chooses from")
@@ -139,27 +154,34 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                         "space chooses from")
     p.add_argument("--min-layers", type=positive_int, default=1)
     p.add_argument("--max-layers", type=positive_int, default=4)
-    p.add_argument("--hidden", nargs="+", type=positive_int, default=[96, 128, 192, 256, 384],
+    p.add_argument("--hidden", nargs="+", type=positive_int, default=[128, 192, 256],
                    help="student hidden sizes in the space")
-    p.add_argument("--inits", nargs="+", choices=("pruned", "teacher", "random"), default=["pruned", "teacher"],
+    p.add_argument("--inits", nargs="+", choices=("pruned", "teacher", "random"), default=["pruned"],
                    help="student initialisations the space chooses from: cut from the teacher (pruned), the "
                         "teacher's embeddings projected (teacher), or random")
-    p.add_argument("--lexical-buckets", nargs="+", type=int, default=[0, 131072],
-                   help="hashed n-gram buckets of the lexical branch the space chooses from (0 = no branch)")
+    p.add_argument("--lexical-buckets", nargs="+", type=int, default=[0, 65536],
+                   help="hashed n-gram buckets of the KD-trained lexical branch the space chooses from (0 = no branch)")
+    p.add_argument("--expert-buckets", nargs="+", type=int, default=[0, 131072],
+                   help="hashed n-gram buckets of the gold-label lexical expert the space chooses from (0 = no expert): "
+                        "fitted once on the labelled posts' gold labels, fused with each student at a weight chosen "
+                        "on validation (modeling/expert.py)")
+    p.add_argument("--expert-model", choices=("svm", "logreg"), default="svm",
+                   help="the gold expert's linear model (calibrated on cross-fitted scores either way)")
     p.add_argument("--transfer-texts", default=None,
                    help="unlabelled text (CSV with a 'text' column) for --transfer real:SIZE; default "
                         "<data-dir>/../transfer/transfer_texts.csv when it exists")
-    p.add_argument("--transfer-ratio", type=float, default=1.0,
+    p.add_argument("--transfer-ratio", type=float, default=0.5,
                    help="transfer posts drawn per epoch, as a multiple of the labelled posts (all labelled posts "
                         "are seen every epoch)")
     p.add_argument("--max-size-mb", type=float, default=5.0,
                    help="size limit (MiB) of a shipped student: the vocabulary shrinks until the estimate fits")
     p.add_argument("--min-epochs", type=positive_int, default=2,
                    help="smallest student epoch count in the space (capped at --max-epochs)")
-    p.add_argument("--enqueue", nargs="+", default=[], metavar="NAME=VALUE,...",
+    p.add_argument("--enqueue", nargs="*", default=None, metavar="NAME=VALUE,...",
                    help="trials Optuna runs first, over the space's parameters (layers, hidden, init, ffn_ratio, "
                         "vocab, kd_alpha, kd_temperature, lr, epochs, transfer, lexical_buckets, ...), e.g. a "
-                        "student an ablation found good")
+                        "student an ablation found good; default: the shipped recipe and two smaller ones with the "
+                        "gold expert (settings outside the space dropped); none: --enqueue with no value")
     a = p.parse_args(argv)
     if (a.val or a.test) and not a.train:
         p.error("--val and --test go with --train (your own data); RuSentiment's splits come from --data-dir")
@@ -172,9 +194,10 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                      transfer=None if a.transfer is None else tuple(a.transfer), feature_kd=tuple(a.feature_kd),
                      hidden_kd=tuple(a.hidden_kd), token_kd=tuple(a.token_kd), min_layers=a.min_layers,
                      max_layers=a.max_layers, hidden=tuple(a.hidden), inits=tuple(a.inits),
-                     lexical_buckets=tuple(a.lexical_buckets), transfer_texts=a.transfer_texts,
+                     lexical_buckets=tuple(a.lexical_buckets), expert_buckets=tuple(a.expert_buckets),
+                     expert_model=a.expert_model, transfer_texts=a.transfer_texts,
                      transfer_ratio=a.transfer_ratio, max_size_mb=a.max_size_mb, min_epochs=a.min_epochs,
-                     enqueue=tuple(a.enqueue), gpus_per_trial=a.gpus_per_trial, min_free_gb=a.min_free_gb)
+                     enqueue=None if a.enqueue is None else tuple(a.enqueue), gpus_per_trial=a.gpus_per_trial, min_free_gb=a.min_free_gb)
 
 
 EXPERIMENT_FORMAT, EXPERIMENT_VERSION = "rusentiment-kd/experiment", 1
@@ -256,20 +279,30 @@ def main(argv: list[str] | None = None) -> int:
             splits = load_splits(cfg.data_dir, seed=cfg.seed, max_train_samples=cfg.max_train_samples,
                                  val_from=cfg.val_from)
         transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer or ())
-        texts_file = cfg.transfer_texts or default_transfer_texts(cfg.data_dir)
+        # own data (--train) never borrows the RuSentiment pool beside the default data dir: another domain
+        texts_file = cfg.transfer_texts or (None if cfg.train else default_transfer_texts(cfg.data_dir))
         if cfg.transfer is None:  # the default: real text when there is some
             cfg.transfer = DEFAULT_TRANSFER if texts_file else ()
+            if not texts_file:
+                where = "" if cfg.train else ", and no transfer/transfer_texts.csv beside the data dir"
+                log.warning(f"no transfer text (no --transfer-texts{where}): the students learn from the labelled "
+                            "posts only, which costs accuracy (the 'no transfer text' row of docs/results.md); give unlabelled text of the same domain "
+                            "with --transfer-texts FILE.csv")
             transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
-        stage = StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial,
+        teacher_cpus = cfg.cpus_per_trial or min(2, os.cpu_count() or 1)  # the teacher stages: every core (up to 2)
+        stage = StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial or 1,
                                    seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume, grace_rounds=cfg.grace_rounds,
                                    min_layers=cfg.min_layers, max_layers=cfg.max_layers, hiddens=cfg.hidden,
                                    transfer=transfer, feature_kd=cfg.feature_kd, hidden_kd=cfg.hidden_kd,
                                    token_kd=cfg.token_kd,
                                    inits=cfg.inits, lexical_buckets=cfg.lexical_buckets,
+                                   expert_buckets=cfg.expert_buckets, expert_model=cfg.expert_model,
                                    student=StudentConfig(transfer_ratio=cfg.transfer_ratio,
                                                          max_size_mib=cfg.max_size_mb),
                                    min_epochs=cfg.min_epochs,
-                                   enqueue=tuple(parse_point(t) for t in cfg.enqueue))
+                                   enqueue=tuple(parse_point(t) for t in cfg.enqueue or ()))
+        if cfg.enqueue is None:  # the default points, cut to the space this run searches (own data, other flags)
+            stage = replace(stage, enqueue=tuple(stage.space().restrict(parse_point(t)) for t in DEFAULT_ENQUEUE))
         for point in stage.enqueue:
             stage.space().check_point(point)
         stage.space()
@@ -285,20 +318,21 @@ def main(argv: list[str] | None = None) -> int:
         timed("ray_start", start_ray, cfg.address)
         gpus = gpus_per_trial(cfg.gpus_per_trial)
         teacher_cfg = TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
-                                         lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=gpus,
+                                         lr=cfg.teacher_lr, cpus_per_trial=teacher_cpus, gpus_per_trial=gpus,
                                          seed=cfg.seed if cfg.teacher_seed is None else cfg.teacher_seed)
         teacher = timed("teacher", run_teacher_stage, teacher_cfg, splits, experiment, cache_root())
         search = None
-        if cfg.stage == "all":
+        if cfg.stage in ("prepare", "all"):
             if transfer or any(w > 0 for w in cfg.feature_kd):
                 timed("transfer", run_transfer_stage, list(transfer), splits, experiment, cache_root(),
-                      cfg.cpus_per_trial, features=any(w > 0 for w in cfg.feature_kd), transfer_texts=texts_file)
+                      teacher_cpus, features=any(w > 0 for w in cfg.feature_kd), transfer_texts=texts_file)
             if "pruned" in cfg.inits:
-                timed("importance", ensure_importance, splits, experiment, cache_root(), cfg.cpus_per_trial,
+                timed("importance", ensure_importance, splits, experiment, cache_root(), teacher_cpus,
                       seed=cfg.seed)
             if any(w > 0 for w in cfg.hidden_kd):
-                timed("teacher_layers", ensure_train_layers, splits, experiment, cache_root(), cfg.cpus_per_trial)
-            search = timed("student_search", run_student_stage, stage, splits, experiment)
+                timed("teacher_layers", ensure_train_layers, splits, experiment, cache_root(), teacher_cpus)
+            if cfg.stage == "all":
+                search = timed("student_search", run_student_stage, stage, splits, experiment)
     except (DataError, TeacherError, FileNotFoundError, ValueError, ConnectionError) as e:
         log.error("%s", e)
         return 2

@@ -54,10 +54,32 @@ def e5_dir(isolated_cache) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_local():
+def _ray_session():
+    """Stops the tests' in-process Ray once, at the end of the session."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_local(_ray_session):
+    """The tests' in-process Ray (2 CPUs), started here and only here: per module, (re)started when a module
+    that needs none (``no_ray_in_process``) stopped it, so no later test runs on a Ray that
+    ``search/run.py`` would start with every core."""
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     yield
-    ray.shutdown()
+
+
+@pytest.fixture
+def no_ray_in_process():
+    """For tests that start their own Ray processes: the in-process test cluster must not be running
+    (``ray_local`` starts it again for the next module that needs it)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    yield

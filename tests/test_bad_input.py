@@ -36,7 +36,8 @@ class Ctx:
 
 
 def _capture(fn, argv) -> str:
-    """Run a CLI ``main``; return its one error line (a log record, or stderr)."""
+    """Run a CLI ``main``; check it exits 2 with exactly one error line and no traceback; return that line
+    (a log record, or stderr)."""
     records: list[str] = []
 
     class Grab(logging.Handler):
@@ -56,8 +57,10 @@ def _capture(fn, argv) -> str:
     finally:
         logging.getLogger().removeHandler(handler)
     assert rc == 2, f"exit status {rc}, expected 2"
+    assert "Traceback" not in err.getvalue(), err.getvalue()
     lines = records or [ln for ln in err.getvalue().splitlines() if "error" in ln.lower()]
-    return lines[-1]
+    assert len(lines) == 1, f"one error line expected, got {len(lines)}: {lines}"  # the whole message, one line
+    return lines[0]
 
 
 def run_py(ctx: Ctx, *args: str, data: Path | None = None) -> str:
@@ -160,6 +163,8 @@ CASES = [
      lambda c: run_py(c, "--inits", "distilled", "--name", "t10")),
     ("lexical branch of one bucket", "--lexical-buckets 1", "use 0 (no branch) or >= 2",
      lambda c: run_py(c, "--lexical-buckets", "1", "--name", "t11")),
+    ("gold expert of one bucket", "--expert-buckets 1", "--expert-buckets [1]: bucket counts use 0 (no expert) or >= 2",
+     lambda c: run_py(c, "--expert-buckets", "1", "--name", "t11e")),
     ("own data: missing column", "--train t.csv (columns body,label)",
      "missing column(s) ['text']; found ['body', 'label']; choose",
      lambda c: run_py(c, "--train", str(write(c, "t.csv", "body,label\nпривет,a\nпока,b\n".encode())),

@@ -49,6 +49,23 @@ def test_cli_texts_and_files(exported, tmp_path, capsys):
         assert len(rows) == 2 and len(rows[0]["top"]) == 5
 
 
+def test_cli_reads_standard_input_as_a_unix_tool(exported):
+    """``echo text | rusentiment-classify``: lines of stdin in, JSON lines out, in order; ``--input -`` too;
+    ``--help`` names the program as it was called."""
+    run = dict(capture_output=True, text=True, timeout=120, encoding="utf-8")
+    piped = subprocess.run([sys.executable, "-m", "inference", "--model", str(exported)],
+                           input="Привет\n\nужасно\n", **run)
+    assert piped.returncode == 0, piped.stderr
+    assert [json.loads(x)["text"] for x in piped.stdout.splitlines()] == ["Привет", "ужасно"]
+    dash = subprocess.run([sys.executable, "-m", "inference", "--model", str(exported), "--input", "-", "раз"],
+                          input="два\n", **run)
+    assert [json.loads(x)["text"] for x in dash.stdout.splitlines()] == ["раз", "два"], dash.stderr
+    empty = subprocess.run([sys.executable, "-m", "inference", "--model", str(exported)], input="", **run)
+    assert empty.returncode == 2 and "standard input" in empty.stderr
+    usage = subprocess.run([sys.executable, "-m", "inference", "--help"], **run).stdout
+    assert usage.startswith("usage: python -m inference")
+
+
 @pytest.mark.parametrize("content, name, fragment", [
     ('{"text": 1}\n', "b.jsonl", "line 1 must be an object with a string 'text'"),
     ("not json\n", "c.jsonl", "line 1 is not valid JSON"),

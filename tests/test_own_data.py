@@ -100,16 +100,20 @@ def test_own_three_class_data_end_to_end(own_data, tiny_bert, tmp_path, ray_loca
 
 
 @pytest.mark.slow
-def test_own_data_without_a_test_file_reports_validation_only(own_data, tiny_bert, tmp_path, ray_local):
+def test_own_data_without_a_test_file_reports_validation_only(own_data, tiny_bert, tmp_path, ray_local, caplog):
+    """No test file: validation-only figures. No transfer text either (no --transfer, no --transfer-texts): the
+    run says so in one warning and goes on with the labelled posts."""
     from analysis.__main__ import main as report_main
     from search.run import main
 
     storage = tmp_path / "exp"
     rc = main(["--teacher", str(tiny_bert), "--train", str(own_data / "train.csv"), "--text-column", "body",
                "--label-column", "topic", "--storage", str(storage), "--name", "noval", "--trials", "1",
-               "--max-epochs", "1", "--min-epochs", "1", "--teacher-epochs", "1", "--transfer", "--feature-kd", "0",
+               "--max-epochs", "1", "--min-epochs", "1", "--teacher-epochs", "1", "--feature-kd", "0",
                "--inits", "random", "--lexical-buckets", "0"])
     assert rc == 0
+    missing = [r.getMessage() for r in caplog.records if "no transfer text" in r.getMessage()]
+    assert len(missing) == 1 and "--transfer-texts" in missing[0] and "\n" not in missing[0], missing
     assert "test" not in json.loads((storage / "noval" / "teacher" / "teacher.json").read_text())
     assert report_main(["--experiment", str(storage / "noval"), "--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "report.md").read_text()

@@ -47,13 +47,11 @@ def test_offline_e5_teacher_default(tiny_data, tmp_path, ray_local):
 
 
 def test_hub_id_offline_fails_fast_naming_the_alternatives(tiny_data, tmp_path, monkeypatch, caplog):
-    import time
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    t = time.time()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network retries to wait for; timings belong in benchmarks
     rc = _run(["--teacher", "cointegrated/rubert-tiny2", "--data-dir", str(tiny_data),
                "--storage", str(tmp_path), "--stage", "teacher"])
-    assert rc == 2 and time.time() - t < 30
+    assert rc == 2
+    assert not list(tmp_path.rglob("teacher.json"))  # it stopped before training anything
     assert "--teacher e5-small" in caplog.text and "--teacher /path/to/a/local/model/dir" in caplog.text
 
 
