@@ -221,3 +221,60 @@ def test_a_trial_with_the_expert_and_half_an_epoch_grace(tiny_bert, labelled, ex
     assert wf1 == pytest.approx(last["int8_val_weighted_f1"])  # the folder answers what the trial reported
     majority = np.bincount(labels[200:]).max() / len(labels[200:])
     assert last["int8_val_accuracy"] > majority + 0.2  # a learnable task: the fused model beats the majority class
+
+
+def test_a_teacher_fused_with_the_expert_becomes_a_new_experiments_targets(tiny_data, tmp_path):
+    """studies.expert_teacher: the new experiment's targets are (1 - w) log_softmax(teacher) + w expert (the
+    formula written out here), w is the one recorded, the training posts get out-of-fold expert
+    log-probabilities (not the full expert's), transfer texts are kept, and the source's files are untouched
+    although the new experiment hard-links them."""
+    import pandas as pd
+
+    from corpus import load_splits
+    from corpus.augment import TransferSpec
+    from modeling.expert import ExpertConfig, fit_expert
+    from search.transfer_stage import write_transfer_set
+    from studies import expert_teacher
+
+    splits = load_splits(tiny_data, seed=13)
+    src = tmp_path / "source"
+    (src / "teacher" / "model").mkdir(parents=True)
+    (src / "data.json").write_text(json.dumps({**splits.describe(), "max_train_samples": None}))
+    (src / "teacher" / "teacher.json").write_text("{}")
+    rng = np.random.default_rng(0)
+    teacher = {s: rng.normal(size=(len(getattr(splits, s)), 5)).astype(np.float32) for s in ("train", "val", "test")}
+    for s, z in teacher.items():
+        z[np.arange(len(z)), getattr(splits, s).label.to_numpy()] += 1.0  # a teacher better than chance
+        np.save(src / "teacher" / f"logits_{s}.npy", z)
+    spec = TransferSpec("real", 30, 13)
+    pool = splits.train.text.tolist()[:30]
+    pool_logits = rng.normal(size=(30, 5)).astype(np.float32)
+    (src / "teacher" / "transfer").mkdir()
+    write_transfer_set(src / "teacher" / "transfer", spec, pool, pool_logits, splits.labels, source="test", labelling_s=1.0)
+    before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+
+    summary = expert_teacher.install(src, tmp_path / "fused", str(tiny_data), ["real:30"], buckets=4096)
+
+    w = summary["weight"]
+    assert 0.0 <= w <= 0.9 and summary["rule"] == "nll on validation"
+    expert, _ = fit_expert(splits.train.text.tolist(), splits.train.label.to_numpy(), ExpertConfig(buckets=4096))
+
+    def log_softmax(x):
+        x = x - x.max(1, keepdims=True)
+        return x - np.log(np.exp(x).sum(1, keepdims=True))
+
+    tdir = tmp_path / "fused" / "teacher"
+    for s in ("val", "test"):
+        want = (1 - w) * log_softmax(teacher[s]) + w * expert.log_probs(getattr(splits, s).text.tolist())
+        np.testing.assert_allclose(np.load(tdir / f"logits_{s}.npy"), want, atol=1e-5)
+    if w > 0:  # the training posts' expert part is cross-fitted, so it differs from the full expert's
+        full = (1 - w) * log_softmax(teacher["train"]) + w * expert.log_probs(splits.train.text.tolist())
+        assert not np.allclose(np.load(tdir / "logits_train.npy"), full, atol=1e-3)
+    df = pd.read_parquet(tdir / "transfer" / f"{spec.name}.parquet")
+    assert df["text"].tolist() == pool
+    want = (1 - w) * log_softmax(pool_logits) + w * expert.log_probs(pool)
+    np.testing.assert_allclose(df[[f"logit_{c}" for c in splits.labels]].to_numpy(), want, atol=1e-5)
+    assert json.loads((tdir / "teacher.json").read_text())["soft_labels"]["weight"] == w
+    assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before  # the source is untouched
+    with pytest.raises(FileExistsError):
+        expert_teacher.install(src, tmp_path / "fused", str(tiny_data), ["real:30"], buckets=4096)

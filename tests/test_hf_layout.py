@@ -59,6 +59,7 @@ def test_layout_files_and_the_baked_prefix(hf_folder):
         assert baked.encode(text).ids == tok(PREFIX + text)["input_ids"]
 
 
+@pytest.mark.index
 @pytest.mark.slow
 def test_optimum_pipeline_gives_the_runtime_labels(hf_folder, tmp_path):
     from inference import SentimentClassifier

@@ -37,6 +37,7 @@ def test_wheel_holds_every_package_and_the_shipped_model(wheel):
     assert sorted(r.split()[1].split(">")[0] for r in requires) == ["numpy", "onnxruntime", "tokenizers"]
 
 
+@pytest.mark.index
 @pytest.mark.slow
 def test_runtime_install_classifies_without_torch(wheel, tmp_path):
     env_dir = tmp_path / "env"
