@@ -4,24 +4,31 @@ The file is a ``source,text`` CSV (``../shared/data/transfer/transfer_texts.csv`
 forum messages, synthetic VK-style posts, CEDR sentences; its README gives sources and licences).
 It is never a test set: the teacher labels a seeded sample of it and students learn those labels.
 Texts identical to a validation or test post are dropped, so no evaluated post is distilled.
+
+``python -m corpus.transfer_text fetch --out DIR`` rebuilds that file from its public sources at pinned
+commits (``corpus/transfer_sources.py``) for installs without the shared data folder.
 """
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .rusentiment import DataError, sibling_file
+from .rusentiment import DataError, cache_root, sibling_file
 
 log = logging.getLogger(__name__)
 FILE_NAME = "transfer_texts.csv"
 
 
 def default_transfer_texts(data_dir: str | Path | None) -> Path | None:
-    """``<data dir>/../transfer/transfer_texts.csv`` when it exists (the shared layout), else None."""
-    return sibling_file(data_dir, "transfer", FILE_NAME)
+    """``<data dir>/../transfer/transfer_texts.csv`` when it exists (the shared layout), else the pool that
+    ``python -m corpus.transfer_text fetch`` rebuilt into the cache (``<cache>/transfer/``), else None."""
+    fetched = cache_root() / "transfer" / FILE_NAME
+    return sibling_file(data_dir, "transfer", FILE_NAME) or (fetched if fetched.is_file() else None)
 
 
 def read_transfer_texts(path: str | Path) -> pd.DataFrame:
@@ -59,3 +66,37 @@ def sample_transfer_texts(path: str | Path, size: int, seed: int, exclude: set[s
     log.info("real transfer text: %d of %d usable texts from %s (%d dropped: equal to a validation/test post)",
              size, len(pool), path, int(clash.sum()))
     return chosen["text"].tolist(), summary
+
+
+def main(argv=None) -> int:
+    """``fetch``: rebuild ``transfer_texts.csv`` from its public sources (see ``corpus.transfer_sources``)."""
+    from .transfer_sources import EXPECTED_SHA256, fetch
+
+    p = argparse.ArgumentParser(prog="python -m corpus.transfer_text", description=main.__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", help="download the pool's sources at their pinned commits and rebuild "
+                                     "transfer_texts.csv")
+    f.add_argument("--out", type=Path, default=None,
+                   help="folder for transfer_texts.csv, sources.lock.json and the downloaded files "
+                        "(default: <cache>/transfer, the cache being $RUSENTIMENT_KD_CACHE or ~/.cache/rusentiment-kd)")
+    f.add_argument("--mirror", default=None,
+                   help="base URL serving <repo>/<commit>/<path> (default: https://raw.githubusercontent.com)")
+    f.add_argument("--reference", type=Path, action="append", default=None, metavar="FILE",
+                   help="CSV with a 'text' column whose texts must not enter the pool; repeat for several "
+                        "(default: the RuSentiment CSVs of $RUSENTIMENT_DATA_DIR and RuSentiTweet beside them)")
+    f.add_argument("--expected-sha256", default=EXPECTED_SHA256,
+                   help="digest the rebuilt file is compared with (default: the published pool's)")
+    a = p.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        result = fetch(a.out, mirror=a.mirror, references=a.reference, expected_sha256=a.expected_sha256)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(result.path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

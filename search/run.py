@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.transfer is None:  # the default: real text when there is some
             cfg.transfer = DEFAULT_TRANSFER if texts_file else ()
             if not texts_file:
-                where = "" if cfg.train else ", and no transfer/transfer_texts.csv beside the data dir"
+                where = "" if cfg.train else (", no transfer/transfer_texts.csv beside the data dir, and no pool "
+                                              "fetched by `python -m corpus.transfer_text fetch`")
                 log.warning(f"no transfer text (no --transfer-texts{where}): the students learn from the labelled "
                             "posts only, which costs accuracy (the 'no transfer text' row of docs/results.md); give unlabelled text of the same domain "
                             "with --transfer-texts FILE.csv")
