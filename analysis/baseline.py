@@ -55,17 +55,7 @@ def tfidf_baseline(splits, n_latency: int = 300, seed: int = 0, ood=None, return
         extra.update(classification_metrics(ood.label.to_numpy(), preds["ood"], "ood_"))
         extra.update(zip(("ood_wf1_low", "ood_wf1_high"), bootstrap_interval(ood.label.to_numpy(), preds["ood"])))
     blob = pickle.dumps(model)
-    rng = np.random.default_rng(seed)
-    sample = [val_x[i] for i in rng.integers(0, len(val_x), size=n_latency + 30)]
-    lat = []
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        for i, t in enumerate(sample):
-            s = time.perf_counter()
-            model.decision_function([t])
-            if i >= 30:
-                lat.append((time.perf_counter() - s) * 1e3)
+    lat = tfidf_latency_ms(model, val_x, n_latency, seed)
     figures = {"name": "TF-IDF (char_wb 2-5 + word 1-2) + LinearSVC, C from validation, refitted on train + validation",
             "C": best_c, "fit_posts": len(train_x) + len(val_x),
             "val_weighted_f1": round(by_c[best_c][0], 4), **{f"test_{k}": round(v, 4) for k, v in test.items()},
@@ -73,3 +63,20 @@ def tfidf_baseline(splits, n_latency: int = 300, seed: int = 0, ood=None, return
             "size_mib": len(blob) / 2**20, "latency_ms_p50": float(np.median(lat)),
             "latency_ms_p95": float(np.percentile(lat, 95)), "threads": 1, "fit_s": round(time.time() - t0, 1)}
     return (figures, preds, model) if return_model else (figures, preds)
+
+
+def tfidf_latency_ms(model, texts: list[str], n_latency: int = 300, seed: int = 0, warmup: int = 30) -> np.ndarray:
+    """Per-text latency (ms) of the fitted pipeline, one text at a time (``decision_function([text])``, text
+    in -> class scores out), 1 thread, on ``n_latency`` texts sampled with ``seed`` after ``warmup`` calls."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(seed)
+    sample = [texts[i] for i in rng.integers(0, len(texts), size=n_latency + warmup)]
+    lat = []
+    with threadpool_limits(1):
+        for i, t in enumerate(sample):
+            s = time.perf_counter()
+            model.decision_function([t])
+            if i >= warmup:
+                lat.append((time.perf_counter() - s) * 1e3)
+    return np.asarray(lat)

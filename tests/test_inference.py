@@ -105,3 +105,30 @@ def test_benchmark_of_a_folder_given_as_string(exported):
     assert r["latency_ms_p50"] > 0 and r["latency_ms_p95"] >= r["latency_ms_p50"] and r["n_latency"] == 5
     assert r["size_mib"] > 0 and r["throughput_b32_per_s"] > 0 and r["threads"] == 1
     assert r["e2e_ms_spread"] >= 0 and r["latency_ms_spread"] >= 0  # spread of the per-pass medians
+
+
+@pytest.mark.slow
+def test_versus_tfidf_measures_students_and_the_baseline_in_one_run(exported, tiny_data):
+    """studies.versus_tfidf: the student's test figure is what its runtime answers on the test posts, the
+    paired difference is against a TF-IDF refitted on train + validation, and every system is timed once per
+    round with the per-round ratio to TF-IDF reported."""
+    import numpy as np
+
+    from corpus import load_splits
+    from modeling import classification_metrics
+    from studies import versus_tfidf
+
+    out = versus_tfidf.run([exported], str(tiny_data), None, rounds=2, n_latency=10)
+    splits = load_splits(tiny_data)
+    row = out["models"]["model"] if "model" in out["models"] else next(iter(out["models"].values()))
+    pred = SentimentClassifier.load(exported).logits(splits.test.text.tolist()).argmax(1)
+    assert row["test_weighted_f1"] == classification_metrics(splits.test.label.to_numpy(), pred)["weighted_f1"]
+    assert out["tfidf"]["fit_posts"] == len(splits.train) + len(splits.val)
+    d = row["minus_tfidf"]["test"]
+    assert d["low"] <= d["diff"] <= d["high"]
+    name = next(iter(out["models"]))
+    lat = out["latency"]
+    assert len(lat[name]["rounds_ms"]) == len(lat["tfidf"]["rounds_ms"]) == 2
+    ratios = np.array(lat[name]["rounds_ms"]) / np.array(lat["tfidf"]["rounds_ms"])
+    assert abs(lat[name]["ratio_to_tfidf"] - np.median(ratios)) < 1e-3 * max(1.0, np.median(ratios))
+    assert f"| {name}" in versus_tfidf.markdown(out) and out["teacher"] is None
