@@ -278,3 +278,16 @@ def test_a_teacher_fused_with_the_expert_becomes_a_new_experiments_targets(tiny_
     assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before  # the source is untouched
     with pytest.raises(FileExistsError):
         expert_teacher.install(src, tmp_path / "fused", str(tiny_data), ["real:30"], buckets=4096)
+
+
+def test_log_softmax_is_stable_for_large_logits():
+    """Known answers: log_softmax([1000, 0, -1000]) is [0, -1000, -2000] and a row far below it keeps its own
+    answer: each row's maximum is subtracted before exp, so nothing overflows or underflows to -inf; fusing with
+    weight 0 gives the student's own."""
+    from inference.expert import fuse, log_softmax
+
+    out = log_softmax(np.array([[1000.0, 0.0, -1000.0], [-2000.0, -2001.0, -2002.0]]))  # each row's own maximum
+    assert np.all(np.isfinite(out))
+    second = -np.log(1 + np.exp(-1.0) + np.exp(-2.0)) - np.array([0.0, 1.0, 2.0])
+    np.testing.assert_allclose(out, [[0.0, -1000.0, -2000.0], second], atol=1e-9)
+    np.testing.assert_allclose(fuse(np.array([[1000.0, 0.0, -1000.0]]), np.zeros((1, 3)), 0.0), out[:1], atol=1e-3)

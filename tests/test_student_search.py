@@ -161,7 +161,7 @@ def test_kd_loss_uses_hard_labels_only_where_known():
 
     gen = torch.Generator().manual_seed(0)
     s, t = torch.randn(4, 5, generator=gen, dtype=torch.float64), torch.randn(4, 5, generator=gen, dtype=torch.float64)
-    labels = torch.tensor([1, -1, 3, -1])
+    labels = torch.tensor([0, -1, 3, -1])  # class 0 is a gold label like any other; only -1 means none
     ls, lt = log_softmax(s.numpy() / 2.0), log_softmax(t.numpy() / 2.0)
     kl = (np.exp(lt) * (lt - ls)).sum(1).mean() * 2.0 ** 2
     ce = -np.mean([log_softmax(s.numpy())[i, labels[i]] for i in (0, 2)])
