@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,17 +28,6 @@ if __package__ in (None, ""):
 import numpy as np
 
 log = logging.getLogger("studies.expert_teacher")
-
-
-def link_tree(src: Path, dst: Path) -> None:
-    """Copy a tree with hard links where the filesystem allows; files are later replaced, never rewritten
-    in place (atomic writes rename a new file over the link), so the source stays as it was."""
-    def link(s, d):
-        try:
-            os.link(s, d)
-        except OSError:
-            shutil.copy2(s, d)
-    shutil.copytree(src, dst, copy_function=link)
 
 
 def cross_fitted_log_probs(expert, record: dict, texts: list[str], labels: np.ndarray, seed: int) -> np.ndarray:
@@ -60,6 +48,7 @@ def install(source: Path, target: Path, data_dir: str | None, transfer: list[str
     from modeling import classification_metrics
     from modeling.expert import ExpertConfig, choose_weight, fit_expert
     from search.transfer_stage import load_transfer, parse_transfer, transfer_dir, write_transfer_set
+    from studies.soft_labels import copy_linked
 
     if target.exists():
         raise FileExistsError(f"{target} exists; choose a new --to directory")
@@ -88,7 +77,7 @@ def install(source: Path, target: Path, data_dir: str | None, transfer: list[str
         if (source / name).is_file():
             shutil.copy2(source / name, target / name)
     tdir = target / "teacher"
-    link_tree(tsrc, tdir)
+    copy_linked(tsrc, tdir)  # hard links; every target file below is replaced by an atomic rename, never rewritten
     summary = {"weight": weight, "rule": "nll on validation", "expert": record, "source": source.name,
                "train_targets": "teacher fused with the cross-fitted (out-of-fold) expert"}
     for split in logits:
