@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the proje
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference.atomic import write_json  # noqa: E402  (after the path set-up above)
+from spaces.student import DIMENSIONS, StudentSpace  # noqa: E402
 
 log = logging.getLogger("search")
 DEFAULT_TRANSFER = ("real:40000",)
@@ -57,25 +58,15 @@ class RunConfig:
     address: str | None
     stage: str
     trials: int
-    max_epochs: int
     resume: bool
     time_budget_s: float | None
     grace_rounds: int
     transfer: tuple[str, ...] | None  # None: the default (real text when there is some)
-    feature_kd: tuple[float, ...]
-    hidden_kd: tuple[float, ...]
-    token_kd: tuple[float, ...]
-    min_layers: int
-    max_layers: int
-    hidden: tuple[int, ...]
-    inits: tuple[str, ...]
-    lexical_buckets: tuple[int, ...]
-    expert_buckets: tuple[int, ...]
+    space: StudentSpace  # the dimensions' choices and ranges (spaces/student.py:DIMENSIONS)
     expert_model: str
     transfer_texts: str | None
     transfer_ratio: float
     max_size_mb: float | None
-    min_epochs: int
     enqueue: tuple[str, ...] | None  # None: DEFAULT_ENQUEUE, each point cut to what the space offers
     gpus_per_trial: float | None  # None: one GPU per teacher trial when the cluster has one, else none
     min_free_gb: float
@@ -134,8 +125,6 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                    help="stop after the teacher stage; after the teacher, its transfer sets and activation statistics "
                         "(prepare: everything the search reads, e.g. on a GPU machine); or run the student search too")
     p.add_argument("--trials", type=positive_int, default=40, help="student trials (Optuna samples)")
-    p.add_argument("--max-epochs", type=positive_int, default=3,
-                   help="largest student epoch count in the space (plain KD overfits after 2-3 epochs)")
     p.add_argument("--resume", action="store_true", help="continue the student search stored in --storage/--name")
     p.add_argument("--time-budget-s", type=float, default=None, help="stop starting/continuing trials after this")
     p.add_argument("--grace-rounds", type=positive_int, default=2,
@@ -145,26 +134,6 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                         "of --transfer-texts) or generated from the training posts (tang, span, join; see "
                         "corpus/augment.py); SIZE posts or K times the training posts; none: --transfer with no value; "
                         "default: real:40000 when the transfer text file exists, else none")
-    p.add_argument("--feature-kd", nargs="+", type=float, default=[0.0],
-                   help="weights of pooled-feature distillation the space chooses from")
-    p.add_argument("--hidden-kd", nargs="+", type=float, default=[0.0],
-                   help="weights of hidden-state distillation from mapped teacher layers the space chooses from")
-    p.add_argument("--token-kd", nargs="+", type=float, default=[0.0],
-                   help="weights of token-level hidden-state distillation (the teacher runs beside the student) the "
-                        "space chooses from")
-    p.add_argument("--min-layers", type=positive_int, default=1)
-    p.add_argument("--max-layers", type=positive_int, default=4)
-    p.add_argument("--hidden", nargs="+", type=positive_int, default=[128, 192, 256],
-                   help="student hidden sizes in the space")
-    p.add_argument("--inits", nargs="+", choices=("pruned", "teacher", "random"), default=["pruned"],
-                   help="student initialisations the space chooses from: cut from the teacher (pruned), the "
-                        "teacher's embeddings projected (teacher), or random")
-    p.add_argument("--lexical-buckets", nargs="+", type=int, default=[0, 65536],
-                   help="hashed n-gram buckets of the KD-trained lexical branch the space chooses from (0 = no branch)")
-    p.add_argument("--expert-buckets", nargs="+", type=int, default=[0, 131072],
-                   help="hashed n-gram buckets of the gold-label lexical expert the space chooses from (0 = no expert): "
-                        "fitted once on the labelled posts' gold labels, fused with each student at a weight chosen "
-                        "on validation (modeling/expert.py)")
     p.add_argument("--expert-model", choices=("svm", "logreg"), default="svm",
                    help="the gold expert's linear model (calibrated on cross-fitted scores either way)")
     p.add_argument("--transfer-texts", default=None,
@@ -175,29 +144,66 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                         "are seen every epoch)")
     p.add_argument("--max-size-mb", type=float, default=5.0,
                    help="size limit (MiB) of a shipped student: the vocabulary shrinks until the estimate fits")
-    p.add_argument("--min-epochs", type=positive_int, default=2,
-                   help="smallest student epoch count in the space (capped at --max-epochs)")
     p.add_argument("--enqueue", nargs="*", default=None, metavar="NAME=VALUE,...",
                    help="trials Optuna runs first, over the space's parameters (layers, hidden, init, ffn_ratio, "
                         "vocab, kd_alpha, kd_temperature, lr, epochs, transfer, lexical_buckets, ...), e.g. a "
                         "student an ablation found good; default: the shipped recipe and two smaller ones with the "
                         "gold expert (settings outside the space dropped); none: --enqueue with no value")
+    add_space_options(p)
     a = p.parse_args(argv)
     if (a.val or a.test) and not a.train:
         p.error("--val and --test go with --train (your own data); RuSentiment's splits come from --data-dir")
+    try:
+        space = space_from_args(a)
+    except ValueError as e:
+        p.error(str(e))
     return RunConfig(teacher=a.teacher, data_dir=a.data_dir, train=a.train, val=a.val, test=a.test,
                      text_column=a.text_column, label_column=a.label_column, storage=a.storage, name=a.name, seed=a.seed,
                      max_train_samples=a.max_train_samples, val_from=a.val_from, teacher_trials=a.teacher_trials,
                      teacher_epochs=a.teacher_epochs, teacher_lr=a.teacher_lr, teacher_seed=a.teacher_seed,
                      cpus_per_trial=a.cpus_per_trial, address=a.address, stage=a.stage, trials=a.trials,
-                     max_epochs=a.max_epochs, resume=a.resume, time_budget_s=a.time_budget_s, grace_rounds=a.grace_rounds,
-                     transfer=None if a.transfer is None else tuple(a.transfer), feature_kd=tuple(a.feature_kd),
-                     hidden_kd=tuple(a.hidden_kd), token_kd=tuple(a.token_kd), min_layers=a.min_layers,
-                     max_layers=a.max_layers, hidden=tuple(a.hidden), inits=tuple(a.inits),
-                     lexical_buckets=tuple(a.lexical_buckets), expert_buckets=tuple(a.expert_buckets),
+                     resume=a.resume, time_budget_s=a.time_budget_s, grace_rounds=a.grace_rounds,
+                     transfer=None if a.transfer is None else tuple(a.transfer), space=space,
                      expert_model=a.expert_model, transfer_texts=a.transfer_texts,
-                     transfer_ratio=a.transfer_ratio, max_size_mb=a.max_size_mb, min_epochs=a.min_epochs,
-                     enqueue=None if a.enqueue is None else tuple(a.enqueue), gpus_per_trial=a.gpus_per_trial, min_free_gb=a.min_free_gb)
+                     transfer_ratio=a.transfer_ratio, max_size_mb=a.max_size_mb,
+                     enqueue=None if a.enqueue is None else tuple(a.enqueue), gpus_per_trial=a.gpus_per_trial,
+                     min_free_gb=a.min_free_gb)
+
+
+def add_space_options(p: argparse.ArgumentParser) -> None:
+    """One option per row of ``spaces.student.DIMENSIONS``: ``--NAME V ...`` (the choices the space offers) or
+    ``--min-NAME``/``--max-NAME`` (a range's bounds)."""
+    g = p.add_argument_group("the student search space (spaces/student.py:DIMENSIONS; the defaults are the best "
+                             "measured recipe)")
+    for dim in DIMENSIONS:
+        if not dim.option:
+            continue
+        if dim.range:
+            for end, value in zip(("min", "max"), dim.default):
+                g.add_argument(f"--{end}-{dim.flag[2:]}", type=dim.kind, default=argparse.SUPPRESS, metavar="V",
+                               help=f"{dim.help}: the {'lowest' if end == 'min' else 'highest'} value (default {value})")
+        else:
+            g.add_argument(dim.flag, *dim.aliases, dest=dim.name, nargs="+", type=dim.kind, default=list(dim.default),
+                           choices=dim.allowed or None, metavar="V", help=f"{dim.help}; the choices the space offers")
+
+
+def space_from_args(a: argparse.Namespace) -> StudentSpace:
+    """The space the options give; a range bound left out follows the other one given (``--max-epochs 1`` alone
+    makes the epochs range 1-1)."""
+    values = {}
+    for dim in DIMENSIONS:
+        if not dim.option:
+            continue
+        if dim.range:
+            low, high = getattr(a, f"min_{dim.name}", None), getattr(a, f"max_{dim.name}", None)
+            if low is None:
+                low = dim.default[0] if high is None else min(dim.default[0], high)
+            if high is None:
+                high = max(dim.default[1], low)
+            values[dim.name] = (low, high)
+        else:
+            values[dim.name] = tuple(getattr(a, dim.name))
+    return StudentSpace(**values)
 
 
 EXPERIMENT_FORMAT, EXPERIMENT_VERSION = "rusentiment-kd/experiment", 1
@@ -291,22 +297,17 @@ def main(argv: list[str] | None = None) -> int:
                             "with --transfer-texts FILE.csv")
             transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
         teacher_cpus = cfg.cpus_per_trial or min(2, os.cpu_count() or 1)  # the teacher stages: every core (up to 2)
-        stage = StudentStageConfig(trials=cfg.trials, max_epochs=cfg.max_epochs, cpus_per_trial=cfg.cpus_per_trial or 1,
-                                   seed=cfg.seed, time_budget_s=cfg.time_budget_s, resume=cfg.resume, grace_rounds=cfg.grace_rounds,
-                                   min_layers=cfg.min_layers, max_layers=cfg.max_layers, hiddens=cfg.hidden,
-                                   transfer=transfer, feature_kd=cfg.feature_kd, hidden_kd=cfg.hidden_kd,
-                                   token_kd=cfg.token_kd,
-                                   inits=cfg.inits, lexical_buckets=cfg.lexical_buckets,
-                                   expert_buckets=cfg.expert_buckets, expert_model=cfg.expert_model,
+        stage = StudentStageConfig(trials=cfg.trials, cpus_per_trial=cfg.cpus_per_trial or 1, seed=cfg.seed,
+                                   time_budget_s=cfg.time_budget_s, resume=cfg.resume, grace_rounds=cfg.grace_rounds,
+                                   space=cfg.space, transfer=transfer, expert_model=cfg.expert_model,
                                    student=StudentConfig(transfer_ratio=cfg.transfer_ratio,
                                                          max_size_mib=cfg.max_size_mb),
-                                   min_epochs=cfg.min_epochs,
                                    enqueue=tuple(parse_point(t) for t in cfg.enqueue or ()))
+        space = stage.search_space()
         if cfg.enqueue is None:  # the default points, cut to the space this run searches (own data, other flags)
-            stage = replace(stage, enqueue=tuple(stage.space().restrict(parse_point(t)) for t in DEFAULT_ENQUEUE))
+            stage = replace(stage, enqueue=tuple(space.restrict(parse_point(t)) for t in DEFAULT_ENQUEUE))
         for point in stage.enqueue:
-            stage.space().check_point(point)
-        stage.space()
+            space.check_point(point)
         if any(t.recipe == "real" for t in transfer):
             if texts_file is None:
                 raise DataError("--transfer real:SIZE needs unlabelled text: pass --transfer-texts FILE (a CSV with a "
@@ -324,13 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         teacher = timed("teacher", run_teacher_stage, teacher_cfg, splits, experiment, cache_root())
         search = None
         if cfg.stage in ("prepare", "all"):
-            if transfer or any(w > 0 for w in cfg.feature_kd):
+            if transfer or any(w > 0 for w in cfg.space.feature_kd):
                 timed("transfer", run_transfer_stage, list(transfer), splits, experiment, cache_root(),
-                      teacher_cpus, features=any(w > 0 for w in cfg.feature_kd), transfer_texts=texts_file)
-            if "pruned" in cfg.inits:
+                      teacher_cpus, features=any(w > 0 for w in cfg.space.feature_kd), transfer_texts=texts_file)
+            if "pruned" in cfg.space.init:
                 timed("importance", ensure_importance, splits, experiment, cache_root(), teacher_cpus,
                       seed=cfg.seed)
-            if any(w > 0 for w in cfg.hidden_kd):
+            if any(w > 0 for w in cfg.space.hidden_kd):
                 timed("teacher_layers", ensure_train_layers, splits, experiment, cache_root(), teacher_cpus)
             if cfg.stage == "all":
                 search = timed("student_search", run_student_stage, stage, splits, experiment)

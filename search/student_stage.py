@@ -27,27 +27,18 @@ REDUCTION_FACTOR = 3  # ASHA's: rungs at rounds G, 3G, 9G, ... (G: grace_rounds)
 
 @dataclass
 class StudentStageConfig:
-    """The search: how many trials, the space's ranges, and ``student``, the StudentConfig settings
-    every trial shares (the space samples the others; threads and seed come from this config)."""
+    """The search: how many trials, ``space`` (``spaces.student.StudentSpace``: the table's dimensions; its
+    ``transfer`` choices and the teacher's shape are filled in by ``search_space``), the transfer sets built for
+    it, and ``student``, the StudentConfig settings every trial shares (threads and seed come from this config)."""
     trials: int = 40
-    max_epochs: int = 4
     cpus_per_trial: int = 2
     seed: int = 13
     time_budget_s: float | None = None
     grace_rounds: int = 1  # ASHA's grace period (rounds): its rungs are G, G*3, G*9, ...
     resume: bool = False
-    min_layers: int = 1
-    max_layers: int = 4
-    hiddens: tuple[int, ...] = StudentSpace.hiddens
+    space: StudentSpace = field(default_factory=StudentSpace)
     transfer: tuple[TransferSpec, ...] = ()   # teacher-labelled sets the space may add to the labelled posts
-    feature_kd: tuple[float, ...] = (0.0,)
-    hidden_kd: tuple[float, ...] = (0.0,)
-    token_kd: tuple[float, ...] = (0.0,)
-    inits: tuple[str, ...] = StudentSpace.inits
-    lexical_buckets: tuple[int, ...] = (0,)
-    expert_buckets: tuple[int, ...] = (0,)     # gold-expert sizes the space offers (0 = no expert)
     expert_model: str = "svm"                  # the experts' linear model (modeling.expert.ExpertConfig.model)
-    min_epochs: int = 2
     teacher_shape: tuple[int, int, int, int] | None = None  # (layers, hidden, heads, ffn); read from the teacher
     enqueue: tuple[dict, ...] = ()  # space points Optuna runs first (spaces.student.parse_point)
     student: StudentConfig = field(default_factory=StudentConfig)  # the settings the space does not sample
@@ -56,15 +47,11 @@ class StudentStageConfig:
         return replace(self.student, threads=self.cpus_per_trial, seed=self.seed, ptq_rungs=REDUCTION_FACTOR,
                        ptq_grace=self.grace_rounds)
 
-    def space(self) -> StudentSpace:
+    def search_space(self) -> StudentSpace:
+        """``space`` with the transfer choices the built sets give (none, each recipe, all joined by '+')."""
         recipes = [t.recipe for t in self.transfer]
         choices = ("none", *recipes, *(["+".join(recipes)] if len(recipes) > 1 else []))
-        return StudentSpace(min_layers=self.min_layers, max_layers=self.max_layers, hiddens=tuple(self.hiddens),
-                            max_epochs=self.max_epochs, min_epochs=min(self.min_epochs, self.max_epochs), transfers=choices,
-                            feature_kd=tuple(self.feature_kd), hidden_kd=tuple(self.hidden_kd), token_kd=tuple(self.token_kd),
-                            inits=tuple(self.inits),
-                            lexical_buckets=tuple(self.lexical_buckets), expert_buckets=tuple(self.expert_buckets),
-                            teacher_shape=self.teacher_shape)
+        return replace(self.space, transfer=choices, teacher_shape=self.teacher_shape)
 
 
 def teacher_shape(experiment: Path) -> tuple[int, int, int, int]:
@@ -85,12 +72,12 @@ def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> Stud
         train_logits=np.load(tdir / "logits_train.npy"), val_texts=splits.val.text.tolist(),
         val_labels=splits.val.label.to_numpy(),
         train_pooled=np.load(pooled) if pooled.is_file() else None,
-        train_layers=np.load(layers) if layers.is_file() and any(w > 0 for w in cfg.hidden_kd) else None,
+        train_layers=np.load(layers) if layers.is_file() and any(w > 0 for w in cfg.space.hidden_kd) else None,
         transfer={t.recipe: load_transfer(experiment, t) for t in cfg.transfer},
-        importance=load_importance(experiment) if "pruned" in cfg.inits else None,
+        importance=load_importance(experiment) if "pruned" in cfg.space.init else None,
     )
     t0 = time.time()
-    data.lexical_features(tuple(b for b in cfg.lexical_buckets if b))
+    data.lexical_features(tuple(b for b in cfg.space.lexical_buckets if b))
     if data.lexical:
         log.info("lexical features of %d pool texts for %s buckets: %.0f s", len(data.train_texts) + sum(
             len(t[0]) for t in data.transfer.values()), "/".join(map(str, data.lexical)), time.time() - t0)
@@ -106,7 +93,7 @@ def fit_experts(splits: Splits, cfg: StudentStageConfig, experiment: Path) -> di
     from modeling.metrics import classification_metrics
 
     experts = {}
-    for buckets in sorted({b for b in cfg.expert_buckets if b}):
+    for buckets in sorted({b for b in cfg.space.expert_buckets if b}):
         expert, record = fit_expert(splits.train.text.tolist(), splits.train.label.to_numpy(),
                                     ExpertConfig(buckets=buckets, model=cfg.expert_model, seed=cfg.seed))
         val = expert.log_probs(splits.val.text.tolist())
@@ -186,11 +173,11 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
             raise FileNotFoundError(f"--resume: no student search to resume in {path}; run without --resume")
         log.info("resuming the student search in %s", path)
         return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
-    searcher = OptunaSearch(space=partial(sample_student, space=cfg.space()), points_to_evaluate=list(cfg.enqueue) or None,
+    searcher = OptunaSearch(space=partial(sample_student, space=cfg.search_space()), points_to_evaluate=list(cfg.enqueue) or None,
                             metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=cfg.seed,
                             storage=study_storage(experiment, fresh=True), study_name=STUDY_NAME)
     scheduler = ASHAScheduler(time_attr="round", metric=ASHA_METRIC, mode="max",
-                              max_t=cfg.max_epochs * cfg.student.evals_per_epoch, grace_period=cfg.grace_rounds,
+                              max_t=cfg.space.epochs[1] * cfg.student.evals_per_epoch, grace_period=cfg.grace_rounds,
                               reduction_factor=REDUCTION_FACTOR)
     cpus = int(ray.cluster_resources().get("CPU", cfg.cpus_per_trial))
     return tune.Tuner(
@@ -322,7 +309,7 @@ def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path)
 
     t0 = time.time()
     cfg = replace(cfg, teacher_shape=teacher_shape(experiment))
-    space = cfg.space()  # a space the teacher cannot be cut to, or a point outside it, fails here
+    space = cfg.search_space()  # a space the teacher cannot be cut to, or a point outside it, fails here
     for point in cfg.enqueue:
         space.check_point(point)
     data = make_data(splits, experiment, cfg)

@@ -4,41 +4,31 @@ Optuna samples it define-by-run (``sample_student``), so invalid combinations ca
 the number of heads is chosen among the divisors listed for the sampled hidden size (head size
 32-64), and what "teacher" initialisation copies depends on the shapes (below).
 
-| dimension | values |
-|---|---|
-| layers | 1-4 |
-| hidden | 96, 128, 192, 256, 384 |
-| heads | divisors of hidden with head size 32-64 (96: 2/3, 128: 2/4, 192: 3/4/6, 256: 4/8, 384: 6/12); a
-  "pruned" student keeps the teacher's head size (e5-small: 32, so 256 wide = 8 heads) |
-| FFN width | hidden x 1, 2 or 4 |
-| vocabulary | 4k, 8k, 16k most frequent training pieces, or all pieces seen in training (0) |
-| KD alpha | 0.3-1.0 (weight of the soft-label KL term; 1 - alpha on hard-label CE) |
-| KD temperature | 1-4 |
-| learning rate | 2e-4 to 3e-3, log scale |
-| epochs | 2 to `--max-epochs` (default 4); ASHA stops weak trials at quarter-epoch rungs |
-| init | "teacher": the teacher's embedding rows for the kept pieces, projected on their top
-  principal directions when hidden < the teacher's, and the teacher's lower layers when hidden,
-  heads and FFN width equal the teacher's; "random" |
-| transfer | which teacher-labelled transfer sets (``corpus.augment``) join the labelled posts: "none",
-  one recipe, or several joined by "+" (choices: the sets built for the run, ``--transfer``) |
-| feature_kd | weight of the cosine loss between the student's pooled features (through a learned
-  projection to the teacher's width, dropped at export) and the teacher's cached pooled features |
-| token_kd | weight of token-level hidden-state distillation: the teacher runs beside the student on the
-  student's own pieces (mapped back to the teacher's ids, so the tokens align), each student layer's
-  token states, through a learned projection, learn the teacher's (a "pruned" student's layer i learns
-  teacher layer i, the layer it was cut from; others the uniform map) with a cosine loss over the
-  non-padding tokens |
-| hidden_kd | weight of hidden-state distillation from mapped layers: student layer i of L learns
-  teacher layer round((i + 1) * T / L) of T (12 for e5-small; uniform mapping, the top layer to the top layer), each through its
-  own learned projection, with a cosine loss on the layers' outputs mean-pooled over the tokens
-  (sequence level, because a student with a trimmed vocabulary tokenises a post differently from
-  the teacher); only on labelled posts, whose teacher layer outputs are cached once |
+``DIMENSIONS`` (below) is the space: each row's name, type, default choices or range, and help. From it come
+``StudentSpace``'s fields, ``search/run.py``'s options (``--NAME V ...`` for choices, ``--min-NAME``/``--max-NAME``
+for ranges), the points ``--enqueue`` accepts, the order Optuna samples in, and (through ``StudentConfig``) the
+columns of ``trials.csv``. What the dimensions mean where the table's help is short:
 
-``StudentSpace`` bounds layers, hidden sizes, epochs and the transfer / feature choices.
+- heads: divisors of hidden with head size 32-64 (``HEADS_FOR_HIDDEN``); a "pruned" student keeps the teacher's
+  head size (e5-small: 32, so 256 wide = 8 heads) and an FFN no wider than the teacher's.
+- init "teacher": the teacher's embedding rows for the kept pieces, projected on their top principal directions
+  when hidden < the teacher's, and the teacher's lower layers when hidden, heads and FFN width equal the teacher's.
+- transfer: which teacher-labelled transfer sets (``corpus.augment``, ``corpus.transfer_text``) join the labelled
+  posts; the choices are the sets built for the run (``--transfer``).
+- feature_kd: a cosine loss between the student's pooled features (through a learned projection to the teacher's
+  width, dropped at export) and the teacher's cached pooled features.
+- token_kd: the teacher runs beside the student on the student's own pieces (mapped back to the teacher's ids, so
+  the tokens align); each student layer's token states, through a learned projection, learn the teacher's (a
+  "pruned" student's layer i learns teacher layer i, the layer it was cut from; others the uniform map) with a
+  cosine loss over the non-padding tokens.
+- hidden_kd: student layer i of L learns teacher layer round((i + 1) * T / L) of T, each through its own learned
+  projection, with a cosine loss on the layers' outputs mean-pooled over the tokens (sequence level: a student
+  with a trimmed vocabulary tokenises a post differently from the teacher); only on labelled posts, whose teacher
+  layer outputs are cached once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 
 HEADS_FOR_HIDDEN = {96: (2, 3), 128: (2, 4), 192: (3, 4, 6), 256: (4, 8), 384: (6, 12)}
 FFN_RATIOS = (1, 2, 4)
@@ -110,62 +100,103 @@ class StudentConfig:
 
 
 @dataclass(frozen=True)
-class StudentSpace:
-    """Bounds of the space (``search/run.py`` flags); the defaults are the whole space above."""
-    min_layers: int = 1
-    max_layers: int = 4
-    hiddens: tuple[int, ...] = tuple(sorted(HEADS_FOR_HIDDEN))
-    max_epochs: int = 4
-    transfers: tuple[str, ...] = ("none",)     # transfer-set choices built by the transfer stage
-    feature_kd: tuple[float, ...] = (0.0,)     # weights of pooled-feature distillation to choose from
-    hidden_kd: tuple[float, ...] = (0.0,)      # weights of mapped-layer hidden-state distillation
-    token_kd: tuple[float, ...] = (0.0,)       # weights of token-level hidden-state distillation
-    inits: tuple[str, ...] = INITS             # initialisations to choose from
-    lexical_buckets: tuple[int, ...] = (0,)    # lexical-branch sizes to choose from (0 = no branch)
-    expert_buckets: tuple[int, ...] = (0,)     # gold-expert sizes to choose from (0 = no expert)
-    min_epochs: int = 2
-    # (layers, hidden, heads, ffn) of the teacher that "pruned" students are cut from; None: not known yet
-    teacher_shape: tuple[int, int, int, int] | None = None
+class Dimension:
+    """One search dimension: an Optuna parameter, the ``StudentConfig`` field it sets (``ffn_ratio`` sets
+    ``ffn``), its ``search/run.py`` option and the ``trials.csv`` column it fills."""
+    name: str
+    kind: type                 # int, float or str: how the option's values are read
+    default: tuple             # the choices, or (low, high) for a range: the recipe `search/run.py` searches
+    help: str
+    range: bool = False        # sampled between two bounds (options --min-NAME, --max-NAME), else among choices
+    log: bool = False          # a range sampled on a log scale
+    option: bool = True        # False: not an option of its own (``transfer``: the sets --transfer builds)
+    aliases: tuple[str, ...] = ()  # older spellings of its option
+    allowed: tuple = ()        # the values the option accepts at all (empty: checked by StudentSpace)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+# The search space, in the order Optuna samples it (define-by-run, ``sample_student``). Adding a dimension is a row
+# here (and a StudentConfig field that uses it): the CLI options, the space's checks, the points --enqueue accepts
+# and the trials table's columns follow from this table.
+DIMENSIONS = (
+    Dimension("layers", int, (1, 4), "encoder layers", range=True),
+    Dimension("hidden", int, (128, 192, 256), f"hidden sizes, from {sorted(HEADS_FOR_HIDDEN)}; the head count "
+              f"follows (a 'pruned' student keeps the teacher's head size, others sample one with head size 32-64)"),
+    Dimension("init", str, ("pruned",), f"initialisations, from {', '.join(INITS)}: cut from the teacher (pruned), "
+              "the teacher's embeddings projected (teacher), or random", aliases=("--inits",), allowed=INITS),
+    Dimension("ffn_ratio", int, FFN_RATIOS, "FFN width as a multiple of the hidden size"),
+    Dimension("vocab", int, VOCABS, "vocabulary: the N most frequent training pieces (0 = every piece seen); shrunk "
+              "further to fit --max-size-mb"),
+    Dimension("kd_alpha", float, (0.3, 1.0), "weight of the soft-label KL term (1 - alpha on hard-label CE)",
+              range=True),
+    Dimension("kd_temperature", float, (1.0, 4.0), "distillation temperature", range=True),
+    Dimension("lr", float, (2e-4, 3e-3), "student learning rate", range=True, log=True),
+    Dimension("epochs", int, (2, 3), "student epochs (plain KD overfits after 2-3); ASHA stops weak trials at its "
+              "rungs", range=True),
+    Dimension("transfer", str, ("none",), "teacher-labelled transfer sets joined to the labelled posts: none, one "
+              "recipe, or all joined by '+' (the sets --transfer builds)", option=False),
+    Dimension("feature_kd", float, (0.0,), "weights of pooled-feature distillation"),
+    Dimension("hidden_kd", float, (0.0,), "weights of hidden-state distillation from mapped teacher layers"),
+    Dimension("token_kd", float, (0.0,), "weights of token-level hidden-state distillation (the teacher runs beside "
+              "the student)"),
+    Dimension("lexical_buckets", int, (0, 65536), "hashed n-gram buckets of the KD-trained lexical branch "
+              "(0 = no branch)"),
+    Dimension("expert_buckets", int, (0, 131072), "hashed n-gram buckets of the gold-label lexical expert (0 = no "
+              "expert): fitted once on the labelled posts' gold labels, fused with each student at a weight chosen "
+              "on validation (modeling/expert.py)"),
+)
+DIMENSION = {d.name: d for d in DIMENSIONS}
+SPACE_PARAMS = tuple(DIMENSION)
+
+
+class _Space:
+    """What ``StudentSpace`` does; its fields (one per row of ``DIMENSIONS``) are made from the table below."""
 
     def __post_init__(self):
-        bad = [h for h in self.hiddens if h not in HEADS_FOR_HIDDEN]
+        for dim in DIMENSIONS:
+            values = getattr(self, dim.name)
+            if dim.range and not (len(values) == 2 and values[0] <= values[1]):
+                raise ValueError(f"{dim.name}: need min ({values[0]}) <= max ({values[-1]})")
+            if not values:
+                raise ValueError(f"{dim.name} needs at least one choice")
+        bad = [h for h in self.hidden if h not in HEADS_FOR_HIDDEN]
         if bad:
             raise ValueError(f"hidden sizes {bad} are not in the space; choose from {sorted(HEADS_FOR_HIDDEN)}")
-        if not 1 <= self.min_layers <= self.max_layers:
-            raise ValueError(f"layers: need 1 <= min ({self.min_layers}) <= max ({self.max_layers})")
-        if not all((self.transfers, self.feature_kd, self.hidden_kd, self.token_kd, self.inits, self.lexical_buckets)):
-            raise ValueError("transfers, feature_kd, hidden_kd, token_kd, inits and lexical_buckets need at least one "
-                             "choice each")
-        bad = [i for i in self.inits if i not in INITS]
+        for name in ("layers", "epochs"):
+            if getattr(self, name)[0] < 1:
+                raise ValueError(f"{name}: need 1 <= min, got {getattr(self, name)[0]}")
+        bad = [i for i in self.init if i not in INITS]
         if bad:
             raise ValueError(f"inits {bad} are not known; choose from {', '.join(INITS)}")
-        for flag, counts, none in (("--lexical-buckets", self.lexical_buckets, "no branch"),
-                                   ("--expert-buckets", self.expert_buckets, "no expert")):
-            bad = [b for b in counts if b < 0 or b == 1]
+        for name, none in (("lexical_buckets", "no branch"), ("expert_buckets", "no expert")):
+            bad = [b for b in getattr(self, name) if b < 0 or b == 1]
             if bad:
-                raise ValueError(f"{flag} {bad}: bucket counts use 0 ({none}) or >= 2")
-        if not self.expert_buckets:
-            raise ValueError("expert_buckets needs at least one choice (0 = no expert)")
-        if not 1 <= self.min_epochs <= self.max_epochs:
-            raise ValueError(f"epochs: need 1 <= min ({self.min_epochs}) <= max ({self.max_epochs})")
-        if "pruned" in self.inits and self.teacher_shape is not None:
+                raise ValueError(f"{DIMENSION[name].flag} {bad}: bucket counts use 0 ({none}) or >= 2")
+        if "pruned" in self.init and self.teacher_shape is not None:
             t_layers, t_hidden, t_heads, _ = self.teacher_shape
             t_head = t_hidden // t_heads
-            bad = [h for h in self.hiddens if h > t_hidden or h % t_head or h // t_head > t_heads]
+            bad = [h for h in self.hidden if h > t_hidden or h % t_head or h // t_head > t_heads]
             if bad:
                 fit = [h for h in HEADS_FOR_HIDDEN if h <= t_hidden and not h % t_head]
                 raise ValueError(f"--hidden {bad} cannot be cut from the teacher ({t_hidden} channels, {t_heads} heads "
-                                 f"of {t_head}) with --inits pruned: use hidden sizes from {fit} or drop 'pruned'")
-            if self.max_layers > t_layers:
-                raise ValueError(f"--max-layers {self.max_layers}: the teacher has {t_layers} layers to cut from")
+                                 f"of {t_head}) with --init pruned: use hidden sizes from {fit} or drop 'pruned'")
+            if self.layers[1] > t_layers:
+                raise ValueError(f"--max-layers {self.layers[1]}: the teacher has {t_layers} layers to cut from")
 
     def check_point(self, point: dict) -> None:
         """A point to enqueue (``parse_point``) must lie inside this space."""
         for key, value in point.items():
             if not self._allows(key, value):
-                allowed = self._allowed().get(key, HEADS_FOR_HIDDEN.get(int(key[10:]), ()) if key.startswith("heads_for_")
-                                              else ())
-                raise ValueError(f"--enqueue {key}={value}: not in the space ({key} from {list(allowed)})")
+                if key.startswith("heads_for_"):
+                    allowed = f"from {list(HEADS_FOR_HIDDEN.get(int(key[10:]), ()))}"
+                elif DIMENSION[key].range:
+                    allowed = "in [{}, {}]".format(*getattr(self, key))
+                else:
+                    allowed = f"from {list(getattr(self, key))}"
+                raise ValueError(f"--enqueue {key}={value}: not in the space ({key} {allowed})")
 
     def restrict(self, point: dict) -> dict:
         """``point`` without the settings this space does not offer (a default point, not a user's)."""
@@ -174,15 +205,8 @@ class StudentSpace:
     def _allows(self, key: str, value) -> bool:
         if key.startswith("heads_for_"):
             return value in HEADS_FOR_HIDDEN.get(int(key[10:]), ())
-        allowed = self._allowed()
-        return key not in allowed or value in allowed[key]
-
-    def _allowed(self) -> dict:
-        return {"layers": range(self.min_layers, self.max_layers + 1), "hidden": self.hiddens, "init": self.inits,
-                "ffn_ratio": FFN_RATIOS, "vocab": VOCABS, "epochs": range(self.min_epochs, self.max_epochs + 1),
-                "transfer": self.transfers, "feature_kd": self.feature_kd, "hidden_kd": self.hidden_kd,
-                "token_kd": self.token_kd, "lexical_buckets": self.lexical_buckets,
-                "expert_buckets": self.expert_buckets}
+        values = getattr(self, key)
+        return values[0] <= value <= values[1] if DIMENSION[key].range else value in values
 
     def pruned_shape(self, hidden: int, ffn: int) -> tuple[int, int]:
         """(heads, ffn) of a student of width ``hidden`` cut from the teacher: the teacher's head size
@@ -191,53 +215,39 @@ class StudentSpace:
         return hidden // (t_hidden // t_heads), min(ffn, t_ffn)
 
 
+StudentSpace = make_dataclass(
+    "StudentSpace",
+    [(d.name, tuple, field(default=d.default)) for d in DIMENSIONS]
+    # (layers, hidden, heads, ffn) of the teacher that "pruned" students are cut from; None: not known yet
+    + [("teacher_shape", "tuple[int, int, int, int] | None", field(default=None))],
+    bases=(_Space,), frozen=True)
+StudentSpace.__module__ = __name__  # pickled by reference (Ray ships the space to its workers)
+StudentSpace.__doc__ = ("The space a search samples: one field per row of ``DIMENSIONS`` (its choices, or (low, high) "
+                        "for a range; defaults: the table's), and the teacher's shape.")
+
+
 def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
-    """Define-by-run space for ``OptunaSearch(space=...)``; returns the constant settings."""
-    layers = trial.suggest_int("layers", space.min_layers, space.max_layers)
-    hidden = trial.suggest_categorical("hidden", space.hiddens)
-    init = trial.suggest_categorical("init", space.inits) if len(space.inits) > 1 else space.inits[0]
-    ffn = hidden * trial.suggest_categorical("ffn_ratio", FFN_RATIOS)
-    if init == "pruned" and space.teacher_shape is not None:  # the teacher's head size: heads follow the width
-        heads, ffn = space.pruned_shape(hidden, ffn)
-    else:
-        heads = trial.suggest_categorical(f"heads_for_{hidden}", HEADS_FOR_HIDDEN[hidden])
-    trial.suggest_categorical("vocab", VOCABS)
-    trial.suggest_float("kd_alpha", 0.3, 1.0)
-    trial.suggest_float("kd_temperature", 1.0, 4.0)
-    trial.suggest_float("lr", 2e-4, 3e-3, log=True)
-    trial.suggest_int("epochs", space.min_epochs, space.max_epochs)
-    if len(space.transfers) > 1:
-        trial.suggest_categorical("transfer", space.transfers)
-    if len(space.feature_kd) > 1:
-        trial.suggest_categorical("feature_kd", space.feature_kd)
-    if len(space.hidden_kd) > 1:
-        trial.suggest_categorical("hidden_kd", space.hidden_kd)
-    if len(space.token_kd) > 1:
-        trial.suggest_categorical("token_kd", space.token_kd)
-    constants = {"heads": heads, "ffn": ffn, "layers": layers}
-    if len(space.inits) == 1:
-        constants["init"] = init
-    if len(space.lexical_buckets) > 1:
-        trial.suggest_categorical("lexical_buckets", space.lexical_buckets)
-    else:
-        constants["lexical_buckets"] = space.lexical_buckets[0]
-    if len(space.expert_buckets) > 1:
-        trial.suggest_categorical("expert_buckets", space.expert_buckets)
-    else:
-        constants["expert_buckets"] = space.expert_buckets[0]
-    if len(space.transfers) == 1:
-        constants["transfer"] = space.transfers[0]
-    if len(space.feature_kd) == 1:
-        constants["feature_kd"] = space.feature_kd[0]
-    if len(space.hidden_kd) == 1:
-        constants["hidden_kd"] = space.hidden_kd[0]
-    if len(space.token_kd) == 1:
-        constants["token_kd"] = space.token_kd[0]
-    return constants
+    """Define-by-run space for ``OptunaSearch(space=...)``: every dimension with a range or with more than one
+    choice is an Optuna parameter, sampled in ``DIMENSIONS``' order; returns what is not a parameter (the one
+    choice of the others, and the shape: ``heads``, ``ffn``)."""
+    point = {}
+    for dim in DIMENSIONS:
+        values = getattr(space, dim.name)
+        if dim.range:
+            suggest = trial.suggest_int if dim.kind is int else trial.suggest_float
+            point[dim.name] = suggest(dim.name, *values, log=dim.log)
+        else:
+            point[dim.name] = trial.suggest_categorical(dim.name, values) if len(values) > 1 else values[0]
+        if dim.name == "ffn_ratio":  # the shape follows the width, drawn here (Optuna's order matters for a seed)
+            point["heads"], point["ffn"] = _shape(trial, space, point)
+    return {k: v for k, v in point.items() if k not in trial.params}
 
 
-SPACE_PARAMS = ("layers", "hidden", "init", "ffn_ratio", "vocab", "kd_alpha", "kd_temperature", "lr", "epochs",
-                "transfer", "feature_kd", "hidden_kd", "token_kd", "lexical_buckets", "expert_buckets")
+def _shape(trial, space: StudentSpace, point: dict) -> tuple[int, int]:
+    hidden, ffn = point["hidden"], point["hidden"] * point["ffn_ratio"]
+    if point["init"] == "pruned" and space.teacher_shape is not None:  # the teacher's head size: heads follow
+        return space.pruned_shape(hidden, ffn)
+    return trial.suggest_categorical(f"heads_for_{hidden}", HEADS_FOR_HIDDEN[hidden]), ffn
 
 
 def parse_point(text: str) -> dict:
@@ -249,12 +259,11 @@ def parse_point(text: str) -> dict:
         if not eq or not (key in SPACE_PARAMS or key.startswith("heads_for_")):
             raise ValueError(f"--enqueue {part!r}: expected NAME=VALUE with NAME one of {', '.join(SPACE_PARAMS)} "
                              f"or heads_for_<hidden>")
-        for kind in (int, float, str):
-            try:
-                point[key] = kind(value)
-                break
-            except ValueError:
-                continue
+        kind = DIMENSION[key].kind if key in DIMENSION else int
+        try:
+            point[key] = kind(value)
+        except ValueError:
+            raise ValueError(f"--enqueue {part!r}: {key} takes {kind.__name__} values") from None
     return point
 
 

@@ -109,7 +109,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     from search.student_stage import StudentStageConfig, make_data
     from search.teacher_stage import ensure_importance, ensure_train_layers
     from search.transfer_stage import parse_transfer, run_transfer_stage
-    from spaces.student import StudentConfig
+    from spaces.student import StudentConfig, StudentSpace
     from trainables.bench_slot import start_benchmark_slot
     from trainables.student import train_student
 
@@ -147,11 +147,10 @@ def run_ablation(cfg: AblationConfig) -> dict:
         ensure_train_layers(splits, experiment, cache_root(), 2)
     if any(r.get("init") == "pruned" for r in rows.values()):
         ensure_importance(splits, experiment, cache_root(), 2, seed=data["seed"])
-    stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs,
-                               student=shared,
-                               hidden_kd=tuple({r.get("hidden_kd", 0.0) for r in rows.values()}),
-                               expert_buckets=tuple({r.get("expert_buckets", 0) for r in rows.values()}),
-                               inits=tuple({r.get("init", "teacher") for r in rows.values()}))
+    offered = {name: tuple({r.get(name, getattr(shared, name)) for r in rows.values()})  # what make_data prepares
+               for name in ("hidden_kd", "expert_buckets", "init")}
+    stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs, student=shared,
+                               space=StudentSpace(**offered, lexical_buckets=(0,)))
     student_data = make_data(splits, experiment, stage)
     start_benchmark_slot()
     keys = sorted({k for r in rows.values() for k in r})

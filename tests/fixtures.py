@@ -45,6 +45,7 @@ def write_tiny_bert(out: Path, texts: list[str]) -> Path:
     """A random BERT in rubert-tiny2's shape (312 hidden, 3 layers, 12 heads, FFN 600) with a
     WordPiece tokenizer trained on ``texts``, saved with ``save_pretrained``."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    import torch
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -61,6 +62,7 @@ def write_tiny_bert(out: Path, texts: list[str]) -> Path:
     config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=312, num_hidden_layers=3,
                         num_attention_heads=12, intermediate_size=600, max_position_embeddings=2048,
                         pad_token_id=tok.token_to_id("[PAD]"))
+    torch.manual_seed(0)  # the same "pretrained" weights in every session: seeded searches repeat exactly
     BertModel(config).save_pretrained(out)
     fast.save_pretrained(out)
     return out

@@ -151,7 +151,7 @@ CASES = [
      lambda c: run_py(c, "--transfer", "tang:lots", "--name", "t5")),
     ("hidden size outside the space", "--hidden 100", "hidden sizes [100] are not in the space",
      lambda c: run_py(c, "--hidden", "100", "--name", "t6")),
-    ("empty layer range", "--min-layers 3 --max-layers 2", "need 1 <= min (3) <= max (2)",
+    ("empty layer range", "--min-layers 3 --max-layers 2", "layers: need min (3) <= max (2)",
      lambda c: run_py(c, "--min-layers", "3", "--max-layers", "2", "--name", "t7")),
     ("transfer text file missing", "--transfer real:100 --transfer-texts /nowhere.csv",
      "transfer text file not found",

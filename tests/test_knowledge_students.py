@@ -150,7 +150,7 @@ def test_the_space_offers_pruned_students_only_shapes_the_teacher_gives():
     class Teacher:  # e5-small's shape: 12 layers, 384 wide, 12 heads of 32, FFN 1536
         num_hidden_layers, hidden_size, num_attention_heads, intermediate_size = 12, 384, 12, 1536
 
-    space = StudentSpace(inits=("pruned", "random"), teacher_shape=(12, 384, 12, 1536))
+    space = StudentSpace(init=("pruned", "random"), teacher_shape=(12, 384, 12, 1536))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(60):
@@ -163,9 +163,9 @@ def test_the_space_offers_pruned_students_only_shapes_the_teacher_gives():
             seen.add(cfg.hidden)
     assert len(seen) >= 3
     with pytest.raises(ValueError, match="--hidden \\[96\\] cannot be cut from the teacher"):
-        StudentSpace(inits=("pruned",), hiddens=(96, 256), teacher_shape=(12, 384, 6, 1536))
+        StudentSpace(init=("pruned",), hidden=(96, 256), teacher_shape=(12, 384, 6, 1536))
     with pytest.raises(ValueError, match="--max-layers 4: the teacher has 3 layers"):
-        StudentSpace(inits=("pruned",), max_layers=4, teacher_shape=(3, 384, 12, 1536))
+        StudentSpace(init=("pruned",), layers=(1, 4), teacher_shape=(3, 384, 12, 1536))
 
 
 def test_lexical_features_are_deterministic_and_case_blind():

@@ -263,7 +263,7 @@ def test_same_seed_same_sampled_configurations():
     from spaces.student import StudentSpace, sample_student
 
     def sampled(seed):
-        searcher = OptunaSearch(space=partial(sample_student, space=StudentSpace(transfers=("none", "tang"))),
+        searcher = OptunaSearch(space=partial(sample_student, space=StudentSpace(transfer=("none", "tang"))),
                                 metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=seed)
         return [searcher.suggest(f"t{i}") for i in range(8)]
 

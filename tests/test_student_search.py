@@ -132,22 +132,23 @@ def test_space_never_samples_invalid_heads():
         fixed = sample_student(t)
         hidden = t.params["hidden"]
         assert fixed["heads"] in HEADS_FOR_HIDDEN[hidden] and hidden % fixed["heads"] == 0
-        assert 1 <= fixed["layers"] <= 4 and fixed["ffn"] in (hidden, 2 * hidden, 4 * hidden)
+        assert 1 <= t.params["layers"] <= 4 and fixed["ffn"] in (hidden, 2 * hidden, 4 * hidden)
         assert fixed["transfer"] == "none" and fixed["feature_kd"] == 0.0
         StudentConfig(**{k: v for k, v in {**t.params, **fixed}.items() if k in StudentConfig.__dataclass_fields__})
         study.tell(t, 0.0)
-    space = StudentSpace(max_layers=2, hiddens=(128,), transfers=("none", "tang"), feature_kd=(0.0, 1.0))
+    space = StudentSpace(layers=(1, 2), hidden=(128,), transfer=("none", "tang"), feature_kd=(0.0, 1.0))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(50):
         t = study.ask()
         fixed = sample_student(t, space)
-        assert t.params["hidden"] == 128 and fixed["layers"] <= 2
+        assert "hidden" not in t.params and fixed["hidden"] == 128  # one choice: a constant
+        assert t.params["layers"] <= 2
         seen.add((t.params["transfer"], t.params["feature_kd"]))
         study.tell(t, 0.0)
     assert len(seen) == 4
     with pytest.raises(ValueError, match="hidden sizes \\[100\\]"):
-        StudentSpace(hiddens=(100,))
+        StudentSpace(hidden=(100,))
 
 
 def test_kd_loss_uses_hard_labels_only_where_known():

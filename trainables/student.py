@@ -114,6 +114,9 @@ def _pca_projection(table: torch.Tensor, dim: int) -> torch.Tensor:
     d_in = table.shape[1]
     centred = table - table.mean(0, keepdim=True)
     _, _, v = torch.linalg.svd(centred.float(), full_matrices=False)
+    # each direction's sign fixed by its largest component (as sklearn's svd_flip): LAPACK may return either sign,
+    # and a flipped direction sends training elsewhere, so a seeded trial would not repeat
+    v = v * torch.sign(v.gather(1, v.abs().argmax(1, keepdim=True)))
     proj = v[:min(dim, d_in)].T
     if proj.shape[1] < min(dim, d_in):  # fewer rows than dimensions (tiny vocabularies): fill orthogonally
         extra = torch.linalg.qr(torch.randn(d_in, d_in))[0]
