@@ -147,6 +147,8 @@ DIMENSIONS = (
     Dimension("expert_buckets", int, (0, 131072), "hashed n-gram buckets of the gold-label lexical expert (0 = no "
               "expert): fitted once on the labelled posts' gold labels, fused with each student at a weight chosen "
               "on validation (modeling/expert.py)"),
+    Dimension("max_length", int, (128,), "token cap of the student, in training and in the exported runtime (longer "
+              "posts are cut): a shorter cap is faster on long posts and may cost accuracy"),
 )
 DIMENSION = {d.name: d for d in DIMENSIONS}
 SPACE_PARAMS = tuple(DIMENSION)
@@ -171,6 +173,9 @@ class _Space:
         bad = [i for i in self.init if i not in INITS]
         if bad:
             raise ValueError(f"inits {bad} are not known; choose from {', '.join(INITS)}")
+        bad = [n for n in self.max_length if not 8 <= n <= 512]
+        if bad:
+            raise ValueError(f"--max-length {bad}: token caps from 8 to 512 (the teachers' position limit)")
         for name, none in (("lexical_buckets", "no branch"), ("expert_buckets", "no expert")):
             bad = [b for b in getattr(self, name) if b < 0 or b == 1]
             if bad:

@@ -402,3 +402,38 @@ def test_damaged_caches_are_found_and_rebuilt(searched, tiny_data, tmp_path):
     spec = TransferSpec(meta["recipe"], meta["size"], meta["seed"])
     meta = build_transfer(spec, splits, searched, cache_root(), 1)
     assert pd.read_parquet(tdir / "transfer" / f"{spec.name}.parquet").shape[0] == meta["size"]
+
+
+def test_the_token_cap_is_a_search_dimension(tiny_bert, tiny_data, tmp_path):
+    """--max-length (one row of spaces.student.DIMENSIONS) reaches the CLI, the sampler, the trial's student, its
+    position table and the exported folder the runtime truncates with."""
+    from corpus import load_splits
+    from modeling import ClassifierConfig, EncoderClassifier
+    from search.run import parse_args
+    from teachers import load_encoder, resolve_teacher
+    from trainables.student import student_config
+
+    space = parse_args(["--max-length", "32", "128"]).space
+    assert space.max_length == (32, 128) and parse_args([]).space.max_length == (128,)
+    with pytest.raises(SystemExit):
+        parse_args(["--max-length", "4"])  # under 8 tokens: one clear error from the space's check
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = set()
+    for _ in range(20):
+        t = study.ask()
+        constants = sample_student(t, space)
+        drawn.add(student_config({**t.params, **constants}, StudentConfig()).max_length)
+        study.tell(t, 0.0)
+    assert drawn == {32, 128}
+    src = resolve_teacher(str(tiny_bert), tmp_path)
+    encoder, tok = load_encoder(src)
+    teacher = EncoderClassifier(encoder, ClassifierConfig(labels=("a", "b", "c", "d", "e"), pooling="cls"))
+    cfg = StudentConfig(layers=1, hidden=96, heads=3, ffn=192, vocab=0, init="teacher", threads=1, max_length=32)
+    student, stok = build_student(cfg, teacher, tok, load_splits(tiny_data).train.text.tolist(), None)
+    assert student.encoder.embeddings.position_embeddings.num_embeddings == 32
+    from inference import SentimentClassifier
+    from modeling.onnx_export import export_folder
+
+    clf = SentimentClassifier.load(export_folder(student, stok, tmp_path / "m"))
+    assert clf.max_length == 32
+    assert clf.logits(["слово " * 200]).shape == (1, 5)  # a long post is cut to the cap, not an error
