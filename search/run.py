@@ -14,12 +14,18 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as a script from a checkout: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference.atomic import write_json  # noqa: E402  (after the path set-up above)
 from spaces.student import DIMENSIONS, StudentSpace  # noqa: E402
+
+if TYPE_CHECKING:  # the stages import torch and Ray: loaded when a run needs them, not for --help
+    from corpus import Splits
+    from search.student_stage import StudentStageConfig
+    from search.teacher_stage import TeacherStageConfig
 
 log = logging.getLogger("search")
 DEFAULT_TRANSFER = ("real:40000",)
@@ -249,22 +255,114 @@ def open_experiment(path: Path, resume: bool) -> Path:
     return path
 
 
+@dataclass
+class RunPlan:
+    """What a run will do, settled by ``plan`` before any work starts."""
+    cfg: RunConfig
+    experiment: Path
+    splits: Splits
+    texts_file: str | None   # unlabelled text the transfer sets sample (None: none)
+    teacher: TeacherStageConfig  # gpus_per_trial is filled in once Ray runs (``run``)
+    students: StudentStageConfig
+    checks_s: float = 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(argv)
-    from corpus import DataError, load_splits, load_table_splits
+    from corpus import DataError
+    from teachers import TeacherError
+
+    try:
+        teacher, search, experiment = run(plan(cfg))
+    except (DataError, TeacherError, FileNotFoundError, ValueError, ConnectionError) as e:
+        log.error("%s", e)
+        return 2
+    shown = "test" if "test" in teacher else "val"  # own data without a test file: validation only
+    print(f"teacher: {shown} weighted F1 {teacher[shown]['weighted_f1']:.4f} "
+          f"(accuracy {teacher[shown]['accuracy']:.4f}, macro F1 {teacher[shown]['macro_f1']:.4f})")
+    if search:
+        print_front(search, experiment)
+    print(f"experiment: {experiment}")
+    return 0
+
+
+def plan(cfg: RunConfig) -> RunPlan:
+    """Everything that can be checked, checked before any work starts: the storage, the data, the transfer
+    text, the space and its enqueued points, the teacher."""
+    from corpus import load_splits, load_table_splits
+    from corpus.rusentiment import cache_root
+    from search.student_stage import StudentStageConfig
+    from search.teacher_stage import TeacherStageConfig, load_cached_teacher
+    from spaces.student import StudentConfig, parse_point
+    from teachers import resolve_teacher
+
+    t0 = time.time()
+    experiment_dir = Path(cfg.storage).expanduser().resolve() / cfg.name
+    if not cfg.resume or experiment_dir.is_dir():
+        check_storage(experiment_dir if experiment_dir.is_dir() else experiment_dir.parent, cfg.min_free_gb)
+    experiment = open_experiment(experiment_dir, cfg.resume)
+    if cfg.train:
+        splits = load_table_splits(cfg.train, cfg.val, cfg.test, cfg.text_column, cfg.label_column,
+                                   seed=cfg.seed, max_train_samples=cfg.max_train_samples)
+    else:
+        splits = load_splits(cfg.data_dir, seed=cfg.seed, max_train_samples=cfg.max_train_samples,
+                             val_from=cfg.val_from)
+    transfer, texts_file = plan_transfer(cfg, len(splits.train))
+    students = StudentStageConfig(trials=cfg.trials, cpus_per_trial=cfg.cpus_per_trial or 1, seed=cfg.seed,
+                                  time_budget_s=cfg.time_budget_s, resume=cfg.resume, grace_rounds=cfg.grace_rounds,
+                                  space=cfg.space, transfer=transfer, expert_model=cfg.expert_model,
+                                  student=StudentConfig(transfer_ratio=cfg.transfer_ratio, max_size_mib=cfg.max_size_mb),
+                                  enqueue=tuple(parse_point(t) for t in cfg.enqueue or ()))
+    space = students.search_space()
+    if cfg.enqueue is None:  # the default points, cut to the space this run searches (own data, other flags)
+        students = replace(students, enqueue=tuple(space.restrict(parse_point(t)) for t in DEFAULT_ENQUEUE))
+    for point in students.enqueue:
+        space.check_point(point)
+    if load_cached_teacher(experiment, cfg.teacher) is None:
+        resolve_teacher(cfg.teacher, cache_root() / "teachers")  # a bad --teacher fails before Ray starts
+    teacher = TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
+                                 lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial or min(2, os.cpu_count() or 1),
+                                 seed=cfg.seed if cfg.teacher_seed is None else cfg.teacher_seed)
+    return RunPlan(cfg, experiment, splits, texts_file, teacher, students, checks_s=round(time.time() - t0, 1))
+
+
+def plan_transfer(cfg: RunConfig, n_train: int) -> tuple[tuple, str | None]:
+    """The transfer sets to build (``--transfer``, or real text when there is some) and the text file they sample;
+    without any, one warning says what is missing and what it costs."""
+    from corpus import DataError
+    from corpus.transfer_text import default_transfer_texts, read_transfer_texts
+    from search.transfer_stage import parse_transfer
+
+    # own data (--train) never borrows the RuSentiment pool beside the default data dir: another domain
+    texts_file = cfg.transfer_texts or (None if cfg.train else default_transfer_texts(cfg.data_dir))
+    asked = cfg.transfer
+    if asked is None:  # the default: real text when there is some
+        asked = DEFAULT_TRANSFER if texts_file else ()
+        if not texts_file:
+            where = "" if cfg.train else (", no transfer/transfer_texts.csv beside the data dir, and no pool "
+                                          "fetched by `python -m corpus.transfer_text fetch`")
+            log.warning(f"no transfer text (no --transfer-texts{where}): the students learn from the labelled "
+                        "posts only, which costs accuracy (the 'no transfer text' row of docs/results.md); give "
+                        "unlabelled text of the same domain with --transfer-texts FILE.csv")
+    transfer = tuple(parse_transfer(t, cfg.seed, n_train) for t in asked)
+    if any(t.recipe == "real" for t in transfer):
+        if texts_file is None:
+            raise DataError("--transfer real:SIZE needs unlabelled text: pass --transfer-texts FILE (a CSV with a "
+                            "'text' column)")
+        read_transfer_texts(texts_file)  # a missing or malformed file fails before the teacher trains
+    return transfer, texts_file
+
+
+def run(p: RunPlan) -> tuple[dict, dict | None, Path]:
+    """The stages of a plan, each timed into ``run.json``: (teacher figures, search summary or None, experiment)."""
     from corpus.rusentiment import cache_root
     from search.provenance import provenance
-    from search.student_stage import StudentStageConfig, run_student_stage
-    from search.teacher_stage import TeacherStageConfig, load_cached_teacher, run_teacher_stage
-    from corpus.transfer_text import default_transfer_texts, read_transfer_texts
-    from search.teacher_stage import ensure_importance, ensure_train_layers
-    from search.transfer_stage import parse_transfer, run_transfer_stage
-    from spaces.student import StudentConfig, parse_point
-    from teachers import TeacherError, resolve_teacher
+    from search.student_stage import prepare_teacher_outputs, run_student_stage
+    from search.teacher_stage import run_teacher_stage
 
     t0, prov = time.time(), provenance()  # the code as it was when the run started
-    stage_s: dict[str, float] = {}  # wall time of each stage, into run.json
+    stage_s = {"checks_and_data": p.checks_s}  # wall time of each stage, into run.json
 
     def timed(name, fn, *args, **kwargs):
         t = time.time()
@@ -273,82 +371,20 @@ def main(argv: list[str] | None = None) -> int:
         log.info("stage %s: %.0f s", name, time.time() - t)
         return out
 
-    try:  # everything that can be checked is checked before any work starts
-        experiment_dir = Path(cfg.storage).expanduser().resolve() / cfg.name
-        if not cfg.resume or experiment_dir.is_dir():
-            check_storage(experiment_dir if experiment_dir.is_dir() else experiment_dir.parent, cfg.min_free_gb)
-        experiment = open_experiment(experiment_dir, cfg.resume)
-        if cfg.train:
-            splits = load_table_splits(cfg.train, cfg.val, cfg.test, cfg.text_column, cfg.label_column,
-                                       seed=cfg.seed, max_train_samples=cfg.max_train_samples)
-        else:
-            splits = load_splits(cfg.data_dir, seed=cfg.seed, max_train_samples=cfg.max_train_samples,
-                                 val_from=cfg.val_from)
-        transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer or ())
-        # own data (--train) never borrows the RuSentiment pool beside the default data dir: another domain
-        texts_file = cfg.transfer_texts or (None if cfg.train else default_transfer_texts(cfg.data_dir))
-        if cfg.transfer is None:  # the default: real text when there is some
-            cfg.transfer = DEFAULT_TRANSFER if texts_file else ()
-            if not texts_file:
-                where = "" if cfg.train else (", no transfer/transfer_texts.csv beside the data dir, and no pool "
-                                              "fetched by `python -m corpus.transfer_text fetch`")
-                log.warning(f"no transfer text (no --transfer-texts{where}): the students learn from the labelled "
-                            "posts only, which costs accuracy (the 'no transfer text' row of docs/results.md); give unlabelled text of the same domain "
-                            "with --transfer-texts FILE.csv")
-            transfer = tuple(parse_transfer(t, cfg.seed, len(splits.train)) for t in cfg.transfer)
-        teacher_cpus = cfg.cpus_per_trial or min(2, os.cpu_count() or 1)  # the teacher stages: every core (up to 2)
-        stage = StudentStageConfig(trials=cfg.trials, cpus_per_trial=cfg.cpus_per_trial or 1, seed=cfg.seed,
-                                   time_budget_s=cfg.time_budget_s, resume=cfg.resume, grace_rounds=cfg.grace_rounds,
-                                   space=cfg.space, transfer=transfer, expert_model=cfg.expert_model,
-                                   student=StudentConfig(transfer_ratio=cfg.transfer_ratio,
-                                                         max_size_mib=cfg.max_size_mb),
-                                   enqueue=tuple(parse_point(t) for t in cfg.enqueue or ()))
-        space = stage.search_space()
-        if cfg.enqueue is None:  # the default points, cut to the space this run searches (own data, other flags)
-            stage = replace(stage, enqueue=tuple(space.restrict(parse_point(t)) for t in DEFAULT_ENQUEUE))
-        for point in stage.enqueue:
-            space.check_point(point)
-        if any(t.recipe == "real" for t in transfer):
-            if texts_file is None:
-                raise DataError("--transfer real:SIZE needs unlabelled text: pass --transfer-texts FILE (a CSV with a "
-                                "'text' column)")
-            read_transfer_texts(texts_file)  # a missing or malformed file fails before the teacher trains
-        if load_cached_teacher(experiment, cfg.teacher) is None:
-            resolve_teacher(cfg.teacher, cache_root() / "teachers")  # a bad --teacher fails before Ray starts
-        write_json(experiment / "data.json", {**splits.describe(), "max_train_samples": cfg.max_train_samples})
-        stage_s["checks_and_data"] = round(time.time() - t0, 1)
-        timed("ray_start", start_ray, cfg.address)
-        gpus = gpus_per_trial(cfg.gpus_per_trial)
-        teacher_cfg = TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
-                                         lr=cfg.teacher_lr, cpus_per_trial=teacher_cpus, gpus_per_trial=gpus,
-                                         seed=cfg.seed if cfg.teacher_seed is None else cfg.teacher_seed)
-        teacher = timed("teacher", run_teacher_stage, teacher_cfg, splits, experiment, cache_root())
-        search = None
-        if cfg.stage in ("prepare", "all"):
-            if transfer or any(w > 0 for w in cfg.space.feature_kd):
-                timed("transfer", run_transfer_stage, list(transfer), splits, experiment, cache_root(),
-                      teacher_cpus, features=any(w > 0 for w in cfg.space.feature_kd), transfer_texts=texts_file)
-            if "pruned" in cfg.space.init:
-                timed("importance", ensure_importance, splits, experiment, cache_root(), teacher_cpus,
-                      seed=cfg.seed)
-            if any(w > 0 for w in cfg.space.hidden_kd):
-                timed("teacher_layers", ensure_train_layers, splits, experiment, cache_root(), teacher_cpus)
-            if cfg.stage == "all":
-                search = timed("student_search", run_student_stage, stage, splits, experiment)
-    except (DataError, TeacherError, FileNotFoundError, ValueError, ConnectionError) as e:
-        log.error("%s", e)
-        return 2
-    run_info = {"provenance": prov, "wall_time_s": round(time.time() - t0, 1), "stage_wall_time_s": stage_s,
-                "gpus_per_teacher_trial": gpus,
-                "teacher_test": teacher.get("test"), "teacher_val": teacher["val"]}
-    write_json(experiment / "run.json", run_info)
-    shown = "test" if "test" in teacher else "val"  # own data without a test file: validation only
-    print(f"teacher: {shown} weighted F1 {teacher[shown]['weighted_f1']:.4f} "
-          f"(accuracy {teacher[shown]['accuracy']:.4f}, macro F1 {teacher[shown]['macro_f1']:.4f})")
-    if search:
-        print_front(search, experiment)
-    print(f"experiment: {experiment}")
-    return 0
+    write_json(p.experiment / "data.json", {**p.splits.describe(), "max_train_samples": p.cfg.max_train_samples})
+    timed("ray_start", start_ray, p.cfg.address)
+    teacher_cfg = replace(p.teacher, gpus_per_trial=gpus_per_trial(p.cfg.gpus_per_trial))
+    teacher = timed("teacher", run_teacher_stage, teacher_cfg, p.splits, p.experiment, cache_root())
+    search = None
+    if p.cfg.stage in ("prepare", "all"):
+        prepare_teacher_outputs(p.students, p.splits, p.experiment, teacher_cfg.cpus_per_trial, p.texts_file, timed)
+    if p.cfg.stage == "all":
+        search = timed("student_search", run_student_stage, p.students, p.splits, p.experiment)
+    write_json(p.experiment / "run.json", {
+        "provenance": prov, "wall_time_s": round(time.time() - t0 + p.checks_s, 1), "stage_wall_time_s": stage_s,
+        "gpus_per_teacher_trial": teacher_cfg.gpus_per_trial, "teacher_test": teacher.get("test"),
+        "teacher_val": teacher["val"]})
+    return teacher, search, p.experiment
 
 
 def _probe(address: str) -> None:

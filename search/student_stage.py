@@ -54,6 +54,39 @@ class StudentStageConfig:
         return replace(self.space, transfer=choices, teacher_shape=self.teacher_shape)
 
 
+@dataclass(frozen=True)
+class TeacherOutputs:
+    """What a search needs from the teacher beyond its logits; the one rule, used by ``prepare_teacher_outputs``
+    (which computes them), ``make_data`` (which loads them) and the studies."""
+    pooled: bool      # teacher/pooled_train.npy and the transfer sets' pooled features: feature KD
+    layers: bool      # teacher/layers_train.npy: hidden-state KD
+    importance: bool  # teacher/importance.npz: students cut from the teacher ("pruned")
+
+    @classmethod
+    def of(cls, space: StudentSpace) -> TeacherOutputs:
+        return cls(pooled=any(w > 0 for w in space.feature_kd), layers=any(w > 0 for w in space.hidden_kd),
+                   importance="pruned" in space.init)
+
+
+def prepare_teacher_outputs(cfg: StudentStageConfig, splits: Splits, experiment: Path, threads: int,
+                            texts_file: str | None, timed=lambda name, fn, *a, **k: fn(*a, **k)) -> None:
+    """Everything the search reads from the teacher, computed once and cached in the experiment: the transfer
+    sets (teacher-labelled), and the pooled features, layer outputs and activation statistics ``TeacherOutputs``
+    asks for. ``timed(name, fn, *args)`` runs each step (``search/run.py`` times them)."""
+    from corpus.rusentiment import cache_root
+    from search.teacher_stage import ensure_importance, ensure_train_layers
+    from search.transfer_stage import run_transfer_stage
+
+    needs = TeacherOutputs.of(cfg.space)
+    if cfg.transfer or needs.pooled:
+        timed("transfer", run_transfer_stage, list(cfg.transfer), splits, experiment, cache_root(), threads,
+              features=needs.pooled, transfer_texts=texts_file)
+    if needs.importance:
+        timed("importance", ensure_importance, splits, experiment, cache_root(), threads, seed=splits.seed)
+    if needs.layers:
+        timed("teacher_layers", ensure_train_layers, splits, experiment, cache_root(), threads)
+
+
 def teacher_shape(experiment: Path) -> tuple[int, int, int, int]:
     """(layers, hidden, heads, ffn) of the experiment's fine-tuned teacher encoder."""
     c = json.loads((experiment / "teacher" / "model" / "encoder" / "config.json").read_text())
@@ -66,15 +99,16 @@ def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> Stud
 
     tdir = experiment / "teacher"
     pooled, layers = tdir / "pooled_train.npy", tdir / "layers_train.npy"
+    needs = TeacherOutputs.of(cfg.space)
     data = StudentData(
         teacher_files=folder_bytes(tdir / "model"),
         train_texts=splits.train.text.tolist(), train_labels=splits.train.label.to_numpy(),
         train_logits=np.load(tdir / "logits_train.npy"), val_texts=splits.val.text.tolist(),
         val_labels=splits.val.label.to_numpy(),
         train_pooled=np.load(pooled) if pooled.is_file() else None,
-        train_layers=np.load(layers) if layers.is_file() and any(w > 0 for w in cfg.space.hidden_kd) else None,
+        train_layers=np.load(layers) if layers.is_file() and needs.layers else None,
         transfer={t.recipe: load_transfer(experiment, t) for t in cfg.transfer},
-        importance=load_importance(experiment) if "pruned" in cfg.space.init else None,
+        importance=load_importance(experiment) if needs.importance else None,
     )
     t0 = time.time()
     data.lexical_features(tuple(b for b in cfg.space.lexical_buckets if b))

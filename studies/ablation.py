@@ -104,11 +104,10 @@ def run_ablation(cfg: AblationConfig) -> dict:
     from ray import tune
 
     from corpus import splits_from_record
-    from corpus.rusentiment import OOD_TEST, cache_root, load_ood_test, sibling_file
+    from corpus.rusentiment import OOD_TEST, load_ood_test, sibling_file
     from corpus.transfer_text import default_transfer_texts
-    from search.student_stage import StudentStageConfig, make_data
-    from search.teacher_stage import ensure_importance, ensure_train_layers
-    from search.transfer_stage import parse_transfer, run_transfer_stage
+    from search.student_stage import StudentStageConfig, make_data, prepare_teacher_outputs
+    from search.transfer_stage import parse_transfer
     from spaces.student import StudentConfig, StudentSpace
     from trainables.bench_slot import start_benchmark_slot
     from trainables.student import train_student
@@ -140,17 +139,11 @@ def run_ablation(cfg: AblationConfig) -> dict:
         return _write(cfg, experiment, results, splits, extra, rows, shared, t0)
     if not ray.is_initialized():
         ray.init(address="local", include_dashboard=False, configure_logging=False)
-    texts_file = cfg.transfer_texts or default_transfer_texts(cfg.data_dir)
-    run_transfer_stage(list(specs), splits, experiment, cache_root(), 2,
-                       features=any(r.get("feature_kd", 0) > 0 for r in rows.values()), transfer_texts=texts_file)
-    if any(r.get("hidden_kd", 0) > 0 for r in rows.values()):
-        ensure_train_layers(splits, experiment, cache_root(), 2)
-    if any(r.get("init") == "pruned" for r in rows.values()):
-        ensure_importance(splits, experiment, cache_root(), 2, seed=data["seed"])
-    offered = {name: tuple({r.get(name, getattr(shared, name)) for r in rows.values()})  # what make_data prepares
-               for name in ("hidden_kd", "expert_buckets", "init")}
+    offered = {name: tuple({r.get(name, getattr(shared, name)) for r in rows.values()})  # what the rows need
+               for name in ("feature_kd", "hidden_kd", "expert_buckets", "init")}
     stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs, student=shared,
                                space=StudentSpace(**offered, lexical_buckets=(0,)))
+    prepare_teacher_outputs(stage, splits, experiment, 2, cfg.transfer_texts or default_transfer_texts(cfg.data_dir))
     student_data = make_data(splits, experiment, stage)
     start_benchmark_slot()
     keys = sorted({k for r in rows.values() for k in r})
