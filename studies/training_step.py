@@ -1,6 +1,6 @@
-"""Time a student's training steps on this CPU: posts per second of a plain-KD step (the search's KD loss,
+"""Time a student's training steps on this CPU: posts per second of the search's own step (``StudentRun.step``: its losses,
 optimizer step, bf16 autocast when the CPU has it and the attention choice of ``trainables.loop.training_attention``;
-no feature / hidden / token KD terms), and with
+the feature / hidden / token terms when the --student fields give them a weight), and with
 ``--profile`` the operators that take the time (``torch.profiler``).
 
     python -m studies.training_step --bundle .bundle --threads 1 --steps 60 \\
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,49 +24,26 @@ log = logging.getLogger("studies.training_step")
 
 
 def time_steps(bundle: Path, fields: str, threads: int, steps: int, profile: bool) -> dict:
-    import numpy as np
-    import torch
-
-    from corpus import encode_texts
-    from corpus.rusentiment import cache_root
-    from inference.lexical import LexicalSpec
-    from modeling import EncoderClassifier
+    """Optimizer steps per second of the search's own training step (``trainables.student.StudentRun.step``)."""
     from spaces.student import StudentConfig
     from studies.ablation import parse_overrides
     from studies.train_students import load_bundle
-    from trainables.loop import (autocast_context, collate, linear_warmup_decay, optimizer_step, training_attention,
-                                 uses_bf16, write_folder)
-    from trainables.student import build_student, epoch_batches, kd_loss, param_groups
+    from trainables.loop import training_attention, uses_bf16
+    from trainables.student import StudentRun
 
-    torch.set_num_threads(threads)
     cfg = StudentConfig(**{**parse_overrides(fields, "--student"), "threads": threads})
     data, _ = load_bundle(bundle)
-    with tempfile.TemporaryDirectory() as d:
-        teacher, teacher_tok = EncoderClassifier.load(write_folder(data.teacher_files, Path(d)))
-    model, tok = build_student(cfg, teacher, teacher_tok, data.train_texts, cache_root() / "encoded", data.importance)
-    texts, hard, soft, _ = data.pool(cfg.transfer)
-    train = encode_texts(texts, tok, cfg.max_length, model.config.text_prefix, cache_root() / "encoded")
-    lex = data.lexical_pool(cfg.transfer, LexicalSpec(**model.config.lexical)) if model.lexical is not None else None
-    optimizer = torch.optim.AdamW(param_groups(model, [], cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = linear_warmup_decay(optimizer, 10, 10 * steps)
-    n_labelled = len(data.train_texts)
-    draws = 0 if cfg.transfer == "none" else round(cfg.transfer_ratio * n_labelled)
-    batches = epoch_batches(n_labelled, len(train), draws, train.lengths(), cfg.batch_size, np.random.default_rng(cfg.seed))
-    labels, logits_t = torch.as_tensor(hard), torch.as_tensor(soft)
+    run = StudentRun.build(cfg, data)
     bf16 = uses_bf16(cfg.bf16)
 
     def step():
-        index = batches.pop()
-        ids, mask = collate(train, index, tok.pad_token_id)
-        with autocast_context(cfg.bf16):
-            logits = model(ids, mask, lexical=lex.batch(index) if lex else None).float()
-        optimizer_step(model, kd_loss(logits, logits_t[index], labels[index], cfg.kd_alpha, cfg.kd_temperature),
-                       optimizer, scheduler)
+        index = run.next_batch()
+        run.step(index)
         return len(index)
 
-    model.train()
-    with training_attention(model.encoder, bf16):
-        attention = model.encoder.config._attn_implementation
+    run.model.train()
+    with training_attention(run.model.encoder, bf16):
+        attention = run.model.encoder.config._attn_implementation
         for _ in range(3):  # warm-up
             step()
         t0, posts = time.perf_counter(), 0

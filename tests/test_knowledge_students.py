@@ -83,7 +83,7 @@ def test_token_level_kd_aligns_student_and_teacher_tokens(teacher, scores):
 
     from modeling.prune import PruneShape, prune_encoder
     from spaces.student import StudentConfig
-    from trainables.student import TokenTeacher, token_loss
+    from trainables.distill import TokenTeacher, token_loss
 
     model, tok = teacher
     c = model.encoder.config

@@ -154,7 +154,7 @@ def test_space_never_samples_invalid_heads():
 def test_kd_loss_uses_hard_labels_only_where_known():
     """kd_loss against its formula written out in numpy (Hinton et al.: T^2 * KL(teacher_T || student_T),
     mean over all rows; cross-entropy only over rows with a gold label), and a known-answer case."""
-    from trainables.student import kd_loss
+    from trainables.distill import kd_loss
 
     def log_softmax(x):
         x = x - x.max(1, keepdims=True)
@@ -352,7 +352,7 @@ def test_layer_map_and_hidden_loss(tiny_bert):
 
     from corpus import LABELS
     from modeling import ClassifierConfig, EncoderClassifier
-    from trainables.student import hidden_loss, layer_map
+    from trainables.distill import hidden_loss, layer_map
 
     assert layer_map(1, 12) == [11] and layer_map(2, 12) == [5, 11] and layer_map(3, 12) == [3, 7, 11]
     assert layer_map(4, 3) == [0, 1, 1, 2]

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from corpus import encode_texts
 from corpus.rusentiment import cache_root
@@ -31,6 +30,8 @@ from modeling.onnx_export import export_folder
 from modeling.prune import PruneShape, prune_encoder
 from modeling.vocab import choose_kept_ids, piece_counts, trim_tokenizer
 from spaces.student import StudentConfig, fit_vocab
+
+from .distill import DistillHeads, TokenTeacher, kd_loss, layer_map
 
 from .loop import (autocast_context, collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits,
                    setup_worker_logging, steps_per_epoch, training_attention, training_device, uses_bf16,
@@ -189,64 +190,6 @@ def _init_from_teacher(student, teacher, keep: np.ndarray, cfg: StudentConfig) -
             student.encoder.layer[i].load_state_dict(teacher.encoder.layer[i].state_dict())
 
 
-def kd_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float):
-    """alpha * T^2 * KL(teacher || student at T) + (1 - alpha) * CE on the labelled rows (label >= 0;
-    teacher-labelled transfer posts carry -1 and only the soft term)."""
-    t = temperature
-    soft = F.kl_div(F.log_softmax(student_logits / t, -1), F.softmax(teacher_logits / t, -1),
-                    reduction="batchmean") * t * t
-    labelled = labels >= 0
-    if alpha >= 1 or not labelled.any():
-        return alpha * soft
-    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits[labelled], labels[labelled])
-
-
-def feature_loss(student_pooled, teacher_pooled, projection):
-    """1 - cosine between the projected student features and the teacher's pooled features."""
-    return (1 - F.cosine_similarity(projection(student_pooled), teacher_pooled.float(), dim=-1)).mean()
-
-
-def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
-    """Teacher layer (0-based) each student layer learns: uniform, the top layer to the top layer."""
-    return [round((i + 1) * teacher_layers / student_layers) - 1 for i in range(student_layers)]
-
-
-def hidden_loss(student_layers, teacher_layers, projections):
-    """Mean over student layers of 1 - cosine(projected student layer, its mapped teacher layer);
-    both [batch, layers, width] pooled outputs (teacher already restricted to the mapped layers)."""
-    losses = [1 - F.cosine_similarity(p(student_layers[:, i]), teacher_layers[:, i].float(), dim=-1)
-              for i, p in enumerate(projections)]
-    return torch.stack(losses, 1).mean()
-
-
-def token_loss(student_tokens, teacher_tokens, projections, mask) -> torch.Tensor:
-    """Mean over mapped layers of the masked token mean of 1 - cosine(projected student state, teacher state)."""
-    keep = mask.bool()
-    losses = [(1 - F.cosine_similarity(p(s.float()), t.float(), dim=-1))[keep].mean()
-              for s, t, p in zip(student_tokens, teacher_tokens, projections)]
-    return torch.stack(losses).mean()
-
-
-class TokenTeacher:
-    """The teacher's bottom layers, run beside a student on the student's pieces (mapped to the
-    teacher's ids) for token-level distillation; ``mapped[i]`` = the teacher layer student layer i learns."""
-
-    def __init__(self, teacher: EncoderClassifier, teacher_tok, student_tok, cfg: StudentConfig, device):
-        n_teacher = teacher.encoder.config.num_hidden_layers
-        self.mapped = list(range(cfg.layers)) if cfg.init == "pruned" else layer_map(cfg.layers, n_teacher)
-        encoder = teacher.encoder.float()
-        encoder.encoder.layer = encoder.encoder.layer[: max(self.mapped) + 1]
-        self.encoder = encoder.to(device).eval().requires_grad_(False)
-        pieces = student_tok.convert_ids_to_tokens(list(range(len(student_tok))))
-        self.id_map = torch.as_tensor(teacher_tok.convert_tokens_to_ids(pieces), device=device)
-        self.width = encoder.config.hidden_size
-
-    @torch.no_grad()
-    def __call__(self, ids, mask) -> list[torch.Tensor]:
-        out = self.encoder(input_ids=self.id_map[ids], attention_mask=mask, output_hidden_states=True)
-        return [out.hidden_states[m + 1] for m in self.mapped]
-
-
 def epoch_batches(n_labelled: int, n_pool: int, draws: int, lengths: np.ndarray, batch_size: int,
                   rng: np.random.Generator) -> list[np.ndarray]:
     """One epoch's batches of pool rows: every labelled row (the first ``n_labelled``) plus ``draws``
@@ -358,138 +301,189 @@ def fit_student(cfg: StudentConfig, data: StudentData, reporter) -> None:
     (``RayReporter`` in a search, ``FolderReporter`` outside Ray). Trains on ``cfg.device``;
     export, int8 evaluation and the benchmark always run on CPU."""
     setup_worker_logging()
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    device = training_device(cfg.device != "cpu")
-    if cfg.device == "cuda" and device.type != "cuda":
-        raise ValueError("device 'cuda': torch sees no CUDA device here; use 'auto' or 'cpu'")
     t_build = time.time()
-    cache_dir = cache_root() / "encoded"  # this node's own token cache
-    with tempfile.TemporaryDirectory() as d:
-        teacher, teacher_tok = EncoderClassifier.load(write_folder(data.teacher_files, Path(d)))
-    model, tokenizer = build_student(cfg, teacher, teacher_tok, data.train_texts, cache_dir, data.importance)
-    token_teacher = TokenTeacher(teacher, teacher_tok, tokenizer, cfg, device) if cfg.token_kd > 0 else None
-    del teacher
-    pad = tokenizer.pad_token_id
-    prefix = model.config.text_prefix
-    if cfg.expert_buckets and cfg.expert_buckets not in data.experts:
-        raise ValueError(f"expert_buckets={cfg.expert_buckets}: no gold expert of that size was fitted for this search "
-                         f"(fitted: {sorted(data.experts) or 'none'})")
-    expert = data.experts.get(cfg.expert_buckets) if cfg.expert_buckets else None
-    texts, hard, soft, feats = data.pool(cfg.transfer)
-    train = encode_texts(texts, tokenizer, cfg.max_length, prefix, cache_dir)
-    val = encode_texts(data.val_texts, tokenizer, cfg.max_length, prefix, cache_dir)
-    lex_pool = data.lexical_pool(cfg.transfer, LexicalSpec(**model.config.lexical)) if model.lexical is not None else None
-    params = int(sum(p.numel() for p in model.parameters()))
-    if cfg.feature_kd > 0 and feats is None:
-        raise ValueError("feature_kd > 0 needs the teacher's pooled features (teacher/pooled_train.npy) on every "
-                         "post of the pool; sets labelled by an ensemble carry none")
-    if cfg.hidden_kd > 0 and data.train_layers is None:
-        raise ValueError("hidden_kd > 0 needs the teacher's layer outputs (teacher/layers_train.npy); "
-                         "search/run.py builds them when --hidden-kd has a weight > 0")
-    projection = torch.nn.Linear(cfg.hidden, feats.shape[1]) if cfg.feature_kd > 0 else None
-    layer_proj, t_layers, n_labelled = None, None, len(data.train_texts)
-    if cfg.hidden_kd > 0:
-        mapped = layer_map(cfg.layers, data.train_layers.shape[1])
-        t_layers = torch.as_tensor(np.ascontiguousarray(data.train_layers[:, mapped]))
-        layer_proj = torch.nn.ModuleList(torch.nn.Linear(cfg.hidden, t_layers.shape[2]) for _ in mapped)
-    token_proj = None
-    if token_teacher is not None:
-        token_proj = torch.nn.ModuleList(torch.nn.Linear(cfg.hidden, token_teacher.width) for _ in range(cfg.layers))
-    for module in (model, projection, layer_proj, token_proj):
-        if module is not None:
-            module.to(device)
-    extra = [p for m in (projection, layer_proj, token_proj) if m is not None for p in m.parameters()]
-    optimizer = torch.optim.AdamW(param_groups(model, extra, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # an epoch: every labelled post + transfer_ratio x as many transfer draws (none without transfer sets)
-    draws = 0 if cfg.transfer == "none" else min(len(train) - n_labelled, round(cfg.transfer_ratio * n_labelled))
-    per_round = max(1, steps_per_epoch(n_labelled + draws, cfg.batch_size) // cfg.evals_per_epoch)
-    total = per_round * cfg.evals_per_epoch * cfg.epochs
-    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
-    labels, t_logits = torch.as_tensor(hard, device=device), torch.as_tensor(soft, device=device)
-    t_feats = torch.as_tensor(feats, device=device) if projection else None
-    bench: dict = {}
-    batches: list = []
-    start_round = 0
+    run = StudentRun.build(cfg, data)
     state = reporter.restore()
     if state:
-        model.load_state_dict(state["model"])
-        if projection:
-            projection.load_state_dict(state["projection"])
-        if layer_proj:
-            layer_proj.load_state_dict(state["layer_proj"])
-        if token_proj:
-            token_proj.load_state_dict(state["token_proj"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng, start_round, bench, batches = state["rng"], state["round"], state["bench"], state["batches"]
-    build_s = time.time() - t_build
-    n_rounds = cfg.epochs * cfg.evals_per_epoch
-    int8_keep = tempfile.TemporaryDirectory(prefix="student-int8-")  # the last int8 export, between rungs
-    last_int8: dict | None = None
-    while start_round < n_rounds:
-        t0, losses = time.time(), []
-        model.train()
-        with training_attention(model.encoder, uses_bf16(cfg.bf16, device.type), device.type):
-            for _ in range(per_round):
-                if not batches:
-                    batches = epoch_batches(n_labelled, len(train), draws, train.lengths(), cfg.batch_size, rng)
-                index = batches.pop()
-                ids, mask = (t.to(device) for t in collate(train, index, pad))
-                lex = tuple(t.to(device) for t in lex_pool.batch(index)) if lex_pool else None
-                with autocast_context(cfg.bf16, device.type):
-                    logits, pooled, *layers = model(ids, mask, return_pooled=True, return_layers=layer_proj is not None,
-                                                    lexical=lex, return_tokens=token_proj is not None)
-                    tokens = layers.pop() if token_proj is not None else None
-                    logits, pooled = logits.float(), pooled.float()
-                    layers = [x.float() for x in layers]
-                    if token_proj is not None:
-                        token_term = token_loss(tokens, token_teacher(ids, mask), token_proj, mask)
-                loss = kd_loss(logits, t_logits[index], labels[index], cfg.kd_alpha, cfg.kd_temperature)
-                if projection:
-                    loss = loss + cfg.feature_kd * feature_loss(pooled, t_feats[index], projection)
-                if token_proj is not None:
-                    loss = loss + cfg.token_kd * token_term.float()
-                rows = index[index < n_labelled] if layer_proj is not None else []
-                if len(rows):  # the labelled posts come first in the pool; only they have teacher layer outputs
-                    keep = torch.as_tensor(index < n_labelled, device=device)
-                    loss = loss + cfg.hidden_kd * hidden_loss(layers[0][keep], t_layers[rows].to(device), layer_proj)
-                losses.append(optimizer_step(model, loss, optimizer, scheduler))
-        start_round += 1
-        train_s = time.time() - t0
-        with tempfile.TemporaryDirectory() as d:  # becomes the round's checkpoint
-            metrics, fp32 = validate_fp32(model, val, pad, data, expert)
-            t1 = time.time()
-            folder = Path(d) / "model"
-            if int8_due(start_round, n_rounds, cfg.ptq_rungs, cfg.ptq_grace):
-                export_onnx(model, tokenizer, cfg, folder, expert=expert)
-                last_int8 = {"metrics": {**validate_int8(folder, data, cfg, fp32, expert), "int8_round": start_round},
-                             "folder": Path(int8_keep.name) / "model"}
-                shutil.rmtree(last_int8["folder"], ignore_errors=True)
-                shutil.copytree(folder, last_int8["folder"])
-            elif last_int8 is not None:  # between rungs: the last int8 model and figures stand (ASHA decides on fp32)
-                shutil.copytree(last_int8["folder"], folder)
-            # before the first rung (grace > 1, or a resumed trial) there is no int8 model yet: none is exported,
-            # validated or benchmarked for a round no scheduler decision reads
-            metrics.update(last_int8["metrics"] if last_int8 else unmeasured(data, expert), ptq_eval_s=time.time() - t1)
-            if last_int8 is not None:
-                weight = last_int8["metrics"].get("expert_weight", 0.0)
-                bench = bench or measure(folder, data, reporter, fp32=lambda out: export_onnx(
-                    model, tokenizer, cfg, out, "fp32", expert, weight))
-            metrics.update(bench, round=start_round, epoch=start_round / cfg.evals_per_epoch, params=params,
-                           train_pool=len(train), epoch_posts=n_labelled + draws, node_id=reporter.node_id,
-                           device=device.type, vocab_size=len(tokenizer), train_loss=float(np.mean(losses)),
-                           round_train_s=train_s, build_s=build_s)
-            model.save(Path(d) / "torch", tokenizer)  # fp32 student (saved from any device), for the report
-            torch.save({"model": model.state_dict(), "projection": projection.state_dict() if projection else None,
-                        "layer_proj": layer_proj.state_dict() if layer_proj else None,
-                        "token_proj": token_proj.state_dict() if token_proj else None,
-                        "optimizer": optimizer.state_dict(), "batches": batches,
-                        "scheduler": scheduler.state_dict(), "rng": rng, "round": start_round, "bench": bench},
-                       Path(d) / "train_state.pt")
-            reporter.report(metrics, Path(d))
-    int8_keep.cleanup()
+        run.load_state_dict(state)
+    build_s, n_rounds = time.time() - t_build, cfg.epochs * cfg.evals_per_epoch
+    with tempfile.TemporaryDirectory(prefix="student-int8-") as keep:  # the last int8 export, between rungs
+        int8 = Int8Rounds(run, Path(keep) / "model", reporter)
+        while run.round < n_rounds:
+            t0 = time.time()
+            losses = run.train_round()
+            train_s = time.time() - t0
+            with tempfile.TemporaryDirectory() as d:  # becomes the round's checkpoint
+                metrics = int8.evaluate_round(Path(d) / "model", n_rounds)
+                metrics.update(round=run.round, epoch=run.round / cfg.evals_per_epoch, params=run.params,
+                               train_pool=len(run.train), epoch_posts=run.n_labelled + run.draws,
+                               node_id=reporter.node_id, device=run.device.type, vocab_size=len(run.tokenizer),
+                               train_loss=float(np.mean(losses)), round_train_s=train_s, build_s=build_s)
+                run.model.save(Path(d) / "torch", run.tokenizer)  # fp32 student (saved from any device), for the report
+                torch.save(run.state_dict(), Path(d) / "train_state.pt")
+                reporter.report(metrics, Path(d))
+
+
+@dataclass
+class StudentRun:
+    """One student's training: the model, its distillation heads, the encoded pool and validation posts, the
+    optimizer and the sampling state; ``train_round`` advances it a round, ``state_dict``/``load_state_dict``
+    checkpoint it."""
+    cfg: StudentConfig
+    data: StudentData
+    device: torch.device
+    model: EncoderClassifier
+    tokenizer: object
+    heads: DistillHeads
+    token_teacher: TokenTeacher | None
+    expert: tuple | None          # (GoldExpert, its validation log-probs, fit record)
+    train: object                 # corpus.encode.Encoded: the pool (labelled posts first, then transfer posts)
+    val: object
+    lex_pool: LexicalPool | None
+    labels: torch.Tensor
+    t_logits: torch.Tensor
+    t_feats: torch.Tensor | None
+    t_layers: torch.Tensor | None
+    draws: int                    # transfer posts drawn per epoch
+    per_round: int                # optimizer steps per round
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    rng: np.random.Generator
+    params: int
+    batches: list = field(default_factory=list)
+    round: int = 0
+    bench: dict = field(default_factory=dict)
+
+    @property
+    def n_labelled(self) -> int:
+        return len(self.data.train_texts)
+
+    @classmethod
+    def build(cls, cfg: StudentConfig, data: StudentData) -> StudentRun:
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        device = training_device(cfg.device != "cpu")
+        if cfg.device == "cuda" and device.type != "cuda":
+            raise ValueError("device 'cuda': torch sees no CUDA device here; use 'auto' or 'cpu'")
+        cache_dir = cache_root() / "encoded"  # this node's own token cache
+        with tempfile.TemporaryDirectory() as d:
+            teacher, teacher_tok = EncoderClassifier.load(write_folder(data.teacher_files, Path(d)))
+        model, tokenizer = build_student(cfg, teacher, teacher_tok, data.train_texts, cache_dir, data.importance)
+        token_teacher = TokenTeacher(teacher, teacher_tok, tokenizer, cfg, device) if cfg.token_kd > 0 else None
+        del teacher
+        if cfg.expert_buckets and cfg.expert_buckets not in data.experts:
+            raise ValueError(f"expert_buckets={cfg.expert_buckets}: no gold expert of that size was fitted for this "
+                             f"search (fitted: {sorted(data.experts) or 'none'})")
+        texts, hard, soft, feats = data.pool(cfg.transfer)
+        prefix = model.config.text_prefix
+        train = encode_texts(texts, tokenizer, cfg.max_length, prefix, cache_dir)
+        val = encode_texts(data.val_texts, tokenizer, cfg.max_length, prefix, cache_dir)
+        lex_pool = (data.lexical_pool(cfg.transfer, LexicalSpec(**model.config.lexical))
+                    if model.lexical is not None else None)
+        params = int(sum(p.numel() for p in model.parameters()))
+        if cfg.feature_kd > 0 and feats is None:
+            raise ValueError("feature_kd > 0 needs the teacher's pooled features (teacher/pooled_train.npy) on every "
+                             "post of the pool; sets labelled by an ensemble carry none")
+        if cfg.hidden_kd > 0 and data.train_layers is None:
+            raise ValueError("hidden_kd > 0 needs the teacher's layer outputs (teacher/layers_train.npy); "
+                             "search/run.py builds them when --hidden-kd has a weight > 0")
+        mapped = layer_map(cfg.layers, data.train_layers.shape[1]) if cfg.hidden_kd > 0 else []
+        t_layers = torch.as_tensor(np.ascontiguousarray(data.train_layers[:, mapped])) if mapped else None
+        heads = DistillHeads(cfg, feats.shape[1] if cfg.feature_kd > 0 else None, len(mapped),
+                             t_layers.shape[2] if mapped else None, token_teacher.width if token_teacher else None)
+        model.to(device)
+        heads.to(device)
+        optimizer = torch.optim.AdamW(param_groups(model, list(heads.parameters()), cfg), lr=cfg.lr,
+                                      weight_decay=cfg.weight_decay)
+        # an epoch: every labelled post + transfer_ratio x as many transfer draws (none without transfer sets)
+        n_labelled = len(data.train_texts)
+        draws = 0 if cfg.transfer == "none" else min(len(train) - n_labelled, round(cfg.transfer_ratio * n_labelled))
+        per_round = max(1, steps_per_epoch(n_labelled + draws, cfg.batch_size) // cfg.evals_per_epoch)
+        total = per_round * cfg.evals_per_epoch * cfg.epochs
+        scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
+        return cls(cfg, data, device, model, tokenizer, heads, token_teacher,
+                   data.experts.get(cfg.expert_buckets) if cfg.expert_buckets else None, train, val, lex_pool,
+                   torch.as_tensor(hard, device=device), torch.as_tensor(soft, device=device),
+                   torch.as_tensor(feats, device=device) if cfg.feature_kd > 0 else None, t_layers, draws, per_round,
+                   optimizer, scheduler, np.random.default_rng(cfg.seed), params)
+
+    def train_round(self) -> list[float]:
+        """``per_round`` optimizer steps; the losses."""
+        self.model.train()
+        with training_attention(self.model.encoder, uses_bf16(self.cfg.bf16, self.device.type), self.device.type):
+            losses = [self.step(self.next_batch()) for _ in range(self.per_round)]
+        self.round += 1
+        return losses
+
+    def next_batch(self) -> np.ndarray:
+        """The next batch of pool rows (a new epoch's batches drawn when the last ones are used up)."""
+        if not self.batches:
+            self.batches = epoch_batches(self.n_labelled, len(self.train), self.draws, self.train.lengths(),
+                                         self.cfg.batch_size, self.rng)
+        return self.batches.pop()
+
+    def step(self, index: np.ndarray) -> float:
+        """One optimizer step on pool rows ``index`` (the model in training mode, its attention set by
+        ``training_attention``); the loss."""
+        cfg, device = self.cfg, self.device
+        ids, mask = (t.to(device) for t in collate(self.train, index, self.tokenizer.pad_token_id))
+        lex = tuple(t.to(device) for t in self.lex_pool.batch(index)) if self.lex_pool else None
+        with autocast_context(cfg.bf16, device.type):
+            logits, pooled, *layers = self.model(ids, mask, return_pooled=True, lexical=lex,
+                                                 return_layers=self.heads.hidden is not None,
+                                                 return_tokens=self.heads.token is not None)
+            tokens = layers.pop() if self.heads.token is not None else None
+            logits, pooled = logits.float(), pooled.float()
+            layers = [x.float() for x in layers]
+            token_term = self.heads.token_term(tokens, self.token_teacher, ids, mask)
+        kd = kd_loss(logits, self.t_logits[index], self.labels[index], cfg.kd_alpha, cfg.kd_temperature)
+        loss = self.heads.loss(kd, pooled, layers, token_term, index, self.n_labelled, self.t_feats, self.t_layers)
+        return optimizer_step(self.model, loss, self.optimizer, self.scheduler)
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "heads": self.heads.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "batches": self.batches, "rng": self.rng, "round": self.round, "bench": self.bench}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.heads.load_state_dict(state["heads"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng, self.round, self.bench, self.batches = state["rng"], state["round"], state["bench"], state["batches"]
+
+
+class Int8Rounds:
+    """Each round's evaluation, and the int8 rule: fp32 validation every round; at ASHA's rungs and the last
+    round (``int8_due``) an int8 export validated by the torch-free runtime; between rungs the last int8 folder
+    and figures stand (ASHA decides on fp32); before the first rung there is no int8 model (NaN figures). The
+    first int8 folder is benchmarked once (``measure``)."""
+
+    def __init__(self, run: StudentRun, keep: Path, reporter):
+        self.run, self.keep, self.reporter = run, keep, reporter
+        self.last: dict | None = None  # the last int8 round's figures
+
+    def evaluate_round(self, folder: Path, n_rounds: int) -> dict:
+        """The round's metrics; ``folder`` receives the int8 model of this round's checkpoint (when there is one)."""
+        run, cfg = self.run, self.run.cfg
+        metrics, fp32 = validate_fp32(run.model, run.val, run.tokenizer.pad_token_id, run.data, run.expert)
+        t1 = time.time()
+        if int8_due(run.round, n_rounds, cfg.ptq_rungs, cfg.ptq_grace):
+            export_onnx(run.model, run.tokenizer, cfg, folder, expert=run.expert)
+            self.last = {**validate_int8(folder, run.data, cfg, fp32, run.expert), "int8_round": run.round}
+            shutil.rmtree(self.keep, ignore_errors=True)
+            shutil.copytree(folder, self.keep)
+        elif self.last is not None:
+            shutil.copytree(self.keep, folder)
+        # before the first rung (grace > 1, or a resumed trial) there is no int8 model yet: none is exported,
+        # validated or benchmarked for a round no scheduler decision reads
+        metrics.update(self.last if self.last else unmeasured(run.data, run.expert), ptq_eval_s=time.time() - t1)
+        if self.last is not None:
+            weight = self.last.get("expert_weight", 0.0)
+            run.bench = run.bench or measure(folder, run.data, self.reporter, fp32=lambda out: export_onnx(
+                run.model, run.tokenizer, cfg, out, "fp32", run.expert, weight))
+        metrics.update(run.bench)
+        return metrics
 
 
 def int8_due(round_: int, n_rounds: int, rungs: int, grace: int = 1) -> bool:
