@@ -20,6 +20,7 @@ import pandas as pd
 
 from inference.atomic import atomic_directory
 from search.provenance import portable_command
+from trainables.metrics import EXPORTED
 from analysis.model_card import model_card
 from inference.classifier import CONFIG_FILE
 
@@ -158,14 +159,6 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
         data = json.loads((experiment / "data.json").read_text())
         teacher = json.loads((experiment / "teacher" / "teacher.json").read_text())
         run = json.loads((experiment / "run.json").read_text()) if (experiment / "run.json").is_file() else {}
-        metric_keys = ("val_weighted_f1", "int8_val_accuracy", "int8_val_weighted_f1", "int8_val_macro_f1",
-                       "export_val_accuracy", "export_val_weighted_f1", "export_val_macro_f1", "quantization_form",
-                       "test_accuracy", "test_weighted_f1", "test_macro_f1", "test_wf1_low", "test_wf1_high",
-                       "ood_accuracy", "ood_weighted_f1", "ood_macro_f1", "latency_ms_p50", "latency_ms_p95",
-                       "e2e_ms_p50", "e2e_ms_p95",
-                       "throughput_b32_per_s", "size_mib", "params", "expert_weight", "int8_student_val_weighted_f1",
-                       "test_student_weighted_f1", "test_expert_weighted_f1", "ood_student_weighted_f1",
-                       "ood_expert_weighted_f1")
         out = Path(out)
         with atomic_directory(out) as tmp:
             for f in src.iterdir():
@@ -178,7 +171,7 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
                 # the trainable's own record of the student (every StudentConfig field), not a rebuild from the table
                 "trial_id": row["trial_id"], "trial": {**student_record(config, row),
                                                        **{k: row.get(k) for k in ("row", "overrides") if k in row}},
-                "metrics": {k: row.get(k) for k in metric_keys if k in row}, "folder_name": out.name,
+                "metrics": {k: row.get(k) for k in EXPORTED if k in row}, "folder_name": out.name,
                 "command": portable_command((run.get("provenance") or {}).get("command")) if table == "trials" else
                 f"python -m studies.ablation --experiment {experiment.resolve().name} --tag {table} (row {row.get('row')}: "
                 f"{row.get('overrides')})", "cpu": (run.get("provenance") or {}).get("cpu"),

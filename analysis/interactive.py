@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 
 from inference.atomic import atomic_file
+from trainables.metrics import FRONT_SHOWN
 
 CONFIG = ["layers", "hidden", "heads", "ffn", "vocab_size", "init", "transfer", "lexical_buckets", "lr", "kd_alpha",
           "kd_temperature", "epochs", "epoch"]
-FIGURES = ["int8_val_weighted_f1", "test_weighted_f1", "e2e_ms_p50", "latency_ms_p50", "size_mib", "status"]
 AXES = (("e2e_ms_p50", "end-to-end latency p50, ms (batch 1, 1 thread)"), ("size_mib", "size on disk, MiB"))
 
 
 def _hover(df: pd.DataFrame) -> list[str]:
-    cols = [c for c in ["trial_id"] + CONFIG + FIGURES if c in df]
+    cols = [c for c in ["trial_id", *CONFIG, *FRONT_SHOWN, "status"] if c in df]
 
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -433,8 +433,9 @@ def print_front(search: dict, experiment: Path) -> None:
     import pandas as pd
 
     front = pd.DataFrame(search["front"])
-    cols = [c for c in ("trial_id", "layers", "hidden", "heads", "ffn", "vocab", "int8_val_weighted_f1",
-                        "test_weighted_f1", "latency_ms_p50", "size_mib", "params") if c in front]
+    from trainables.metrics import FRONT_SHOWN
+
+    cols = [c for c in ("trial_id", "layers", "hidden", "heads", "ffn", "vocab", *FRONT_SHOWN) if c in front]
     print(f"student search: {search['trials']} trials {search['status_counts']} in {search['wall_time_s']:.0f} s")
     print("Pareto front (int8 validation weighted F1 vs median batch-1 latency vs size):")
     print(front[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))

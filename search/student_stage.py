@@ -17,10 +17,10 @@ from corpus.augment import TransferSpec
 from inference.atomic import atomic_file, write_json
 from spaces.student import StudentConfig, StudentSpace, sample_student
 from trainables.loop import folder_bytes
-from trainables.student import OBJECTIVES, StudentData, student_config, train_student
+from trainables.metrics import ASHA_METRIC, OBJECTIVES, TRIAL_METRICS
+from trainables.student import StudentData, student_config, train_student
 
 log = logging.getLogger(__name__)
-ASHA_METRIC = "val_weighted_f1"
 TUNER_DIR = "student_trials"
 REDUCTION_FACTOR = 3  # ASHA's: rungs at rounds G, 3G, 9G, ... (G: grace_rounds); int8 is exported and validated there (ptq_rungs)
 
@@ -228,15 +228,6 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
 
 
 CONFIG_COLUMNS = [f.name for f in fields(StudentConfig)]  # every trial's full student, sampled or shared
-METRIC_COLUMNS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
-                  "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "int8_round",
-                  "student_val_weighted_f1", "int8_student_val_weighted_f1", "expert_weight", "fp32_expert_weight", "latency_ms_p50",
-                  "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread", "tokenize_ms_p50",
-                  "throughput_b32_per_s", "size_mib", "params", "vocab_size",
-                  "fp32_latency_ms_p50", "fp32_latency_ms_p95", "fp32_e2e_ms_p50", "fp32_e2e_ms_p95", "fp32_size_mib",
-                  "train_pool", "epoch_posts", "node_id", "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
-
-
 NO_REPORT = "stopped (time budget) before its first report"
 
 
@@ -255,7 +246,7 @@ def collect_trials(results, experiment: Path, base: StudentConfig, models: str =
             row.update(asdict(student_config(r.config, base)))
         except (TypeError, ValueError):  # a config no student can have: its error says why
             row.update({c: r.config.get(c) for c in CONFIG_COLUMNS})
-        row.update({c: m.get(c) for c in METRIC_COLUMNS})
+        row.update({c: m.get(c) for c in TRIAL_METRICS})
         if r.error:
             row["status"], row["error"] = "error", str(r.error).strip().splitlines()[-1][:300]
         elif m.get("round") is None:
@@ -280,9 +271,9 @@ def collect_trials(results, experiment: Path, base: StudentConfig, models: str =
 
 
 def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
-    """Trials not dominated on (int8 val weighted F1 up, latency down, size down)."""
+    """Trials not dominated on ``OBJECTIVES`` (int8 val weighted F1 up, latency down, size down)."""
     ok = df[df["status"] != "error"].dropna(subset=list(OBJECTIVES))
-    pts = ok[list(OBJECTIVES)].to_numpy(dtype=float) * np.array([-1.0, 1.0, 1.0])
+    pts = ok[list(OBJECTIVES)].to_numpy(dtype=float) * np.array([-1.0 if m == "max" else 1.0 for m in OBJECTIVES.values()])
     keep = [not any(np.all(q <= p) and np.any(q < p) for q in pts) for p in pts]
     return ok[keep].sort_values("e2e_ms_p50")
 

@@ -259,7 +259,7 @@ def test_same_seed_same_sampled_configurations():
 
     from ray.tune.search.optuna import OptunaSearch
 
-    from search.student_stage import OBJECTIVES
+    from trainables.metrics import OBJECTIVES
     from spaces.student import StudentSpace, sample_student
 
     def sampled(seed):

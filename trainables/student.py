@@ -32,18 +32,13 @@ from modeling.vocab import choose_kept_ids, piece_counts, trim_tokenizer
 from spaces.student import StudentConfig, fit_vocab
 
 from .distill import DistillHeads, TokenTeacher, kd_loss, layer_map
+from .metrics import BENCH_KEYS, FP32_BENCH_KEYS, OBJECTIVES
 
 from .loop import (autocast_context, collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits,
                    setup_worker_logging, steps_per_epoch, training_attention, training_device, uses_bf16,
                    write_folder)
 
 log = logging.getLogger(__name__)
-# what a finished trial is judged on (the search's objectives): int8 validation wF1 of the fused model,
-# latency end to end (tokenisation + lexical n-grams + model), what a user of the folder waits for, and size.
-# Every round reports the three keys (Ray Tune checks each result for the searcher's metrics); before the
-# first rung there is no int8 model yet and they are NaN. A multi-objective OptunaSearch reads only the
-# trial's last result, which is always a rung or the last round, so it never sees the NaN.
-OBJECTIVES = {"int8_val_weighted_f1": "max", "e2e_ms_p50": "min", "size_mib": "min"}
 
 
 @dataclass
@@ -497,12 +492,6 @@ def int8_due(round_: int, n_rounds: int, rungs: int, grace: int = 1) -> bool:
     while r % rungs == 0:
         r //= rungs
     return r == 1
-
-
-FP32_BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "e2e_ms_p50", "e2e_ms_p95", "size_mib")
-BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread",
-              "tokenize_ms_p50", "throughput_b32_per_s",
-              "size_mib", "bench_s")
 
 
 def unmeasured(data: StudentData, expert=None) -> dict:
