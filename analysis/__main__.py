@@ -27,9 +27,11 @@ def main(argv=None) -> int:
                    help="out-of-domain label,text test file (default: <data dir>/../rusentitweet/rusentitweet_test.csv)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from search.experiment import Experiment
+
     for exp in [a.experiment] + ([a.before] if a.before else []):
         table = "trials" if exp != a.experiment else a.table
-        if not (exp / "data.json").is_file() or not (exp / f"{table}.csv").is_file():
+        if not Experiment(exp).data.is_file() or not Experiment(exp).table(table).is_file():
             print(f"error: {exp} is not a finished experiment (needs data.json and {table}.csv from "
                   f"`python search/run.py` or `python -m studies.ablation`)", file=sys.stderr)
             return 2

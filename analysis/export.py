@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from inference.atomic import atomic_directory
+from search.experiment import Experiment
 from search.provenance import portable_command
 from trainables.metrics import EXPORTED
 from analysis.model_card import model_card
@@ -47,7 +48,7 @@ def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | No
         if row.status == "error" or not isinstance(row.get("model_dir"), str):
             raise ExportError(f"trial {trial} failed ({row.get('error')}); it has no model to export")
         return row.to_dict()
-    front_file = experiment / "pareto.csv"
+    front_file = Experiment(experiment).front
     pool = pd.read_csv(front_file, dtype={"trial_id": str}) if front_file.is_file() and table_name == "trials" \
         else df[df.status != "error"]
     if max_latency_ms is not None:
@@ -114,7 +115,7 @@ def export_form(experiment: Path, row: dict, form: str, out: Path, data_dir: str
     if not fp32_dir.is_dir():
         raise ExportError(f"{fp32_dir}: the trial's fp32 student is missing; only --quantization int8 (the "
                           f"trial's own folder) can be exported")
-    data = json.loads((experiment / "data.json").read_text())
+    data = Experiment(experiment).record("data")
     splits = splits_from_record(data, data_dir)
     model, tokenizer = EncoderClassifier.load(fp32_dir)
     model.eval()
@@ -156,9 +157,8 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
         if quantization != "int8":
             src, measured = export_form(experiment, row, quantization, Path(scratch) / "model", data_dir)
             row = {**row, **measured}  # the figures of the form exported, not of the trial's int8 folder
-        data = json.loads((experiment / "data.json").read_text())
-        teacher = json.loads((experiment / "teacher" / "teacher.json").read_text())
-        run = json.loads((experiment / "run.json").read_text()) if (experiment / "run.json").is_file() else {}
+        layout = Experiment(experiment)
+        data, teacher, run = layout.record("data"), layout.record("teacher_record"), layout.record("run", missing_ok=True)
         out = Path(out)
         with atomic_directory(out) as tmp:
             for f in src.iterdir():

@@ -24,6 +24,7 @@ from analysis import plots
 from analysis.interactive import write_html
 from analysis.export import choose_trial
 from inference.atomic import atomic_file, write_json, write_text
+from search.experiment import Experiment
 
 log = logging.getLogger(__name__)
 OLD_REPORT = [{"name": "old report: rubert-tiny2 fp32 (accuracy)", "test_accuracy": 0.5345, "size_mib": 111.4 / 1.048576},
@@ -91,9 +92,10 @@ def four_configurations(experiment: Path, trial: dict, splits, workdir: Path, oo
     from modeling import EncoderClassifier
     from modeling.onnx_export import export_folder
 
-    teacher, ttok = EncoderClassifier.load(experiment / "teacher" / "model")
+    teacher_model = Experiment(experiment).teacher_model
+    teacher, ttok = EncoderClassifier.load(teacher_model)
     t_params = sum(p.numel() for p in teacher.parameters())
-    rows = [_measure("teacher (fp32, torch)", TorchRunner(teacher, ttok, 1), _dir_mib(experiment / "teacher" / "model"),
+    rows = [_measure("teacher (fp32, torch)", TorchRunner(teacher, ttok, 1), _dir_mib(teacher_model),
                      t_params, splits, ood=ood)[0]]
     import torch
 
@@ -198,9 +200,9 @@ def ranking_agreement(table: pd.DataFrame, before: Path | None) -> dict:
                 "spearman": float(spearmanr(df.int8_val_weighted_f1, df.test_weighted_f1).statistic)}
 
     out = {"this": rho(table)}
-    if before is not None and (Path(before) / "pareto.csv").is_file():
-        data = json.loads((Path(before) / "data.json").read_text())
-        out["before"] = {**rho(pd.read_csv(Path(before) / "pareto.csv")), "val_from": data.get("val_from", "all")}
+    if before is not None and Experiment(Path(before)).front.is_file():
+        earlier = Experiment(Path(before))
+        out["before"] = {**rho(pd.read_csv(earlier.front)), "val_from": earlier.record("data").get("val_from", "all")}
     return out
 
 
@@ -216,7 +218,8 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     from sklearn.metrics import confusion_matrix, f1_score
 
     experiment = Path(experiment).resolve()
-    data = json.loads((experiment / "data.json").read_text())
+    layout = Experiment(experiment)
+    data = layout.record("data")
     splits = splits_from_record(data, data_dir)
     figures_on = "test"
     if not splits.has_test:  # own data without a test file: every "test" figure below is on validation
@@ -233,19 +236,19 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     pred = preds["test"]
     base, base_preds = baseline(experiment, splits, ood)
     y = splits.test.label.to_numpy()
-    trials = pd.read_csv(experiment / f"{table}.csv", dtype={"trial_id": str})
-    front_file = experiment / "pareto.csv"
+    trials = pd.read_csv(layout.table(table), dtype={"trial_id": str})
+    front_file = layout.front
     front = pd.read_csv(front_file, dtype={"trial_id": str}) if table == "trials" and front_file.is_file() else \
         trials[trials.status != "error"]
     report = {
         "experiment": experiment.name, "machine": provenance(), "data": data, "figures_on": figures_on,
-        "teacher": portable_teacher(json.loads((experiment / "teacher" / "teacher.json").read_text())),
-        "search": _load(experiment / "search.json") if table == "trials" else None, "table": table,
+        "teacher": portable_teacher(layout.record("teacher_record")),
+        "search": _load(layout.search) if table == "trials" else None, "table": table,
         "ood_test": str(Path(*Path(ood_path).parts[-2:])) if ood_path else None,
         "versus_baseline": versus_baseline(splits, ood, preds, base_preds),
         "expert_parts": expert_parts(experiment / chosen["model_dir"], splits, ood, preds),
         "ranking_agreement": ranking_agreement(front, before),
-        "run": _load(experiment / "run.json"),
+        "run": _load(layout.run),
         "chosen": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in chosen.items()},
         "selection": {"trial": trial, "max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb,
                       "rule": "most accurate Pareto-front member on int8 validation weighted F1 within the limits"},
@@ -254,7 +257,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
         "per_class_f1": dict(zip(labels_, map(float, f1_score(y, pred, average=None, labels=range(len(labels_)))))),
         "confusion_matrix": {"labels": list(labels_),
                              "rows_true_cols_pred": confusion_matrix(y, pred, labels=range(len(labels_))).tolist()},
-        "transfer_sets": [json.loads(p.read_text()) for p in sorted((experiment / "teacher" / "transfer").glob("*.json"))],
+        "transfer_sets": [json.loads(p.read_text()) for p in sorted(layout.transfer.glob("*.json"))],
         "ablation": ablations(experiment),
         "ablation_parts": ablation_parts(experiment),
         "option_costs": option_costs(trials),
@@ -315,8 +318,9 @@ def _trials(experiment: Path | None) -> pd.DataFrame | None:
     """An earlier search's trials, with the test figures of its front members."""
     if experiment is None:
         return None
-    trials = pd.read_csv(Path(experiment) / "trials.csv", dtype={"trial_id": str})
-    front = pd.read_csv(Path(experiment) / "pareto.csv", dtype={"trial_id": str})
+    layout = Experiment(Path(experiment))
+    trials = pd.read_csv(layout.table(), dtype={"trial_id": str})
+    front = pd.read_csv(layout.front, dtype={"trial_id": str})
     return plots._with_test(trials, front)
 
 

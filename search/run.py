@@ -7,7 +7,6 @@ trial: KD -> int8 PTQ -> CPU benchmark) -> Pareto front. Run ``python search/run
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -212,49 +211,6 @@ def space_from_args(a: argparse.Namespace) -> StudentSpace:
     return StudentSpace(**values)
 
 
-EXPERIMENT_FORMAT, EXPERIMENT_VERSION = "rusentiment-kd/experiment", 1
-
-
-def check_storage(path: Path, min_free_gib: float) -> None:
-    """Fail before any work when the experiment directory cannot be written or its disk is nearly full."""
-    import shutil
-    import tempfile
-
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
-            pass
-    except OSError as e:
-        raise ValueError(f"--storage: cannot write to {path} ({e.strerror or e}); choose a writable --storage "
-                         f"directory") from None
-    free = shutil.disk_usage(path).free / 2**30
-    if free < min_free_gib:
-        raise ValueError(f"--storage: {path} has {free:.1f} GiB free; a full run needs about {min_free_gib:g} GiB "
-                         f"(teacher checkpoints, transfer sets, 40 trials' checkpoints and models); free some space, "
-                         f"choose another --storage, or lower --min-free-gb")
-
-
-def open_experiment(path: Path, resume: bool) -> Path:
-    """Create or reopen an experiment directory; refuse one written by another layout version."""
-    marker = path / "experiment.json"
-    if resume and not (path / "student_trials").is_dir():
-        raise FileNotFoundError(f"--resume: {path} holds no student search to resume; run without --resume "
-                                f"(or give the --storage/--name of the interrupted run)")
-    if marker.is_file():
-        try:
-            info = json.loads(marker.read_text())
-        except json.JSONDecodeError:
-            info = {}
-        if info.get("format") != EXPERIMENT_FORMAT or info.get("version") != EXPERIMENT_VERSION:
-            raise ValueError(f"{path} was written by another version of this tool ({marker.name}: format "
-                             f"{info.get('format')!r}, version {info.get('version')!r}; this is version "
-                             f"{EXPERIMENT_VERSION}); use a new --name or move that directory away")
-    path.mkdir(parents=True, exist_ok=True)
-    if not marker.is_file():
-        write_json(marker, {"format": EXPERIMENT_FORMAT, "version": EXPERIMENT_VERSION})
-    return path
-
-
 @dataclass
 class RunPlan:
     """What a run will do, settled by ``plan`` before any work starts."""
@@ -292,16 +248,14 @@ def plan(cfg: RunConfig) -> RunPlan:
     text, the space and its enqueued points, the teacher."""
     from corpus import load_splits, load_table_splits
     from corpus.rusentiment import cache_root
+    from search.experiment import Experiment
     from search.student_stage import StudentStageConfig
     from search.teacher_stage import TeacherStageConfig, load_cached_teacher
     from spaces.student import StudentConfig, parse_point
     from teachers import resolve_teacher
 
     t0 = time.time()
-    experiment_dir = Path(cfg.storage).expanduser().resolve() / cfg.name
-    if not cfg.resume or experiment_dir.is_dir():
-        check_storage(experiment_dir if experiment_dir.is_dir() else experiment_dir.parent, cfg.min_free_gb)
-    experiment = open_experiment(experiment_dir, cfg.resume)
+    experiment = Experiment.open(Path(cfg.storage).expanduser().resolve() / cfg.name, cfg.resume, cfg.min_free_gb)
     if cfg.train:
         splits = load_table_splits(cfg.train, cfg.val, cfg.test, cfg.text_column, cfg.label_column,
                                    seed=cfg.seed, max_train_samples=cfg.max_train_samples)
@@ -319,12 +273,12 @@ def plan(cfg: RunConfig) -> RunPlan:
         students = replace(students, enqueue=tuple(space.restrict(parse_point(t)) for t in DEFAULT_ENQUEUE))
     for point in students.enqueue:
         space.check_point(point)
-    if load_cached_teacher(experiment, cfg.teacher) is None:
+    if load_cached_teacher(experiment.root, cfg.teacher) is None:
         resolve_teacher(cfg.teacher, cache_root() / "teachers")  # a bad --teacher fails before Ray starts
     teacher = TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
                                  lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial or min(2, os.cpu_count() or 1),
                                  seed=cfg.seed if cfg.teacher_seed is None else cfg.teacher_seed)
-    return RunPlan(cfg, experiment, splits, texts_file, teacher, students, checks_s=round(time.time() - t0, 1))
+    return RunPlan(cfg, experiment.root, splits, texts_file, teacher, students, checks_s=round(time.time() - t0, 1))
 
 
 def plan_transfer(cfg: RunConfig, n_train: int) -> tuple[tuple, str | None]:
@@ -357,6 +311,7 @@ def plan_transfer(cfg: RunConfig, n_train: int) -> tuple[tuple, str | None]:
 def run(p: RunPlan) -> tuple[dict, dict | None, Path]:
     """The stages of a plan, each timed into ``run.json``: (teacher figures, search summary or None, experiment)."""
     from corpus.rusentiment import cache_root
+    from search.experiment import Experiment
     from search.provenance import provenance
     from search.student_stage import prepare_teacher_outputs, run_student_stage
     from search.teacher_stage import run_teacher_stage
@@ -371,7 +326,8 @@ def run(p: RunPlan) -> tuple[dict, dict | None, Path]:
         log.info("stage %s: %.0f s", name, time.time() - t)
         return out
 
-    write_json(p.experiment / "data.json", {**p.splits.describe(), "max_train_samples": p.cfg.max_train_samples})
+    layout = Experiment(p.experiment)
+    write_json(layout.data, {**p.splits.describe(), "max_train_samples": p.cfg.max_train_samples})
     timed("ray_start", start_ray, p.cfg.address)
     teacher_cfg = replace(p.teacher, gpus_per_trial=gpus_per_trial(p.cfg.gpus_per_trial))
     teacher = timed("teacher", run_teacher_stage, teacher_cfg, p.splits, p.experiment, cache_root())
@@ -380,7 +336,7 @@ def run(p: RunPlan) -> tuple[dict, dict | None, Path]:
         prepare_teacher_outputs(p.students, p.splits, p.experiment, teacher_cfg.cpus_per_trial, p.texts_file, timed)
     if p.cfg.stage == "all":
         search = timed("student_search", run_student_stage, p.students, p.splits, p.experiment)
-    write_json(p.experiment / "run.json", {
+    write_json(layout.run, {
         "provenance": prov, "wall_time_s": round(time.time() - t0 + p.checks_s, 1), "stage_wall_time_s": stage_s,
         "gpus_per_teacher_trial": teacher_cfg.gpus_per_trial, "teacher_test": teacher.get("test"),
         "teacher_val": teacher["val"]})
@@ -432,6 +388,8 @@ def gpus_per_trial(asked: float | None) -> float:
 def print_front(search: dict, experiment: Path) -> None:
     import pandas as pd
 
+    from search.experiment import Experiment
+
     front = pd.DataFrame(search["front"])
     from trainables.metrics import FRONT_SHOWN
 
@@ -439,7 +397,8 @@ def print_front(search: dict, experiment: Path) -> None:
     print(f"student search: {search['trials']} trials {search['status_counts']} in {search['wall_time_s']:.0f} s")
     print("Pareto front (int8 validation weighted F1 vs median batch-1 latency vs size):")
     print(front[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    print(f"trials table: {experiment / 'trials.csv'}; front: {experiment / 'pareto.csv'}")
+    layout = Experiment(experiment)
+    print(f"trials table: {layout.table()}; front: {layout.front}")
 
 
 if __name__ == "__main__":

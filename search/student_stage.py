@@ -15,6 +15,7 @@ import pandas as pd
 from corpus import Splits
 from corpus.augment import TransferSpec
 from inference.atomic import atomic_file, write_json
+from search.experiment import Experiment
 from spaces.student import StudentConfig, StudentSpace, sample_student
 from trainables.loop import folder_bytes
 from trainables.metrics import ASHA_METRIC, OBJECTIVES, TRIAL_METRICS
@@ -89,7 +90,7 @@ def prepare_teacher_outputs(cfg: StudentStageConfig, splits: Splits, experiment:
 
 def teacher_shape(experiment: Path) -> tuple[int, int, int, int]:
     """(layers, hidden, heads, ffn) of the experiment's fine-tuned teacher encoder."""
-    c = json.loads((experiment / "teacher" / "model" / "encoder" / "config.json").read_text())
+    c = json.loads((Experiment(experiment).teacher_model / "encoder" / "config.json").read_text())
     return c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"], c["intermediate_size"]
 
 
@@ -97,13 +98,13 @@ def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> Stud
     from search.teacher_stage import load_importance
     from search.transfer_stage import load_transfer
 
-    tdir = experiment / "teacher"
-    pooled, layers = tdir / "pooled_train.npy", tdir / "layers_train.npy"
+    layout = Experiment(experiment)
+    pooled, layers = layout.teacher_output("pooled_train.npy"), layout.teacher_output("layers_train.npy")
     needs = TeacherOutputs.of(cfg.space)
     data = StudentData(
-        teacher_files=folder_bytes(tdir / "model"),
+        teacher_files=folder_bytes(layout.teacher_model),
         train_texts=splits.train.text.tolist(), train_labels=splits.train.label.to_numpy(),
-        train_logits=np.load(tdir / "logits_train.npy"), val_texts=splits.val.text.tolist(),
+        train_logits=np.load(layout.logits("train")), val_texts=splits.val.text.tolist(),
         val_labels=splits.val.label.to_numpy(),
         train_pooled=np.load(pooled) if pooled.is_file() else None,
         train_layers=np.load(layers) if layers.is_file() and needs.layers else None,
@@ -343,10 +344,11 @@ def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path)
     results = tuner.fit()
     name_objectives(experiment)
     df = collect_trials(results, experiment, cfg.base_student())
-    write_csv_atomic(df, experiment / "trials.csv")
+    layout = Experiment(experiment)
+    write_csv_atomic(df, layout.table())
     front = evaluate_on_test(pareto_front(df), splits, experiment)
-    write_csv_atomic(front, experiment / "pareto.csv")
+    write_csv_atomic(front, layout.front)
     summary = {"trials": len(df), "status_counts": df["status"].value_counts().to_dict(),
                "wall_time_s": round(time.time() - t0, 1), "front": front.to_dict(orient="records")}
-    write_json(experiment / "search.json", summary)
+    write_json(layout.search, summary)
     return summary

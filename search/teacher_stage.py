@@ -23,6 +23,7 @@ from teachers import load_encoder, resolve_teacher
 from trainables.loop import folder_bytes, predict_logits
 from trainables.teacher import TeacherData, TeacherTrainConfig, train_teacher
 from inference.atomic import atomic_file, write_json
+from search.experiment import Experiment
 
 log = logging.getLogger(__name__)
 METRIC = "val_weighted_f1"
@@ -43,11 +44,11 @@ class TeacherStageConfig:
 
 
 def teacher_dir(experiment: Path) -> Path:
-    return experiment / "teacher"
+    return Experiment(experiment).teacher
 
 
 def load_cached_teacher(experiment: Path, spec: str) -> dict | None:
-    info_file = teacher_dir(experiment) / "teacher.json"
+    info_file = Experiment(experiment).teacher_record
     if not info_file.is_file():
         return None
     info = json.loads(info_file.read_text())
@@ -113,13 +114,14 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
             recompute_logits(tdir, splits, damaged, cfg, cache)
         return cached
     t0 = time.time()
-    tdir = teacher_dir(experiment)
+    layout = Experiment(experiment)
+    tdir = layout.teacher
     tdir.mkdir(parents=True, exist_ok=True)
-    source, tokenizer, vocab_info = prepare_base(cfg, splits, tdir / "base", cache)
+    source, tokenizer, vocab_info = prepare_base(cfg, splits, layout.teacher_base, cache)
     parts = [("train", splits.train), ("val", splits.val)] + ([("test", splits.test)] if splits.has_test else [])
     enc = {name: encode_texts(df.text, tokenizer, cfg.max_length, source.text_prefix, cache / "encoded")
            for name, df in parts}
-    data = TeacherData(folder_bytes(tdir / "base"), tokenizer.pad_token_id, enc["train"], splits.train.label.to_numpy(),
+    data = TeacherData(folder_bytes(layout.teacher_base), tokenizer.pad_token_id, enc["train"], splits.train.label.to_numpy(),
                        enc["val"], splits.val.label.to_numpy(), labels=tuple(splits.labels))
     space = asdict(TeacherTrainConfig(lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
                                       pooling=source.pooling, text_prefix=source.text_prefix,
@@ -145,7 +147,7 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
     train_s = time.time() - t0
     with best.get_best_checkpoint(METRIC, "max").as_directory() as d:
         model, _ = EncoderClassifier.load(Path(d) / "model")
-        model.save(tdir / "model", tokenizer)
+        model.save(layout.teacher_model, tokenizer)
     log.info("teacher: computing logits on train / val / test for distillation and the report")
     import torch
 
@@ -156,7 +158,7 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
             "best_config": {k: v for k, v in best.config.items()}, "trials": []}
     for name, df in parts:
         logits = predict_logits(model, enc[name], tokenizer.pad_token_id)
-        with atomic_file(tdir / f"logits_{name}.npy") as tmp:
+        with atomic_file(layout.logits(name)) as tmp:
             np.save(tmp, logits)
         m = classification_metrics(df.label.to_numpy(), logits.argmax(1))
         info[name] = {k: round(v, 4) for k, v in m.items()}
@@ -165,7 +167,7 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
         info["trials"].append({"lr": row.get("config/lr"), "epochs": row.get("config/epochs"),
                                "best_epoch": int(row["epoch"]), METRIC: round(float(row[METRIC]), 4)})
     info["wall_time_s"] = {"fine_tuning": round(train_s, 1), "total": round(time.time() - t0, 1)}
-    write_json(tdir / "teacher.json", info)  # written last: its presence marks the teacher complete
+    write_json(layout.teacher_record, info)  # written last: its presence marks the teacher complete
     shown = "test" if splits.has_test else "val"
     log.info("teacher: val weighted F1 %.4f, %s weighted F1 %.4f (accuracy %.4f, macro F1 %.4f), %.0f s",
              info["val"]["weighted_f1"], shown, info[shown]["weighted_f1"], info[shown]["accuracy"],
@@ -186,7 +188,7 @@ def ensure_importance(splits: Splits, experiment: Path, cache: Path, threads: in
                       seed: int = 13) -> Path:
     """The teacher's activation statistics (``modeling.prune.importance``) over ``posts`` training
     posts, cached as ``teacher/importance.npz``: what a pruned student keeps."""
-    path = experiment / "teacher" / "importance.npz"
+    path = Experiment(experiment).teacher_output("importance.npz")
     if reusable(path):
         return path
     import torch
@@ -196,7 +198,7 @@ def ensure_importance(splits: Splits, experiment: Path, cache: Path, threads: in
     from trainables.loop import collate, length_batches
 
     t0 = time.time()
-    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
+    teacher, tok = EncoderClassifier.load(Experiment(experiment).teacher_model)
     torch.set_num_threads(threads)
     texts = splits.train.text.sample(min(posts, len(splits.train)), random_state=seed).tolist()
     enc = encode_texts(texts, tok, teacher.config.max_length, teacher.config.text_prefix, cache / "encoded")
@@ -209,7 +211,7 @@ def ensure_importance(splits: Splits, experiment: Path, cache: Path, threads: in
 
 
 def load_importance(experiment: Path) -> dict | None:
-    path = experiment / "teacher" / "importance.npz"
+    path = Experiment(experiment).teacher_output("importance.npz")
     if not path.is_file():
         return None
     with np.load(path) as z:
@@ -225,7 +227,7 @@ def ensure_train_layers(splits: Splits, experiment: Path, cache: Path, threads: 
 def _teacher_train_outputs(splits: Splits, experiment: Path, cache: Path, threads: int, name: str,
                            layers: bool) -> Path:
     """Computes (once) and caches the teacher's pooled or per-layer outputs on the training posts."""
-    path = experiment / "teacher" / name
+    path = Experiment(experiment).teacher_output(name)
     if reusable(path):
         return path
     import torch
@@ -233,7 +235,7 @@ def _teacher_train_outputs(splits: Splits, experiment: Path, cache: Path, thread
     from modeling import EncoderClassifier
     from trainables.loop import predict_logits, training_device
 
-    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
+    teacher, tok = EncoderClassifier.load(Experiment(experiment).teacher_model)
     torch.set_num_threads(threads)
     teacher.to(training_device())  # on a GPU when this machine has one
     enc = encode_texts(splits.train.text, tok, teacher.config.max_length, teacher.config.text_prefix,

@@ -19,12 +19,13 @@ from corpus import Splits, encode_texts
 from corpus.cache import reusable
 from corpus.augment import TransferSpec, generate
 from inference.atomic import atomic_file, write_json
+from search.experiment import Experiment
 
 log = logging.getLogger(__name__)
 
 
 def transfer_dir(experiment: Path) -> Path:
-    return experiment / "teacher" / "transfer"
+    return Experiment(experiment).transfer
 
 
 def parse_transfer(text: str, seed: int, n_train: int) -> TransferSpec:
@@ -80,7 +81,7 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
                                               set(splits.val.text) | set(splits.test.text))
     else:
         texts = generate(splits.train.text.tolist(), spec)
-    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
+    teacher, tok = EncoderClassifier.load(Experiment(experiment).teacher_model)
     torch.set_num_threads(threads)
     teacher.to(training_device())  # labelling runs on a GPU when this machine has one
     enc = encode_texts(texts, tok, teacher.config.max_length, teacher.config.text_prefix, cache / "encoded")

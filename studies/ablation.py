@@ -12,7 +12,6 @@ and out-of-domain figures are for the report only; nothing is selected on them.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -106,6 +105,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     from corpus import splits_from_record
     from corpus.rusentiment import OOD_TEST, load_ood_test, sibling_file
     from corpus.transfer_text import default_transfer_texts
+    from search.experiment import Experiment
     from search.student_stage import StudentStageConfig, make_data, prepare_teacher_outputs
     from search.transfer_stage import parse_transfer
     from spaces.student import StudentConfig, StudentSpace
@@ -113,7 +113,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     from trainables.student import train_student
 
     experiment = Path(cfg.experiment).resolve()
-    data = json.loads((experiment / "data.json").read_text())
+    data = Experiment(experiment).record("data")
     splits = splits_from_record(data, cfg.data_dir)
     shared = StudentConfig(threads=cfg.cpus_per_trial, seed=cfg.seed, evals_per_epoch=1)  # what no row sets
     base = parse_overrides(cfg.base, "--base")

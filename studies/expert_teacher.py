@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -47,18 +46,18 @@ def install(source: Path, target: Path, data_dir: str | None, transfer: list[str
     from inference.expert import fuse
     from modeling import classification_metrics
     from modeling.expert import ExpertConfig, choose_weight, fit_expert
+    from search.experiment import Experiment
     from search.transfer_stage import load_transfer, parse_transfer, transfer_dir, write_transfer_set
-    from studies.soft_labels import copy_linked
 
     if target.exists():
         raise FileExistsError(f"{target} exists; choose a new --to directory")
-    data = json.loads((source / "data.json").read_text())
+    data = Experiment(source).record("data")
     splits = splits_from_record(data, data_dir)
     specs = [parse_transfer(t, seed, len(splits.train)) for t in transfer]
     for spec in specs:  # every named set must exist before anything is written
         load_transfer(source, spec)
-    tsrc = source / "teacher"
-    logits = {s: np.load(tsrc / f"logits_{s}.npy") for s in ("train", "val", "test") if (tsrc / f"logits_{s}.npy").is_file()}
+    src = Experiment(source)
+    logits = {s: np.load(src.logits(s)) for s in ("train", "val", "test") if src.logits(s).is_file()}
     y = {"train": splits.train.label.to_numpy(), "val": splits.val.label.to_numpy()}
     if splits.has_test:
         y["test"] = splits.test.label.to_numpy()
@@ -72,17 +71,12 @@ def install(source: Path, target: Path, data_dir: str | None, transfer: list[str
     weight, by_weight = choose_weight(logits["val"], expert_lp["val"], y["val"], rule="nll")
     log.info("teacher + gold expert: fusion weight %.2f chosen on validation (minimum cross-entropy)", weight)
 
-    target.mkdir(parents=True)
-    for name in ("experiment.json", "data.json"):
-        if (source / name).is_file():
-            shutil.copy2(source / name, target / name)
-    tdir = target / "teacher"
-    copy_linked(tsrc, tdir)  # hard links; every target file below is replaced by an atomic rename, never rewritten
+    new = src.derive(target)  # hard links; every target file below is replaced by an atomic rename, never rewritten
     summary = {"weight": weight, "rule": "nll on validation", "expert": record, "source": source.name,
                "train_targets": "teacher fused with the cross-fitted (out-of-fold) expert"}
     for split in logits:
         fused = fuse(logits[split], expert_lp[split], weight).astype(np.float32)
-        with atomic_file(tdir / f"logits_{split}.npy") as tmp:
+        with atomic_file(new.logits(split)) as tmp:
             np.save(tmp, fused)
         summary[split] = {
             "teacher": {k: round(float(v), 4) for k, v in classification_metrics(y[split], logits[split].argmax(1)).items()},
@@ -90,9 +84,9 @@ def install(source: Path, target: Path, data_dir: str | None, transfer: list[str
             "fused": {k: round(float(v), 4) for k, v in classification_metrics(y[split], fused.argmax(1)).items()}}
         log.info("%s wF1: teacher %.4f, expert %.4f, fused %.4f", split, summary[split]["teacher"]["weighted_f1"],
                  summary[split]["expert"]["weighted_f1"], summary[split]["fused"]["weighted_f1"])
-    info = json.loads((tsrc / "teacher.json").read_text())
+    info = src.record("teacher_record")
     info["soft_labels"] = {"tag": "teacher+gold-expert", **summary}
-    write_json(tdir / "teacher.json", info)
+    write_json(new.teacher_record, info)
     for spec in specs:
         set_texts, set_logits, pooled = load_transfer(source, spec)
         fused = fuse(set_logits, expert.log_probs(set_texts), weight).astype(np.float32)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -29,20 +27,11 @@ import numpy as np
 log = logging.getLogger("studies.soft_labels")
 
 
-def copy_linked(src: Path, dst: Path) -> None:
-    """Copy a tree with hard links where the filesystem allows (the teacher folders are ~100 MB)."""
-    def link(s, d):
-        try:
-            os.link(s, d)
-        except OSError:
-            shutil.copy2(s, d)
-    shutil.copytree(src, dst, copy_function=link)
-
-
 def install(source: Path, target: Path, npz: Path, recipes: dict, data_dir: str | None, tag: str = "ensemble") -> dict:
     from corpus import load_splits
     from corpus.augment import TransferSpec, generate
     from corpus.encode import text_hash
+    from search.experiment import Experiment
     from search.transfer_stage import write_transfer_set
     from modeling import classification_metrics
 
@@ -53,26 +42,19 @@ def install(source: Path, target: Path, npz: Path, recipes: dict, data_dir: str 
         raise ValueError(f"{npz}: the logits were computed on another validation split "
                          f"({recipes['val_text_sha']} != {text_hash(splits.val.text)}); same data and seed needed")
     z = np.load(npz)
-    target.mkdir(parents=True)
-    for name in ("experiment.json", "data.json"):
-        if (source / name).is_file():
-            shutil.copy2(source / name, target / name)
-    tdir = target / "teacher"
-    tdir.mkdir()
-    for name in ("base", "model"):
-        copy_linked(source / "teacher" / name, tdir / name)
-    info = json.loads((source / "teacher" / "teacher.json").read_text())
+    new = Experiment(source).derive(target, teacher_parts=("base", "model"))
+    info = Experiment(source).record("teacher_record")
     labels = {"train": splits.train.label.to_numpy(), "val": splits.val.label.to_numpy(),
               "test": splits.test.label.to_numpy()}
     soft = {"source": str(npz), "tag": tag, "members": recipes["chosen_ensemble"] if tag == "ensemble" else None,
             "device": recipes.get("device_name"), "single_teacher_model": "teacher/model (unchanged)"}
     for split, y in labels.items():
         logits = z[f"{tag}/{split}"].astype(np.float32)
-        np.save(tdir / f"logits_{split}.npy", logits)
+        np.save(new.logits(split), logits)
         soft[split] = {k: round(float(v), 4) for k, v in classification_metrics(y, logits.argmax(1)).items()}
     info["soft_labels"] = soft
-    (tdir / "teacher.json").write_text(json.dumps(info, indent=2, ensure_ascii=False, default=str))
-    out = tdir / "transfer"
+    new.teacher_record.write_text(json.dumps(info, indent=2, ensure_ascii=False, default=str))
+    out = new.transfer
     out.mkdir()
     train_texts = splits.train.text.tolist()
     for key in z.files:

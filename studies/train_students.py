@@ -41,23 +41,25 @@ def pack(experiment: Path, out: Path, layers: int, transfer: list[str], data_dir
     from corpus import splits_from_record
     from inference.atomic import atomic_directory, write_json
     from modeling import EncoderClassifier
+    from search.experiment import Experiment
 
-    data = json.loads((experiment / "data.json").read_text())
+    layout = Experiment(experiment)
+    data = layout.record("data")
     splits = splits_from_record(data, data_dir)
-    teacher, tok = EncoderClassifier.load(experiment / "teacher" / "model")
+    teacher, tok = EncoderClassifier.load(layout.teacher_model)
     teacher.encoder.encoder.layer = teacher.encoder.encoder.layer[:layers]  # only the bottom layers are ever cut
     teacher.encoder.config.num_hidden_layers = layers
     teacher.half()
     with atomic_directory(out) as tmp:
         teacher.save(tmp / "teacher", tok)
-        if (experiment / "teacher" / "importance.npz").is_file():  # needed by "pruned" students only
-            shutil.copy(experiment / "teacher" / "importance.npz", tmp / "importance.npz")
+        if layout.teacher_output("importance.npz").is_file():  # needed by "pruned" students only
+            shutil.copy(layout.teacher_output("importance.npz"), tmp / "importance.npz")
         pd.concat([splits.train.assign(split="train"), splits.val.assign(split="val")])[["text", "label", "split"]] \
             .to_parquet(tmp / "splits.parquet", index=False)
-        np.save(tmp / "logits_train.npy", np.load(experiment / "teacher" / "logits_train.npy"))
+        np.save(tmp / "logits_train.npy", np.load(layout.logits("train")))
         (tmp / "transfer").mkdir()
         for name in transfer:
-            shutil.copy(experiment / "teacher" / "transfer" / f"{name}.parquet", tmp / "transfer" / f"{name}.parquet")
+            shutil.copy(layout.transfer / f"{name}.parquet", tmp / "transfer" / f"{name}.parquet")
         write_json(tmp / "bundle.json", {"experiment": str(experiment), "teacher_layers": layers,
                                          "transfer": {n.split("-")[0]: n for n in transfer}, "data": data})
     log.info("bundle %s: %.1f MiB", out, sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20)
@@ -122,9 +124,10 @@ def collect(experiment: Path, runs: Path, tag: str, data_dir: str | None, ood_te
     from corpus.rusentiment import OOD_TEST, load_ood_test, sibling_file
     from inference.atomic import write_json
     from inference.benchmark import benchmark
+    from search.experiment import Experiment
     from search.student_stage import CONFIG_COLUMNS, evaluate_on_test, write_csv_atomic
 
-    data = json.loads((experiment / "data.json").read_text())
+    data = Experiment(experiment).record("data")
     splits = splits_from_record(data, data_dir)
     benchmark_data = (data.get("dataset") or {}).get("kind", "rusentiment") == "rusentiment"
     ood_path = ood_test or (sibling_file(data_dir, *OOD_TEST) if benchmark_data else None)  # RuSentiment's OOD only

@@ -17,7 +17,6 @@ is not made here: test figures are for reporting the folders chosen elsewhere (o
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -33,9 +32,10 @@ log = logging.getLogger("studies.versus_tfidf")
 
 def _splits(data_dir: str | None, experiment: Path | None):
     from corpus import load_splits, splits_from_record
+    from search.experiment import Experiment
 
-    if experiment is not None and (experiment / "data.json").is_file():
-        return splits_from_record(json.loads((experiment / "data.json").read_text()), data_dir)
+    if experiment is not None and Experiment(experiment).data.is_file():
+        return splits_from_record(Experiment(experiment).record("data"), data_dir)
     return load_splits(data_dir)
 
 
@@ -92,12 +92,14 @@ def run(models: list[Path], data_dir: str | None, experiment: Path | None, round
         ratio = np.array(per_round[s]) / tf
         latency[s].update(ratio_to_tfidf=float(np.median(ratio)), ratio_min=float(ratio.min()), ratio_max=float(ratio.max()))
     teacher = None
-    if experiment is not None and (experiment / "teacher" / "model").is_dir():
+    from search.experiment import Experiment
+
+    if experiment is not None and Experiment(experiment).teacher_model.is_dir():
         from analysis.report import TorchRunner, _dir_mib
         from modeling import EncoderClassifier
 
-        model, tok = EncoderClassifier.load(experiment / "teacher" / "model")
-        bench = benchmark_runner(TorchRunner(model, tok, 1), val, _dir_mib(experiment / "teacher" / "model"),
+        model, tok = EncoderClassifier.load(Experiment(experiment).teacher_model)
+        bench = benchmark_runner(TorchRunner(model, tok, 1), val, _dir_mib(Experiment(experiment).teacher_model),
                                  n_latency=min(n_latency, 150))
         teacher = {"e2e_ms_p50": bench["e2e_ms_p50"], "size_mib": bench["size_mib"],
                    "speedup": {s: bench["e2e_ms_p50"] / latency[s]["e2e_ms_p50"] for s in names}}
