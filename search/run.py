@@ -249,10 +249,10 @@ def plan(cfg: RunConfig) -> RunPlan:
     from corpus import load_splits, load_table_splits
     from corpus.rusentiment import cache_root
     from search.experiment import Experiment
-    from search.student_stage import StudentStageConfig
+    from search.student_stage import StudentStageConfig, teacher_shape
     from search.teacher_stage import TeacherStageConfig, load_cached_teacher
     from spaces.student import StudentConfig, parse_point
-    from teachers import resolve_teacher
+    from teachers import encoder_shape, resolve_teacher
 
     t0 = time.time()
     experiment = Experiment.open(Path(cfg.storage).expanduser().resolve() / cfg.name, cfg.resume, cfg.min_free_gb)
@@ -273,8 +273,14 @@ def plan(cfg: RunConfig) -> RunPlan:
         students = replace(students, enqueue=tuple(space.restrict(parse_point(t)) for t in DEFAULT_ENQUEUE))
     for point in students.enqueue:
         space.check_point(point)
-    if load_cached_teacher(experiment.root, cfg.teacher) is None:
-        resolve_teacher(cfg.teacher, cache_root() / "teachers")  # a bad --teacher fails before Ray starts
+    # the teacher: a bad --teacher fails here, before Ray starts; its shape is what "pruned" students are cut from,
+    # so a space the teacher cannot be cut to fails here too, before any work
+    if load_cached_teacher(experiment.root, cfg.teacher) is not None:
+        shape = teacher_shape(experiment.root)
+    else:
+        shape = encoder_shape(resolve_teacher(cfg.teacher, cache_root() / "teachers").location)
+    students = replace(students, teacher_shape=shape)
+    students.search_space()
     teacher = TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
                                  lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial or min(2, os.cpu_count() or 1),
                                  seed=cfg.seed if cfg.teacher_seed is None else cfg.teacher_seed)

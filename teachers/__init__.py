@@ -41,6 +41,15 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def encoder_shape(location: str) -> tuple[int, int, int, int]:
+    """(layers, hidden, heads, ffn) of an encoder (a local model directory or a hub id): what students are cut from
+    (fine-tuning and the vocabulary trim keep them)."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(location)
+    return c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size
+
+
 def resolve_teacher(spec: str, cache_dir: Path) -> TeacherSource:
     """Turn ``--teacher`` into a loadable location, failing fast when the hub is out of reach."""
     if spec == "e5-small":

@@ -25,6 +25,14 @@ class Ctx:
         self.root = root
         self.data = write_tiny_rusentiment(root / "data")
 
+    def three_layer_teacher(self) -> Path:
+        """A teacher folder with only its config.json: 3 layers of 384 (12 heads of 32)."""
+        d = self.root / "three-layer-teacher"
+        d.mkdir(exist_ok=True)
+        (d / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 3, "hidden_size": 384,
+                                                   "num_attention_heads": 12, "intermediate_size": 1536}))
+        return d
+
     def data_with(self, key: str, content: bytes | None) -> Path:
         d = self.root / f"data-{key}-{hashlib.md5(content or b'').hexdigest()[:6]}"
         shutil.copytree(self.data, d, dirs_exist_ok=True)
@@ -153,6 +161,9 @@ CASES = [
      lambda c: run_py(c, "--hidden", "100", "--name", "t6")),
     ("empty layer range", "--min-layers 3 --max-layers 2", "layers: need min (3) <= max (2)",
      lambda c: run_py(c, "--min-layers", "3", "--max-layers", "2", "--name", "t7")),
+    ("more layers than the teacher has", "--teacher (3 layers) --max-layers 4",
+     "--max-layers 4: the teacher has 3 layers to cut from",
+     lambda c: run_py(c, "--teacher", str(c.three_layer_teacher()), "--max-layers", "4", "--name", "t7t")),
     ("transfer text file missing", "--transfer real:100 --transfer-texts /nowhere.csv",
      "transfer text file not found",
      lambda c: run_py(c, "--transfer", "real:100", "--transfer-texts", str(c.root / "nowhere.csv"), "--name", "t8")),
