@@ -36,12 +36,13 @@ def main(argv=None) -> int:
                   f"`python search/run.py` or `python -m studies.ablation`)", file=sys.stderr)
             return 2
     from analysis.report import build_report
+    from corpus import DataError
 
     out = a.out or a.experiment / "report"
     try:
         build_report(a.experiment, out, a.data_dir, a.trial, a.max_latency_ms, a.max_size_mb,
                      a.before, tuple(a.labels), a.table, a.ood_test)
-    except (ExportError, FileNotFoundError) as e:
+    except (ExportError, FileNotFoundError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out / 'report.md'}, {out / 'report.json'} and plots")

@@ -204,10 +204,12 @@ def main(argv=None) -> int:
                    help="leave out the copy of inference/ and requirements.txt (for a folder kept inside this "
                         "repository, such as the shipped default model, whose runtime is the repository's own)")
     a = p.parse_args(argv)
+    from corpus import DataError
+
     try:
         path = export(a.experiment, a.out, a.trial, a.max_latency_ms, a.max_size_mb, not a.without_runtime, a.table,
                       a.quantization, a.data_dir)
-    except (ExportError, FileNotFoundError) as e:
+    except (ExportError, FileNotFoundError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"exported {path}")

@@ -206,6 +206,14 @@ def ranking_agreement(table: pd.DataFrame, before: Path | None) -> dict:
     return out
 
 
+def portable_data(data: dict) -> dict:
+    """``data.json`` as a committed report shows it: the data folder by its last two parts, not this machine's path."""
+    dataset = dict(data.get("dataset") or {})
+    if dataset.get("data_dir"):
+        dataset["data_dir"] = str(Path(*Path(dataset["data_dir"]).parts[-2:]))
+    return {**data, "dataset": dataset}
+
+
 def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial: str | None = None,
                  max_latency_ms: float | None = None, max_size_mb: float | None = None,
                  before: Path | None = None,
@@ -241,7 +249,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     front = pd.read_csv(front_file, dtype={"trial_id": str}) if table == "trials" and front_file.is_file() else \
         trials[trials.status != "error"]
     report = {
-        "experiment": experiment.name, "machine": provenance(), "data": data, "figures_on": figures_on,
+        "experiment": experiment.name, "machine": provenance(), "data": portable_data(data), "figures_on": figures_on,
         "teacher": portable_teacher(layout.record("teacher_record")),
         "search": _load(layout.search) if table == "trials" else None, "table": table,
         "ood_test": str(Path(*Path(ood_path).parts[-2:])) if ood_path else None,

@@ -204,7 +204,9 @@ def load_splits(data_dir: str | os.PathLike | None = None, val_fraction: float =
             test = _stratified_head(test, max(50, int(max_train_samples * val_fraction)), seed)
     log.info("data from %s: train %d, val %d (from %s posts), test %d", root, len(train), len(val),
              "random" if val_from == "random" else "random + preselected", len(test))
-    return Splits(train, val, test, checksums, seed, val_from)
+    # the folder is recorded so that the report and the export find the same files again (data.json); committed
+    # artefacts show only its last two parts (analysis/report.py:portable_data)
+    return Splits(train, val, test, checksums, seed, val_from, dataset={"kind": "rusentiment", "data_dir": str(root.resolve())})
 
 
 def _stratified_head(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:

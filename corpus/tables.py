@@ -171,12 +171,15 @@ def _absolute(source: str | None) -> str | None:
 
 def splits_from_record(record: dict, data_dir: str | os.PathLike | None = None) -> Splits:
     """The experiment's splits again, from ``data.json`` (``Splits.describe()``)."""
-    from .rusentiment import load_splits
+    from .rusentiment import ENV_VAR, load_splits
 
     dataset = record.get("dataset") or {"kind": "rusentiment"}
     if dataset["kind"] == "table":
         return load_table_splits(dataset["train"], dataset.get("val"), dataset.get("test"), dataset["text_column"],
                                  dataset["label_column"], seed=record["seed"],
                                  max_train_samples=record.get("max_train_samples"))
+    recorded = dataset.get("data_dir")  # the folder the run read (older records have none)
+    if data_dir is None and not os.environ.get(ENV_VAR) and recorded and Path(recorded).is_dir():
+        data_dir = recorded
     return load_splits(data_dir, seed=record["seed"], max_train_samples=record.get("max_train_samples"),
                        val_from=record.get("val_from", "all"))

@@ -437,3 +437,16 @@ def test_the_token_cap_is_a_search_dimension(tiny_bert, tiny_data, tmp_path):
     clf = SentimentClassifier.load(export_folder(student, stok, tmp_path / "m"))
     assert clf.max_length == 32
     assert clf.logits(["слово " * 200]).shape == (1, 5)  # a long post is cut to the cap, not an error
+
+
+def test_the_report_finds_the_runs_data_without_a_data_dir(searched, monkeypatch):
+    """`python -m analysis --experiment E` after `search/run.py --data-dir D ...` (the README's full run): the splits
+    come from the folder the run recorded in data.json, with no --data-dir, no $RUSENTIMENT_DATA_DIR, no network."""
+    from analysis.report import portable_data
+    from corpus import splits_from_record
+
+    monkeypatch.delenv("RUSENTIMENT_DATA_DIR", raising=False)
+    data = json.loads((searched / "data.json").read_text())
+    splits = splits_from_record(data)
+    assert len(splits.train) == data["sizes"]["train"] and splits.checksums == data["checksums"]
+    assert portable_data(data)["dataset"]["data_dir"] == str(Path(*Path(data["dataset"]["data_dir"]).parts[-2:]))
