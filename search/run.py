@@ -274,13 +274,12 @@ def plan(cfg: RunConfig) -> RunPlan:
     for point in students.enqueue:
         space.check_point(point)
     # the teacher: a bad --teacher fails here, before Ray starts; its shape is what "pruned" students are cut from,
-    # so a space the teacher cannot be cut to fails here too, before any work
-    if load_cached_teacher(experiment.root, cfg.teacher) is not None:
-        shape = teacher_shape(experiment.root)
-    else:
-        shape = encoder_shape(resolve_teacher(cfg.teacher, cache_root() / "teachers").location)
-    students = replace(students, teacher_shape=shape)
-    students.search_space()
+    # so a space the teacher cannot be cut to fails here too, before any work (when this run searches students)
+    cached = load_cached_teacher(experiment.root, cfg.teacher) is not None
+    source = None if cached else resolve_teacher(cfg.teacher, cache_root() / "teachers")
+    if cfg.stage == "all":
+        shape = teacher_shape(experiment.root) if cached else encoder_shape(source.location)
+        replace(students, teacher_shape=shape).search_space()
     teacher = TeacherStageConfig(teacher=cfg.teacher, trials=cfg.teacher_trials, epochs=cfg.teacher_epochs,
                                  lr=cfg.teacher_lr, cpus_per_trial=cfg.cpus_per_trial or min(2, os.cpu_count() or 1),
                                  seed=cfg.seed if cfg.teacher_seed is None else cfg.teacher_seed)

@@ -117,8 +117,11 @@ def train_epoch(model, data: TeacherData, cfg: TeacherTrainConfig, optimizer, sc
             logits = model(ids, mask)
         losses.append(optimizer_step(model, F.cross_entropy(logits.float(), labels[index]), optimizer, scheduler))
         if step % 100 == 0:
-            log.info("epoch %d step %d/%d loss %.4f (%.1fs)", epoch + 1, step, len(batches),
-                     np.mean(losses[-100:]), time.time() - t0)
+            elapsed = time.time() - t0
+            # what is left of the trial at this epoch's pace (the steps to go in this epoch and the later ones)
+            left = elapsed / step * (len(batches) * (cfg.epochs - epoch) - step) if step else float("nan")
+            log.info("epoch %d/%d step %d/%d loss %.4f (%.1fs; about %.0f min left in this trial)", epoch + 1,
+                     cfg.epochs, step, len(batches), np.mean(losses[-100:]), elapsed, left / 60)
     train_time = time.time() - t0
     val_logits = predict_logits(model, data.val, data.pad_id, bf16=cfg.bf16)
     metrics = classification_metrics(data.val_labels, val_logits.argmax(1), prefix="val_")
