@@ -250,3 +250,23 @@ def test_real_transfer_text_excludes_evaluated_posts(tmp_path):
     assert "тестовый пост" not in texts and summary["excluded_eval_duplicates"] == 1 and len(set(texts)) == 9
     with pytest.raises(DataError, match="holds only 9 usable texts"):
         sample_transfer_texts(path, 10, 0, exclude={"тестовый пост"})
+
+
+def test_distill_heads_load_from_a_checkpoint_of_the_older_layout():
+    """A trial checkpoint from before the projections were one module (keys projection / layer_proj / token_proj)
+    restores into DistillHeads, so --resume of such a search goes on."""
+    import torch
+
+    from spaces.student import StudentConfig
+    from trainables.distill import DistillHeads
+
+    cfg = StudentConfig(layers=2, hidden=96, heads=3, ffn=192, feature_kd=1.0, hidden_kd=1.0)
+    torch.manual_seed(0)
+    before = DistillHeads(cfg, 384, 2, 384, None)
+    old = {"projection": before.feature.state_dict(), "layer_proj": before.hidden.state_dict(), "token_proj": None}
+    after = DistillHeads(cfg, 384, 2, 384, None)
+    after.load_state_dict(DistillHeads.from_checkpoint(old))
+    for (name, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items()):
+        assert torch.equal(a, b), name
+    current = after.state_dict()
+    assert DistillHeads.from_checkpoint({"heads": current, "projection": None}) is current  # the new layout as is

@@ -87,6 +87,17 @@ class DistillHeads(torch.nn.Module):
         self.token = (torch.nn.ModuleList(torch.nn.Linear(cfg.hidden, token_width) for _ in range(cfg.layers))
                       if cfg.token_kd > 0 else None)
 
+    @staticmethod
+    def from_checkpoint(state: dict) -> dict:
+        """The heads' state dict in a trial checkpoint: ``state["heads"]``, or, in a checkpoint written before the
+        heads were one module, the three projections' state dicts under their old keys (so --resume still works)."""
+        if "heads" in state:
+            return state["heads"]
+        out = {}
+        for old, new in (("projection", "feature"), ("layer_proj", "hidden"), ("token_proj", "token")):
+            out.update({f"{new}.{k}": v for k, v in (state.get(old) or {}).items()})
+        return out
+
     def token_term(self, tokens, token_teacher: TokenTeacher, ids, mask) -> torch.Tensor | None:
         """The token term of a batch (computed where the student's forward ran: under its autocast)."""
         return None if self.token is None else token_loss(tokens, token_teacher(ids, mask), self.token, mask)

@@ -442,7 +442,7 @@ class StudentRun:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.heads.load_state_dict(state["heads"])
+        self.heads.load_state_dict(DistillHeads.from_checkpoint(state))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.rng, self.round, self.bench, self.batches = state["rng"], state["round"], state["bench"], state["batches"]
