@@ -8,29 +8,27 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    from analysis.export import ExportError
+    from analysis.export import ExportError, Selection
+    from search.cli import add_options, from_args
 
     p = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
     p.add_argument("--experiment", type=Path, required=True, help="experiment directory written by search/run.py")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: EXPERIMENT/report)")
     p.add_argument("--data-dir", default=None, help="RuSentiment folder (else $RUSENTIMENT_DATA_DIR, else download)")
-    p.add_argument("--trial", default=None, help="report this trial instead of the selection rule")
-    p.add_argument("--max-latency-ms", type=float, default=None, help="selection limit on median latency")
-    p.add_argument("--max-size-mb", type=float, default=None, help="selection limit on size")
+    add_options(p, Selection)
     p.add_argument("--before", type=Path, default=None,
                    help="an earlier experiment whose front is drawn beside this one (pareto_before_after.png)")
     p.add_argument("--labels", nargs=2, default=["before", "after"], metavar=("BEFORE", "AFTER"),
                    help="legend names of the two fronts")
-    p.add_argument("--table", default="trials",
-                   help="the students to choose from: trials (the search) or an ablation tag (EXPERIMENT/TAG.csv)")
     p.add_argument("--ood-test", default=None,
                    help="out-of-domain label,text test file (default: <data dir>/../rusentitweet/rusentitweet_test.csv)")
     a = p.parse_args(argv)
+    s = from_args(Selection, a)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from search.experiment import Experiment
 
     for exp in [a.experiment] + ([a.before] if a.before else []):
-        table = "trials" if exp != a.experiment else a.table
+        table = "trials" if exp != a.experiment else s.table
         if not Experiment(exp).data.is_file() or not Experiment(exp).table(table).is_file():
             print(f"error: {exp} is not a finished experiment (needs data.json and {table}.csv from "
                   f"`python search/run.py` or `python -m studies.ablation`)", file=sys.stderr)
@@ -40,8 +38,8 @@ def main(argv=None) -> int:
 
     out = a.out or a.experiment / "report"
     try:
-        build_report(a.experiment, out, a.data_dir, a.trial, a.max_latency_ms, a.max_size_mb,
-                     a.before, tuple(a.labels), a.table, a.ood_test)
+        build_report(a.experiment, out, a.data_dir, s.trial, s.max_latency_ms, s.max_size_mib,
+                     a.before, tuple(a.labels), s.table, a.ood_test)
     except (ExportError, FileNotFoundError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ import argparse
 import json
 import shutil
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -24,10 +24,24 @@ from search.provenance import portable_command
 from trainables.metrics import EXPORTED
 from analysis.model_card import model_card
 from inference.classifier import CONFIG_FILE
+from search.cli import add_options, from_args, option
 
 
 class ExportError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Selection:
+    """which student: a given trial, else the most accurate member of the front within the limits (the options of
+    ``python -m analysis`` and ``python -m analysis.export``)"""
+    trial: str | None = option(None, "this trial id instead of the selection rule")
+    max_latency_ms: float | None = option(None, "selection limit on median latency (end to end when measured), ms",
+                                          parse=float)
+    max_size_mib: float | None = option(None, "selection limit on the folder's size (MiB)",
+                                        flags=("--max-size-mib", "--max-size-mb"), parse=float)
+    table: str = option("trials", "choose among the rows of EXPERIMENT/TABLE.csv: trials (the search) or an "
+                        "ablation tag")
 
 
 def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | None, max_size_mb: float | None,
@@ -191,11 +205,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--experiment", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--trial", default=None)
-    p.add_argument("--max-latency-ms", type=float, default=None)
-    p.add_argument("--max-size-mb", type=float, default=None)
-    p.add_argument("--table", default="trials", help="choose among the rows of EXPERIMENT/TABLE.csv (trials, or an "
-                                                      "ablation tag)")
+    add_options(p, Selection)
     p.add_argument("--quantization", default="int8", choices=list(QUANTIZATIONS),
                    help="int8: the trial's own folder, as measured in the search; another form re-exports the "
                         "trial's fp32 student and measures it (docs/results.md: each form's size, latency, F1)")
@@ -204,10 +214,11 @@ def main(argv=None) -> int:
                    help="leave out the copy of inference/ and requirements.txt (for a folder kept inside this "
                         "repository, such as the shipped default model, whose runtime is the repository's own)")
     a = p.parse_args(argv)
+    s = from_args(Selection, a)
     from corpus import DataError
 
     try:
-        path = export(a.experiment, a.out, a.trial, a.max_latency_ms, a.max_size_mb, not a.without_runtime, a.table,
+        path = export(a.experiment, a.out, s.trial, s.max_latency_ms, s.max_size_mib, not a.without_runtime, s.table,
                       a.quantization, a.data_dir)
     except (ExportError, FileNotFoundError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -21,6 +21,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from search.cli import add_options, from_args, option, run_cli  # noqa: E402
+
 log = logging.getLogger("studies.ablation")
 # the fixed student of the knowledge-students ablation: 4 of the teacher's 12 layers, 256 of 384 channels
 DEFAULT_BASE = ("layers=4,hidden=256,heads=8,ffn=512,vocab=8000,epochs=3,lr=3e-4,kd_alpha=0.7,kd_temperature=2,"
@@ -33,17 +35,23 @@ DEFAULT_ROWS = ("real:init=pruned,transfer=real,expert_buckets=131072",
 
 @dataclass
 class AblationConfig:
-    experiment: str
-    data_dir: str | None = None
-    base: str = DEFAULT_BASE
-    rows: tuple[str, ...] = DEFAULT_ROWS
-    transfer: tuple[str, ...] = ("real:40000", "tang:26000")
-    transfer_texts: str | None = None   # default: <data dir>/../transfer/transfer_texts.csv
-    ood_test: str | None = None         # default: <data dir>/../rusentitweet/rusentitweet_test.csv
-    cpus_per_trial: int = 1
-    seed: int = 13
-    tag: str = "ablation"      # names the outputs: <tag>.csv, <tag>.json, <tag>_trials/, <tag>_students/
-    collect_only: bool = False  # write the tables from an interrupted run's <tag>_trials/ (no training)
+    """the ablation: a fixed student, one row per lever"""
+    experiment: str = option(help="experiment directory written by search/run.py")
+    data_dir: str | None = option(None, "the RuSentiment folder (else the one data.json records)")
+    base: str = option(DEFAULT_BASE, "the fixed student: FIELD=VALUE,... over StudentConfig")
+    rows: tuple[str, ...] = option(DEFAULT_ROWS, "NAME:FIELD=VALUE,... one per ablation row", nargs="+")
+    transfer: tuple[str, ...] = option(("real:40000", "tang:26000"), "transfer sets (as in search/run.py)",
+                                       nargs="*")
+    transfer_texts: str | None = option(None, "unlabelled text for real:SIZE sets (else "
+                                        "<data dir>/../transfer/transfer_texts.csv)")
+    ood_test: str | None = option(None, "an out-of-domain label,text test file, report only (else "
+                                  "<data dir>/../rusentitweet/rusentitweet_test.csv)")
+    cpus_per_trial: int = option(1, "CPUs per row's trial")
+    seed: int = option(13, "the students' seed")
+    tag: str = option("ablation", "names the outputs inside the experiment: <tag>.csv, <tag>.json, <tag>_trials/, "
+                      "<tag>_students/")
+    collect_only: bool = option(False, "only write the tables from the trials already in <tag>_trials (an "
+                                "interrupted run; no training)")
 
 
 def parse_overrides(text: str, where: str) -> dict:
@@ -80,22 +88,8 @@ def parse_rows(rows: tuple[str, ...]) -> dict[str, dict]:
 def parse_args(argv=None) -> AblationConfig:
     p = argparse.ArgumentParser(prog="python -m studies.ablation", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d = AblationConfig(experiment="")
-    p.add_argument("--experiment", required=True, help="experiment directory written by search/run.py")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--base", default=d.base, help="the fixed student: FIELD=VALUE,... over StudentConfig")
-    p.add_argument("--rows", nargs="+", default=list(d.rows), help="NAME:FIELD=VALUE,... one per ablation row")
-    p.add_argument("--transfer", nargs="*", default=list(d.transfer), help="transfer sets (as in search/run.py)")
-    p.add_argument("--transfer-texts", default=None, help="unlabelled text for real:SIZE sets")
-    p.add_argument("--ood-test", default=None, help="an out-of-domain label,text test file (report only)")
-    p.add_argument("--cpus-per-trial", type=int, default=d.cpus_per_trial)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--tag", default=d.tag, help="output name prefix inside the experiment directory")
-    p.add_argument("--collect-only", action="store_true",
-                   help="only write the tables from the trials already in <tag>_trials (an interrupted run)")
-    a = vars(p.parse_args(argv))
-    a["rows"], a["transfer"] = tuple(a["rows"]), tuple(a["transfer"])
-    return AblationConfig(**a)
+    add_options(p, AblationConfig)
+    return from_args(AblationConfig, p.parse_args(argv))
 
 
 def run_ablation(cfg: AblationConfig) -> dict:
@@ -235,20 +229,17 @@ def lexical_parts(df, experiment: Path, splits, extra: dict):
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(argv)
-    try:
-        out = run_ablation(cfg)
-    except (FileNotFoundError, ValueError) as e:
-        log.error("%s", e)
-        return 2
+    return run_cli(lambda: print_rows(run_ablation(cfg)), (FileNotFoundError, ValueError), log)
+
+
+def print_rows(out: dict) -> None:
     import pandas as pd
 
     cols = ["row", "int8_val_weighted_f1", "test_weighted_f1", "test_wf1_low", "test_wf1_high", "test_delta_wf1",
             "ood_weighted_f1", "ood_delta_wf1", "e2e_ms_p50", "size_mib", "time_total_s"]
     df = pd.DataFrame(out["rows"])
     print(df[[c for c in cols if c in df]].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    return 0
 
 
 if __name__ == "__main__":

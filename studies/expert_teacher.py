@@ -114,13 +114,11 @@ def main(argv=None) -> int:
     p.add_argument("--expert-model", choices=("svm", "logreg"), default="svm")
     p.add_argument("--seed", type=int, default=13)
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        install(a.source.resolve(), a.target.resolve(), a.data_dir, a.transfer, a.expert_buckets, a.expert_model, a.seed)
-    except (FileExistsError, FileNotFoundError, ValueError, KeyError) as e:
-        log.error("%s", e)
-        return 2
-    return 0
+    from search.cli import run_cli
+
+    return run_cli(lambda: install(a.source.resolve(), a.target.resolve(), a.data_dir, a.transfer, a.expert_buckets,
+                                   a.expert_model, a.seed),
+                   (FileExistsError, FileNotFoundError, ValueError, KeyError), log)
 
 
 if __name__ == "__main__":

@@ -85,13 +85,11 @@ def main(argv=None) -> int:
     p.add_argument("--tag", choices=("ensemble", "single"), default="ensemble")
     p.add_argument("--data-dir", default=None)
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        install(a.source, a.target, a.npz, json.loads(a.recipes.read_text()), a.data_dir, a.tag)
-    except (FileExistsError, FileNotFoundError, ValueError, KeyError) as e:
-        log.error("%s", e)
-        return 2
-    return 0
+    from search.cli import run_cli
+
+    return run_cli(lambda: install(a.source, a.target, a.npz, json.loads(a.recipes.read_text()), a.data_dir,
+                                   a.tag),
+                   (FileExistsError, FileNotFoundError, ValueError, KeyError), log)
 
 
 if __name__ == "__main__":

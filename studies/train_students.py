@@ -160,7 +160,6 @@ def collect(experiment: Path, runs: Path, tag: str, data_dir: str | None, ood_te
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="python -m studies.train_students", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="step", required=True)
@@ -183,17 +182,17 @@ def main(argv=None) -> int:
     c.add_argument("--data-dir", default=None)
     c.add_argument("--ood-test", default=None)
     args = p.parse_args(argv)
-    try:
+    from search.cli import run_cli
+
+    def work() -> None:
         if args.step == "pack":
             pack(args.experiment.resolve(), args.out, args.layers, args.transfer, args.data_dir)
         elif args.step == "run":
             run(args.bundle, args.out, args.base, args.rows, args.threads)
         else:
             print(collect(args.experiment.resolve(), args.runs, args.tag, args.data_dir, args.ood_test))
-    except (FileNotFoundError, ValueError) as e:
-        log.error("%s", e)
-        return 2
-    return 0
+
+    return run_cli(work, (FileNotFoundError, ValueError), log)
 
 
 if __name__ == "__main__":
