@@ -119,9 +119,10 @@ def train_epoch(model, data: TeacherData, cfg: TeacherTrainConfig, optimizer, sc
         if step % 100 == 0:
             elapsed = time.time() - t0
             # what is left of the trial at this epoch's pace (the steps to go in this epoch and the later ones)
-            left = elapsed / step * (len(batches) * (cfg.epochs - epoch) - step) if step else float("nan")
-            log.info("epoch %d/%d step %d/%d loss %.4f (%.1fs; about %.0f min left in this trial)", epoch + 1,
-                     cfg.epochs, step, len(batches), np.mean(losses[-100:]), elapsed, left / 60)
+            left = (f"about {elapsed / step * (len(batches) * (cfg.epochs - epoch) - step) / 60:.0f} min left in "
+                    "this trial") if step else "time left known after 100 steps"
+            log.info("epoch %d/%d step %d/%d loss %.4f (%.1fs; %s)", epoch + 1, cfg.epochs, step, len(batches),
+                     np.mean(losses[-100:]), elapsed, left)
     train_time = time.time() - t0
     val_logits = predict_logits(model, data.val, data.pad_id, bf16=cfg.bf16)
     metrics = classification_metrics(data.val_labels, val_logits.argmax(1), prefix="val_")
