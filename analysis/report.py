@@ -145,9 +145,9 @@ def baseline(experiment: Path, splits, ood=None) -> tuple[dict, dict]:
     from analysis.baseline import tfidf_baseline
 
     b, preds = tfidf_baseline(splits, ood=ood)
-    with atomic_file(experiment / "baseline_tfidf_pred.npz") as tmp:
+    with atomic_file(Experiment(experiment).baseline("_pred.npz")) as tmp:
         np.savez(tmp, **preds)
-    write_json(experiment / "baseline_tfidf.json", b)
+    write_json(Experiment(experiment).baseline(".json"), b)
     return b, preds
 
 

@@ -74,6 +74,30 @@ class Experiment:
     def search(self) -> Path:  # search.json: the search's summary and front
         return self.root / "search.json"
 
+    @property
+    def trials(self) -> Path:  # student_trials/: Ray Tune's experiment (a trial's checkpoints, progress.csv)
+        return self.root / "student_trials"
+
+    @property
+    def study(self) -> Path:  # optuna.db: the Optuna study behind the search (SQLite)
+        return self.root / "optuna.db"
+
+    def expert_record(self, buckets: int) -> Path:  # expert_<buckets>.json: a gold expert's fit record
+        return self.root / f"expert_{buckets}.json"
+
+    def models(self, prefix: str = "students") -> Path:  # students/ (int8 folders), or a study's <tag>_students/
+        return self.root / prefix
+
+    @property
+    def predictions(self) -> Path:  # predictions/: the front members' test and out-of-domain predictions
+        return self.root / "predictions"
+
+    def prediction(self, trial_id: str, split: str) -> Path:
+        return self.predictions / f"{trial_id}_{split}.npy"
+
+    def baseline(self, suffix: str) -> Path:  # baseline_tfidf.json / _pred.npz: the report's TF-IDF baseline
+        return self.root / f"baseline_tfidf{suffix}"
+
     def record(self, name: str, missing_ok: bool = False) -> dict:
         """A JSON record: ``data``, ``run``, ``search``, ``teacher_record`` or ``marker`` ({} when ``missing_ok``
         and it is not there)."""
@@ -108,7 +132,7 @@ class Experiment:
         if not resume or root.is_dir():
             check_storage(root if root.is_dir() else root.parent, min_free_gib)
         ex = cls(root)
-        if resume and not (root / "student_trials").is_dir():
+        if resume and not cls(root).trials.is_dir():
             raise FileNotFoundError(f"--resume: {root} holds no student search to resume; run without --resume "
                                     f"(or give the --storage/--name of the interrupted run)")
         if ex.marker.is_file():

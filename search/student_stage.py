@@ -22,7 +22,6 @@ from trainables.metrics import ASHA_METRIC, OBJECTIVES, TRIAL_METRICS
 from trainables.student import StudentData, student_config, train_student
 
 log = logging.getLogger(__name__)
-TUNER_DIR = "student_trials"
 REDUCTION_FACTOR = 3  # ASHA's: rungs at rounds G, 3G, 9G, ... (G: grace_rounds); int8 is exported and validated there (ptq_rungs)
 
 
@@ -134,12 +133,12 @@ def fit_experts(splits: Splits, cfg: StudentStageConfig, experiment: Path) -> di
         val = expert.log_probs(splits.val.text.tolist())
         record.update({f"alone_{k}": v for k, v in
                        classification_metrics(splits.val.label.to_numpy(), val.argmax(1), "val_").items()})
-        write_json(experiment / f"expert_{buckets}.json", record)
+        write_json(Experiment(experiment).expert_record(buckets), record)
         experts[buckets] = (expert, val, record)
     return experts
 
 
-STUDY_NAME, STUDY_FILE = "students", "optuna.db"
+STUDY_NAME = "students"
 
 
 def study_storage(experiment: Path, fresh: bool = False):
@@ -148,10 +147,10 @@ def study_storage(experiment: Path, fresh: bool = False):
     ``fresh``: a new search replaces the study an earlier one left there."""
     import optuna
 
-    url = f"sqlite:///{(experiment / STUDY_FILE).resolve()}"
+    url = f"sqlite:///{Experiment(experiment).study.resolve()}"
     storage = optuna.storages.RDBStorage(url)
     if fresh and STUDY_NAME in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
-        log.warning("%s: replacing the study %r of an earlier search", experiment / STUDY_FILE, STUDY_NAME)
+        log.warning("%s: replacing the study %r of an earlier search", Experiment(experiment).study, STUDY_NAME)
         optuna.delete_study(study_name=STUDY_NAME, storage=storage)
     return storage
 
@@ -160,7 +159,7 @@ def name_objectives(experiment: Path) -> None:
     """Give the stored study's objectives their names (optuna-dashboard and Optuna's plots show them)."""
     import optuna
 
-    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{(experiment / STUDY_FILE).resolve()}")
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{Experiment(experiment).study.resolve()}")
     study.set_metric_names(list(OBJECTIVES))
 
 
@@ -202,7 +201,7 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
     from ray.tune.search.optuna import OptunaSearch
 
     trainable = tune.with_resources(tune.with_parameters(train_student, data=data, base=cfg.base_student()), {"cpu": cfg.cpus_per_trial})
-    path = experiment.resolve() / TUNER_DIR
+    path = Experiment(experiment.resolve()).trials
     if cfg.resume:
         if not tune.Tuner.can_restore(str(path)):
             raise FileNotFoundError(f"--resume: no student search to resume in {path}; run without --resume")
@@ -221,7 +220,7 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
                                     max_concurrent_trials=max(1, cpus // cfg.cpus_per_trial),
                                     time_budget_s=cfg.time_budget_s),
         run_config=tune.RunConfig(
-            name=TUNER_DIR, storage_path=str(experiment.resolve()),
+            name=Experiment(experiment).trials.name, storage_path=str(experiment.resolve()),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=1), verbose=1,
             callbacks=[trial_progress(cfg.trials, cfg.student.evals_per_epoch)]),
@@ -237,7 +236,7 @@ def collect_trials(results, experiment: Path, base: StudentConfig, models: str =
     fp32 and int8 metrics, speed, size); copies each trial's int8 model folder to
     ``<models>/<trial_id>`` and its fp32 torch model to ``<models>_fp32/<trial_id>``."""
     rows = []
-    out_dir = experiment / models
+    out_dir = Experiment(experiment).models(models)
     out_dir.mkdir(exist_ok=True)
     for r in results:
         m = r.metrics or {}
@@ -264,7 +263,7 @@ def collect_trials(results, experiment: Path, base: StudentConfig, models: str =
                     shutil.copytree(Path(d) / "model", dest)
                     row["model_dir"] = str(dest.relative_to(experiment))
                 if (Path(d) / "torch").is_dir():
-                    dest = experiment / f"{models}_fp32" / trial_id
+                    dest = Experiment(experiment).models(f"{models}_fp32") / trial_id
                     shutil.rmtree(dest, ignore_errors=True)
                     shutil.copytree(Path(d) / "torch", dest)
         rows.append(row)
@@ -296,9 +295,9 @@ def evaluate_on_test(front: pd.DataFrame, splits: Splits, experiment: Path,
         if not isinstance(r.get("model_dir"), str):
             continue
         figures, preds = evaluate_folder(experiment / r["model_dir"], tests)
-        (experiment / "predictions").mkdir(exist_ok=True)
+        Experiment(experiment).predictions.mkdir(exist_ok=True)
         for name, pred in preds.items():
-            with atomic_file(experiment / "predictions" / f"{r['trial_id']}_{name}.npy") as tmp:
+            with atomic_file(Experiment(experiment).prediction(r["trial_id"], name)) as tmp:
                 np.save(tmp, pred)
         rows.append({"trial_id": r["trial_id"], **figures})
     return front.merge(pd.DataFrame(rows), on="trial_id", how="left") if rows else front

@@ -158,6 +158,7 @@ def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, 
 
     from modeling.metrics import paired_bootstrap
     from inference.atomic import write_json
+    from search.experiment import Experiment
     from search.student_stage import collect_trials, evaluate_on_test, write_csv_atomic
 
     df = collect_trials(results, experiment, shared, models=f"{cfg.tag}_students")
@@ -170,9 +171,10 @@ def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, 
     first = df.iloc[0]
     for name in (("test",) if splits.has_test else ()) + tuple(extra):
         y = (splits.test if name == "test" else extra[name]).label.to_numpy()
-        ref = experiment / "predictions" / f"{first.trial_id}_{name}.npy"
-        diffs = [paired_bootstrap(y, np.load(experiment / "predictions" / f"{t}_{name}.npy"), np.load(ref))
-                 if (experiment / "predictions" / f"{t}_{name}.npy").is_file() else {} for t in df.trial_id]
+        layout = Experiment(experiment)
+        ref = layout.prediction(first.trial_id, name)
+        diffs = [paired_bootstrap(y, np.load(layout.prediction(t, name)), np.load(ref))
+                 if layout.prediction(t, name).is_file() else {} for t in df.trial_id]
         df[f"{name}_delta_wf1"] = [d.get("diff") for d in diffs]
         df[f"{name}_delta_low"] = [d.get("low") for d in diffs]
         df[f"{name}_delta_high"] = [d.get("high") for d in diffs]
@@ -199,13 +201,14 @@ def lexical_parts(df, experiment: Path, splits, extra: dict):
 
     from modeling import classification_metrics
     from modeling.metrics import bootstrap_interval, paired_bootstrap
+    from search.experiment import Experiment
 
     if "expert_buckets" not in df or not (pd.to_numeric(df.expert_buckets).fillna(0) > 0).any():
         return None
-    pred_dir = experiment / "predictions"
+    layout = Experiment(experiment)
     entries = []
     for _, r in df.iterrows():
-        has = (pred_dir / f"{r.trial_id}_test_student.npy").is_file() if splits.has_test else False
+        has = layout.prediction(r.trial_id, "test_student").is_file() if splits.has_test else False
         entries.append((f"{r.row}", "student alone", r.trial_id, "_student" if has else ""))
         if has:
             entries.append((f"{r.row}", "fused with the gold expert", r.trial_id, ""))
@@ -214,12 +217,12 @@ def lexical_parts(df, experiment: Path, splits, extra: dict):
         rec = {"row": row, "part": part, "trial_id": trial}
         for name in (("test",) if splits.has_test else ()) + tuple(extra):
             y = (splits.test if name == "test" else extra[name]).label.to_numpy()
-            f = pred_dir / f"{trial}_{name}{suffix}.npy"
+            f = layout.prediction(trial, f"{name}{suffix}")
             if not f.is_file():
                 continue
             pred = np.load(f)
             ref_row, _, ref_trial, ref_suffix = entries[0]
-            ref = np.load(pred_dir / f"{ref_trial}_{name}{ref_suffix}.npy")
+            ref = np.load(layout.prediction(ref_trial, f"{name}{ref_suffix}"))
             rec[f"{name}_weighted_f1"] = classification_metrics(y, pred)["weighted_f1"]
             rec[f"{name}_wf1_low"], rec[f"{name}_wf1_high"] = bootstrap_interval(y, pred)
             d = paired_bootstrap(y, pred, ref)

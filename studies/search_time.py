@@ -16,11 +16,13 @@ import pandas as pd
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from search.experiment import Experiment  # noqa: E402
+
 
 def trial_rows(experiment: Path) -> pd.DataFrame:
     """One row per trial: its phases' seconds, rounds, trained posts and first-round training seconds."""
     rows = []
-    for progress in sorted((experiment / "student_trials").glob("*/progress.csv")):
+    for progress in sorted(Experiment(experiment).trials.glob("*/progress.csv")):
         d = pd.read_csv(progress)
         if d.empty:
             continue

@@ -10,7 +10,8 @@ pandas and scikit-learn (no Ray, no datasets) and a bundle of a few tens of MiB:
 
 ``pack`` keeps the teacher's bottom ``--layers`` layers (all a pruned student of that depth or less
 is cut from) in float16, the split's texts, the teacher's logits, its activation statistics and
-the named transfer sets. ``run`` trains each row (fields of ``spaces.student.StudentConfig`` over
+the named transfer sets, in the experiment folder's own layout (``search/experiment.py``), so that ``run``
+reads it with the search's reader (``search/student_stage.py:make_data``, gold experts included). ``run`` trains each row (fields of ``spaces.student.StudentConfig`` over
 ``--base``; ``device=auto`` uses a GPU when there is one) and packs each final checkpoint into
 ``RUNS/NAME.tar`` (int8 folder + float16 copy of the fp32 student). ``collect`` unpacks them into
 the experiment as ``<tag>.csv`` with test and out-of-domain figures, re-benchmarked on this
@@ -27,6 +28,10 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spaces.student import StudentConfig
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,41 +56,47 @@ def pack(experiment: Path, out: Path, layers: int, transfer: list[str], data_dir
     teacher.encoder.config.num_hidden_layers = layers
     teacher.half()
     with atomic_directory(out) as tmp:
-        teacher.save(tmp / "teacher", tok)
+        packed = Experiment(tmp)  # the experiment's own layout, with only what students read
+        teacher.save(packed.teacher_model, tok)
         if layout.teacher_output("importance.npz").is_file():  # needed by "pruned" students only
-            shutil.copy(layout.teacher_output("importance.npz"), tmp / "importance.npz")
+            shutil.copy(layout.teacher_output("importance.npz"), packed.teacher_output("importance.npz"))
         pd.concat([splits.train.assign(split="train"), splits.val.assign(split="val")])[["text", "label", "split"]] \
             .to_parquet(tmp / "splits.parquet", index=False)
-        np.save(tmp / "logits_train.npy", np.load(layout.logits("train")))
-        (tmp / "transfer").mkdir()
+        np.save(packed.logits("train"), np.load(layout.logits("train")))
+        packed.transfer.mkdir(parents=True)
         for name in transfer:
-            shutil.copy(layout.transfer / f"{name}.parquet", tmp / "transfer" / f"{name}.parquet")
-        write_json(tmp / "bundle.json", {"experiment": str(experiment), "teacher_layers": layers,
-                                         "transfer": {n.split("-")[0]: n for n in transfer}, "data": data})
+            shutil.copy(layout.transfer / f"{name}.parquet", packed.transfer / f"{name}.parquet")
+        write_json(tmp / "bundle.json", {"experiment": experiment.name, "teacher_layers": layers,
+                                         "transfer": list(transfer), "data": data})
     log.info("bundle %s: %.1f MiB", out, sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20)
     return out
 
 
-def load_bundle(bundle: Path):
-    import numpy as np
+def load_bundle(bundle: Path, rows: list[StudentConfig]):
+    """(StudentData, bundle.json) for training ``rows``: the search's own reader (``make_data``) over the bundle,
+    with the lexical features and gold experts the rows ask for."""
     import pandas as pd
 
-    from trainables.loop import folder_bytes
-    from trainables.student import StudentData
+    from corpus.augment import TransferSpec
+    from corpus.rusentiment import Splits
+    from search.student_stage import StudentStageConfig, make_data
+    from spaces.student import StudentSpace
 
     info = json.loads((bundle / "bundle.json").read_text())
     df = pd.read_parquet(bundle / "splits.parquet")
-    train, val = df[df.split == "train"], df[df.split == "val"]
-    transfer = {}
-    for recipe, name in info["transfer"].items():
-        t = pd.read_parquet(bundle / "transfer" / f"{name}.parquet")
-        transfer[recipe] = (t.text.tolist(), t[[c for c in t.columns if c.startswith("logit_")]].to_numpy(np.float32),
-                            None)
-    scores = dict(np.load(bundle / "importance.npz")) if (bundle / "importance.npz").is_file() else None
-    return StudentData(teacher_files=folder_bytes(bundle / "teacher"), train_texts=train.text.tolist(),
-                       train_labels=train.label.to_numpy(), train_logits=np.load(bundle / "logits_train.npy"),
-                       val_texts=val.text.tolist(), val_labels=val.label.to_numpy(), transfer=transfer,
-                       importance=scores), info
+    train, val = (df[df.split == s].drop(columns="split").reset_index(drop=True) for s in ("train", "val"))
+    splits = Splits(train=train, val=val, test=val.iloc[:0], seed=info["data"]["seed"],
+                    labels=tuple(info["data"]["labels"]))
+    transfer = []
+    for name in info["transfer"]:  # RECIPE-SIZE-sSEED, TransferSpec.name
+        recipe, size, seed = name.split("-")
+        transfer.append(TransferSpec(recipe, int(size), int(seed[1:])))
+    space = StudentSpace(init=tuple(sorted({r.init for r in rows})),
+                         lexical_buckets=tuple(sorted({r.lexical_buckets for r in rows})),
+                         expert_buckets=tuple(sorted({r.expert_buckets for r in rows})))
+    seeds = {r.seed for r in rows}
+    cfg = StudentStageConfig(space=space, transfer=tuple(transfer), seed=min(seeds))
+    return make_data(splits, bundle, cfg), info
 
 
 def run(bundle: Path, out: Path, base: str, rows: list[str], threads: int) -> None:
@@ -95,10 +106,11 @@ def run(bundle: Path, out: Path, base: str, rows: list[str], threads: int) -> No
     from spaces.student import StudentConfig
     from trainables.student import FolderReporter, fit_student
 
-    data, info = load_bundle(bundle)
-    for name, over in parse_rows(tuple(rows)).items():
-        cfg = StudentConfig(**{"threads": threads, "device": "auto", "evals_per_epoch": 1,
-                               **parse_overrides(base, "--base"), **over})
+    configs = {name: StudentConfig(**{"threads": threads, "device": "auto", "evals_per_epoch": 1,
+                                      **parse_overrides(base, "--base"), **over})
+               for name, over in parse_rows(tuple(rows)).items()}
+    data, info = load_bundle(bundle, list(configs.values()))
+    for name, cfg in configs.items():
         if cfg.init == "pruned" and cfg.layers > info["teacher_layers"]:
             raise ValueError(f"--rows {name}: layers={cfg.layers} but the bundle keeps {info['teacher_layers']}")
         log.info("%s: %s", name, cfg)

@@ -32,7 +32,7 @@ def time_steps(bundle: Path, fields: str, threads: int, steps: int, profile: boo
     from trainables.student import StudentRun
 
     cfg = StudentConfig(**{**parse_overrides(fields, "--student"), "threads": threads})
-    data, _ = load_bundle(bundle)
+    data, _ = load_bundle(bundle, [cfg])
     run = StudentRun.build(cfg, data)
     bf16 = uses_bf16(cfg.bf16)
 
