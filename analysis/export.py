@@ -1,7 +1,7 @@
 """Export the chosen student as a self-contained folder (int8 ONNX, tokenizer, config, model card).
 
     python -m analysis.export --experiment experiments/rusentiment --out my-model [--trial ID]
-        [--max-latency-ms 0.5] [--max-size-mb 5]
+        [--max-latency-ms 0.5] [--max-size-mib 5]
 
 Without --trial: the most accurate Pareto-front member (int8 validation weighted F1) that fits the
 limits. The folder is the one the trial itself exported and measured (one export path), with its
@@ -71,7 +71,7 @@ def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | No
         pool = pool[pool.size_mib <= max_size_mb]
     if pool.empty:
         raise ExportError(f"no front member of {experiment} meets --max-latency-ms {max_latency_ms} and "
-                          f"--max-size-mb {max_size_mb}; relax the limits or pass --trial")
+                          f"--max-size-mib {max_size_mb}; relax the limits or pass --trial")
     return pool.sort_values("int8_val_weighted_f1", ascending=False).iloc[0].to_dict()
 
 

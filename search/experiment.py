@@ -173,4 +173,4 @@ def check_storage(path: Path, min_free_gib: float) -> None:
     if free < min_free_gib:
         raise ValueError(f"--storage: {path} has {free:.1f} GiB free; a full run needs about {min_free_gib:g} GiB "
                          f"(teacher checkpoints, transfer sets, 40 trials' checkpoints and models); free some space, "
-                         f"choose another --storage, or lower --min-free-gb")
+                         f"choose another --storage, or lower --min-free-gib")

@@ -129,7 +129,7 @@ DIMENSIONS = (
               "the teacher's embeddings projected (teacher), or random", aliases=("--inits",), allowed=INITS),
     Dimension("ffn_ratio", int, FFN_RATIOS, "FFN width as a multiple of the hidden size"),
     Dimension("vocab", int, VOCABS, "vocabulary: the N most frequent training pieces (0 = every piece seen); shrunk "
-              "further to fit --max-size-mb"),
+              "further to fit --max-size-mib"),
     Dimension("kd_alpha", float, (0.3, 1.0), "weight of the soft-label KL term (1 - alpha on hard-label CE)",
               range=True),
     Dimension("kd_temperature", float, (1.0, 4.0), "distillation temperature", range=True),

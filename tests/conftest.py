@@ -8,7 +8,7 @@ from tests.fixtures import tiny_texts, write_tiny_bert, write_tiny_rusentiment
 REAL_DATA = os.environ.get("RUSENTIMENT_DATA_DIR")
 # a test that needs one of these trains, starts Ray or runs a subprocess: it is "slow", and
 # `pytest -m "not slow"` (the day-to-day subset, about a minute) leaves it out
-SLOW_FIXTURES = {"ray_local", "no_ray_in_process", "searched", "recipes_run", "e5_dir"}
+SLOW_FIXTURES = {"ray_local", "no_ray_in_process", "searched", "recipes_run", "e5_dir", "tiny_teacher"}
 
 
 def pytest_collection_modifyitems(items):
@@ -44,6 +44,23 @@ def tiny_bert(tmp_path_factory) -> Path:
     rng = random.Random(1)
     texts = [t for label in ("negative", "neutral", "positive", "skip", "speech") for t in tiny_texts(label, 50, rng)]
     return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_data, tiny_bert, tmp_path_factory, _ray_session) -> Path:
+    """The tiny teacher, trained once per session: ``tiny_bert`` fine-tuned for one epoch on ``tiny_data`` (seed 13)
+    by ``search/run.py --stage teacher``. An experiment folder holding only the teacher stage; a test starts its own
+    experiment from a copy (``tests.fixtures.with_teacher``), and its run reuses the teacher ("teacher: reusing")."""
+    import ray
+
+    from search.run import main
+
+    if not ray.is_initialized():  # as ray_local starts it (a test that needs none stops it: no_ray_in_process)
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    storage = tmp_path_factory.mktemp("tiny-teacher")
+    assert main(["--teacher", str(tiny_bert), "--data-dir", str(tiny_data), "--storage", str(storage),
+                 "--name", "teacher", "--teacher-epochs", "1", "--stage", "teacher"]) == 0
+    return storage / "teacher"
 
 
 @pytest.fixture(scope="session")

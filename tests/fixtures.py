@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import random
+import shutil
 from pathlib import Path
 
 from corpus.rusentiment import FILES, LABELS
@@ -66,3 +67,13 @@ def write_tiny_bert(out: Path, texts: list[str]) -> Path:
     BertModel(config).save_pretrained(out)
     fast.save_pretrained(out)
     return out
+
+
+def with_teacher(teacher_experiment: Path, storage: Path, name: str) -> Path:
+    """``storage/name`` started as a copy of the session's tiny teacher experiment (``tiny_teacher``): a run there
+    with the same ``--teacher``, data and seed reuses the teacher. A copy, not hard links: some tests damage their
+    experiment's files on purpose."""
+    dest = storage / name
+    storage.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(teacher_experiment, dest, ignore=shutil.ignore_patterns("teacher_trials", "run.json"))
+    return dest

@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.fixtures import with_teacher
+
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -97,8 +99,9 @@ def checkpoint_rounds(trial: Path) -> list[int]:
                   for c in trial.glob("checkpoint_*") if (c / "train_state.pt").is_file())
 
 
-def test_kill_driver_and_resume(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
+def test_kill_driver_and_resume(tiny_bert, tiny_data, tiny_teacher, tmp_path, no_ray_in_process):
     storage, trials = tmp_path / "exp", 4
+    with_teacher(tiny_teacher, storage, "killed")
     args = tiny_run_args(tiny_bert, tiny_data, storage, "killed", trials)
     log = open(tmp_path / "first.log", "w")
     # Tune saves the experiment state (which checkpoint each trial resumes from) at most every few seconds
@@ -186,13 +189,13 @@ def progress_on(experiment: Path, node_id: str) -> dict[str, list[int]]:
             if "node_id" in df and (df.node_id == node_id).any()}
 
 
-def test_worker_node_dies_mid_trial(tiny_bert, tiny_data, tmp_path, no_ray_in_process):
+def test_worker_node_dies_mid_trial(tiny_bert, tiny_data, tiny_teacher, tmp_path, no_ray_in_process):
     """A search through ``--address`` on a real two-node cluster runs trials on both nodes; then a worker
     node (not the driver's) is killed -- raylet, its workers and agents, SIGKILL -- while
     one of its trials trains. The search finishes; that trial goes on from its last checkpoint on the
     surviving node (Tune's FailureConfig retry) or, after the retries, is a row with status ``error``;
     every trial is one row, and no trial that had finished is run again."""
-    experiment = tmp_path / "exp" / "dies"
+    experiment = with_teacher(tiny_teacher, tmp_path / "exp", "dies")
     with two_node_cluster() as (address, temp):
         node_id, node_pids = second_node(temp)
         args = tiny_run_args(tiny_bert, tiny_data, tmp_path / "exp", "dies", 4) + [

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from search.run import main
+from tests.fixtures import with_teacher
 from spaces.student import HEADS_FOR_HIDDEN, StudentConfig, StudentSpace, sample_student
 from trainables.student import build_student
 
@@ -33,8 +34,9 @@ SEARCH_LOG = Lines()  # what the module's one search logged (the `searched` fixt
 
 
 @pytest.fixture(scope="module")
-def searched(tiny_data, tiny_bert, tmp_path_factory, ray_local):
+def searched(tiny_data, tiny_bert, tiny_teacher, tmp_path_factory, ray_local):
     storage = tmp_path_factory.mktemp("exp")
+    with_teacher(tiny_teacher, storage, "smoke")
     logger = logging.getLogger("search")
     level = logger.level
     logger.addHandler(SEARCH_LOG)
