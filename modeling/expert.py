@@ -106,6 +106,15 @@ def fit_expert(texts: list[str], labels: np.ndarray, cfg: ExpertConfig = ExpertC
                feats: list[np.ndarray] | None = None) -> tuple[GoldExpert, dict]:
     """The expert fitted on ``texts``/``labels`` (gold, integer classes 0..K-1) and a record of how:
     the C chosen, the cross-fitted weighted F1 of each C, fit time."""
+    expert, record, _ = fit_expert_cross_fitted(texts, labels, cfg, feats)
+    return expert, record
+
+
+def fit_expert_cross_fitted(texts: list[str], labels: np.ndarray, cfg: ExpertConfig = ExpertConfig(),
+                            feats: list[np.ndarray] | None = None) -> tuple[GoldExpert, dict, np.ndarray]:
+    """``fit_expert``, and the calibrated log-probabilities of each training post from the fold that did not see it
+    (what the expert says of a post it was not fitted on: the students' fused training uses these for the
+    labelled posts, ``trainables/student.py``)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
@@ -144,7 +153,9 @@ def fit_expert(texts: list[str], labels: np.ndarray, cfg: ExpertConfig = ExpertC
               "train_posts": len(texts), "nbytes": expert.nbytes, "fit_s": round(time.time() - t0, 1)}
     log.info("gold expert: C=%g (cross-fitted wF1 %.4f), %.2f MiB, %.0f s", best, by_c[best][0],
              expert.nbytes / 2**20, record["fit_s"])
-    return expert, record
+    z = oof @ calib + calib_bias
+    z = z - z.max(1, keepdims=True)
+    return expert, record, (z - np.log(np.exp(z).sum(1, keepdims=True))).astype(np.float32)
 
 
 WEIGHTS = tuple(np.round(np.arange(0.0, 0.95, 0.05), 2))

@@ -115,27 +115,35 @@ def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> Stud
     if data.lexical:
         log.info("lexical features of %d pool texts for %s buckets: %.0f s", len(data.train_texts) + sum(
             len(t[0]) for t in data.transfer.values()), "/".join(map(str, data.lexical)), time.time() - t0)
-    data.experts = fit_experts(splits, cfg, experiment)
+    data.experts, train_log_probs = fit_experts(splits, cfg, experiment)
+    if any(w > 0 for w in cfg.space.fused_weight):  # fused training: the expert's view of every pool post
+        t0 = time.time()
+        for buckets, (expert, _, _) in data.experts.items():
+            data.expert_pool[buckets] = {"train": train_log_probs[buckets],
+                                         **{recipe: expert.log_probs(t[0]) for recipe, t in data.transfer.items()}}
+        log.info("gold expert's log-probabilities of the pool for fused training: %.0f s", time.time() - t0)
     return data
 
 
-def fit_experts(splits: Splits, cfg: StudentStageConfig, experiment: Path) -> dict:
+def fit_experts(splits: Splits, cfg: StudentStageConfig, experiment: Path) -> tuple[dict, dict]:
     """The gold-label lexical experts the space offers, fitted once for the search on the training
-    posts' gold labels: buckets -> (GoldExpert, its validation log-probabilities, fit record); each
-    record also goes to ``<experiment>/expert_<buckets>.json``."""
-    from modeling.expert import ExpertConfig, fit_expert
+    posts' gold labels: (buckets -> (GoldExpert, its validation log-probabilities, fit record), buckets -> its
+    cross-fitted log-probabilities of the training posts); each record also goes to
+    ``<experiment>/expert_<buckets>.json``."""
+    from modeling.expert import ExpertConfig, fit_expert_cross_fitted
     from modeling.metrics import classification_metrics
 
-    experts = {}
+    experts, train_log_probs = {}, {}
     for buckets in sorted({b for b in cfg.space.expert_buckets if b}):
-        expert, record = fit_expert(splits.train.text.tolist(), splits.train.label.to_numpy(),
-                                    ExpertConfig(buckets=buckets, model=cfg.expert_model, seed=cfg.seed))
+        expert, record, train_log_probs[buckets] = fit_expert_cross_fitted(
+            splits.train.text.tolist(), splits.train.label.to_numpy(),
+            ExpertConfig(buckets=buckets, model=cfg.expert_model, seed=cfg.seed))
         val = expert.log_probs(splits.val.text.tolist())
         record.update({f"alone_{k}": v for k, v in
                        classification_metrics(splits.val.label.to_numpy(), val.argmax(1), "val_").items()})
         write_json(Experiment(experiment).expert_record(buckets), record)
         experts[buckets] = (expert, val, record)
-    return experts
+    return experts, train_log_probs
 
 
 STUDY_NAME = "students"

@@ -54,6 +54,9 @@ class StudentConfig:
     lexical_lr: float = 5e-3   # learning rate of the lexical branch's table
     expert_buckets: int = 0    # the gold-label lexical expert fused with the student (its hashed buckets; 0 = none):
                                # fitted once per search on the labelled posts, weight chosen on validation per trial
+    fused_weight: float = 0.0  # > 0: the student trains inside the fusion, its log-probabilities mixed with the
+                               # expert's at this weight before the KD loss (it learns what the expert misses);
+                               # 0: it trains alone and is fused only after training
     feature_kd: float = 0.0    # weight of the pooled-feature (cosine) distillation term
     hidden_kd: float = 0.0     # weight of the mapped-layer hidden-state (cosine) distillation term
     token_kd: float = 0.0      # weight of token-level hidden-state distillation (teacher run alongside)
@@ -90,6 +93,11 @@ class StudentConfig:
             raise ValueError(f"transfer_ratio must be >= 0, got {self.transfer_ratio}")
         if self.expert_buckets < 0 or self.expert_buckets == 1:
             raise ValueError(f"expert_buckets must be 0 (no expert) or >= 2, got {self.expert_buckets}")
+        if not 0 <= self.fused_weight < 1:
+            raise ValueError(f"fused_weight must be in [0, 1), got {self.fused_weight}")
+        if self.fused_weight and not self.expert_buckets:
+            raise ValueError(f"fused_weight={self.fused_weight} trains the student fused with the gold expert: it needs "
+                             f"expert_buckets > 0")
         if self.lexical_buckets < 0 or self.lexical_buckets == 1:
             raise ValueError(f"lexical_buckets must be 0 (off) or >= 2, got {self.lexical_buckets}")
         if not 0 <= self.kd_alpha <= 1:
@@ -112,6 +120,7 @@ class Dimension:
     option: bool = True        # False: not an option of its own (``transfer``: the sets --transfer builds)
     aliases: tuple[str, ...] = ()  # older spellings of its option
     allowed: tuple = ()        # the values the option accepts at all (empty: checked by StudentSpace)
+    only_with: str = ""        # sampled only when this (earlier) dimension drew a non-zero value; else 0
 
     @property
     def flag(self) -> str:
@@ -147,6 +156,9 @@ DIMENSIONS = (
     Dimension("expert_buckets", int, (0, 131072), "hashed n-gram buckets of the gold-label lexical expert (0 = no "
               "expert): fitted once on the labelled posts' gold labels, fused with each student at a weight chosen "
               "on validation (modeling/expert.py)"),
+    Dimension("fused_weight", float, (0.0,), "the gold expert's weight inside the training loss (0 = the student "
+              "trains alone and is fused after training; > 0 = it trains fused and learns what the expert misses); "
+              "sampled only for students with an expert", only_with="expert_buckets"),
     Dimension("max_length", int, (128,), "token cap of the student, in training and in the exported runtime (longer "
               "posts are cut): a shorter cap is faster on long posts and may cost accuracy"),
 )
@@ -233,12 +245,15 @@ StudentSpace.__doc__ = ("The space a search samples: one field per row of ``DIME
 
 def sample_student(trial, space: StudentSpace = StudentSpace()) -> dict:
     """Define-by-run space for ``OptunaSearch(space=...)``: every dimension with a range or with more than one
-    choice is an Optuna parameter, sampled in ``DIMENSIONS``' order; returns what is not a parameter (the one
-    choice of the others, and the shape: ``heads``, ``ffn``)."""
+    choice is an Optuna parameter, sampled in ``DIMENSIONS``' order (a conditional one, ``only_with``, only when the
+    dimension it depends on drew a non-zero value); returns what is not a parameter (the one choice of the others,
+    and the shape: ``heads``, ``ffn``)."""
     point = {}
     for dim in DIMENSIONS:
         values = getattr(space, dim.name)
-        if dim.range:
+        if dim.only_with and not point[dim.only_with]:  # a conditional dimension: not drawn, and 0
+            point[dim.name] = dim.kind(0)
+        elif dim.range:
             suggest = trial.suggest_int if dim.kind is int else trial.suggest_float
             point[dim.name] = suggest(dim.name, *values, log=dim.log)
         else:

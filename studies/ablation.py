@@ -134,7 +134,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     if not ray.is_initialized():
         ray.init(address="local", include_dashboard=False, configure_logging=False)
     offered = {name: tuple({r.get(name, getattr(shared, name)) for r in rows.values()})  # what the rows need
-               for name in ("feature_kd", "hidden_kd", "expert_buckets", "init")}
+               for name in ("feature_kd", "hidden_kd", "expert_buckets", "init", "fused_weight")}
     stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs, student=shared,
                                space=StudentSpace(**offered, lexical_buckets=(0,)))
     prepare_teacher_outputs(stage, splits, experiment, 2, cfg.transfer_texts or default_transfer_texts(cfg.data_dir))

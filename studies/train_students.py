@@ -93,7 +93,8 @@ def load_bundle(bundle: Path, rows: list[StudentConfig]):
         transfer.append(TransferSpec(recipe, int(size), int(seed[1:])))
     space = StudentSpace(init=tuple(sorted({r.init for r in rows})),
                          lexical_buckets=tuple(sorted({r.lexical_buckets for r in rows})),
-                         expert_buckets=tuple(sorted({r.expert_buckets for r in rows})))
+                         expert_buckets=tuple(sorted({r.expert_buckets for r in rows})),
+                         fused_weight=tuple(sorted({r.fused_weight for r in rows})))
     seeds = {r.seed for r in rows}
     cfg = StudentStageConfig(space=space, transfer=tuple(transfer), seed=min(seeds))
     return make_data(splits, bundle, cfg), info

@@ -291,3 +291,64 @@ def test_log_softmax_is_stable_for_large_logits():
     second = -np.log(1 + np.exp(-1.0) + np.exp(-2.0)) - np.array([0.0, 1.0, 2.0])
     np.testing.assert_allclose(out, [[0.0, -1000.0, -2000.0], second], atol=1e-9)
     np.testing.assert_allclose(fuse(np.array([[1000.0, 0.0, -1000.0]]), np.zeros((1, 3)), 0.0), out[:1], atol=1e-3)
+
+
+def test_fused_training_puts_the_fused_model_into_the_loss(tiny_bert, labelled, tmp_path):
+    """fused_weight > 0: the KD loss is taken on (1 - w) log_softmax(student) + w * expert log-probs, with the
+    expert's cross-fitted log-probabilities for the labelled posts (what it says of posts it was not fitted on);
+    the student still trains to a folder whose fused answers beat the majority class. Without an expert, or
+    without the pool's log-probabilities, it is one clear error."""
+    import torch.nn.functional as F
+
+    from modeling.expert import ExpertConfig, fit_expert_cross_fitted
+    from spaces.student import StudentConfig, StudentSpace, sample_student
+    from trainables.distill import kd_loss
+    from trainables.loop import collate, folder_bytes
+    from trainables.student import FolderReporter, StudentData, StudentRun, fit_student
+
+    texts, labels = labelled
+    gold, record, oof = fit_expert_cross_fitted(texts[:200], labels[:200],
+                                                ExpertConfig(buckets=4096, folds=3, c_grid=(0.3,)))
+    assert oof.shape == (200, 5) and np.allclose(np.exp(oof).sum(1), 1, atol=1e-4)
+    model, tok = _student(tiny_bert)
+    model.save(tmp_path / "teacher", tok)
+    data = StudentData(teacher_files=folder_bytes(tmp_path / "teacher"), train_texts=texts[:200],
+                       train_labels=labels[:200], train_logits=np.eye(5, dtype=np.float32)[labels[:200]] * 4,
+                       val_texts=texts[200:], val_labels=labels[200:],
+                       experts={4096: (gold, gold.log_probs(texts[200:]), record)})
+    cfg = StudentConfig(layers=1, hidden=64, heads=2, ffn=128, vocab=0, init="random", epochs=1, evals_per_epoch=2,
+                        expert_buckets=4096, fused_weight=0.5, threads=1, batch_size=32, max_length=64, bf16="off")
+    with pytest.raises(ValueError, match="fused_weight > 0 needs the expert's log-probabilities"):
+        StudentRun.build(cfg, data)
+    data.expert_pool[4096] = {"train": oof}
+    run = StudentRun.build(cfg, data)
+    index = run.next_batch()
+    ids, mask = collate(run.train, index, tok.pad_token_id)
+    with torch.no_grad():
+        z = run.model(ids, mask).float()
+    w = cfg.fused_weight
+    fused = (1 - w) * F.log_softmax(z, -1) + w * torch.as_tensor(oof[index])
+    want = kd_loss(fused, run.t_logits[index], run.labels[index], cfg.kd_alpha, cfg.kd_temperature)
+    alone = kd_loss(z, run.t_logits[index], run.labels[index], cfg.kd_alpha, cfg.kd_temperature)
+    run.model.train()
+    got = run.step(index)
+    assert got == pytest.approx(float(want), rel=1e-4) and abs(float(want) - float(alone)) > 1e-3
+    # trained to the end: the folder's fused answers (at the weight chosen on validation) beat the majority class
+    fit_student(cfg, data, FolderReporter(tmp_path / "run"))
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["int8_val_accuracy"] > np.bincount(labels[200:]).max() / len(labels[200:]) + 0.2
+    with pytest.raises(ValueError, match="needs expert_buckets > 0"):
+        StudentConfig(fused_weight=0.5)
+    # the search draws a fused weight only for students with an expert
+    import optuna
+
+    space = StudentSpace(expert_buckets=(0, 4096), fused_weight=(0.0, 0.5))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = set()
+    for _ in range(30):
+        t = study.ask()
+        point = {**t.params, **sample_student(t, space)}
+        drawn.add((point["expert_buckets"], point["fused_weight"]))
+        assert ("fused_weight" in t.params) == (point["expert_buckets"] > 0)
+        study.tell(t, 0.0)
+    assert drawn == {(0, 0.0), (4096, 0.0), (4096, 0.5)}

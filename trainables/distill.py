@@ -26,6 +26,13 @@ def kd_loss(student_logits, teacher_logits, labels, alpha: float, temperature: f
     return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits[labelled], labels[labelled])
 
 
+def fuse_log_probs(student_logits, expert_log_probs, weight: float):
+    """The fused model's log-probabilities in torch, as the runtime computes them (``inference.expert.fuse``):
+    ``(1 - w) * log_softmax(student) + w * expert``. Fused training (``StudentConfig.fused_weight``) puts these, not
+    the student's own logits, into ``kd_loss``."""
+    return (1 - weight) * F.log_softmax(student_logits, -1) + weight * expert_log_probs
+
+
 def feature_loss(student_pooled, teacher_pooled, projection):
     """1 - cosine between the projected student features and the teacher's pooled features."""
     return (1 - F.cosine_similarity(projection(student_pooled), teacher_pooled.float(), dim=-1)).mean()

@@ -31,7 +31,7 @@ from modeling.prune import PruneShape, prune_encoder
 from modeling.vocab import choose_kept_ids, piece_counts, trim_tokenizer
 from spaces.student import StudentConfig, fit_vocab
 
-from .distill import DistillHeads, TokenTeacher, kd_loss, layer_map
+from .distill import DistillHeads, TokenTeacher, fuse_log_probs, kd_loss, layer_map
 from .metrics import BENCH_KEYS, FP32_BENCH_KEYS, OBJECTIVES
 
 from .loop import (autocast_context, collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits,
@@ -59,12 +59,23 @@ class StudentData:
     # batch_features of its texts: computed once for the search (lexical_features), not in every trial
     experts: dict = field(default_factory=dict)  # expert buckets -> (GoldExpert, its validation log-probs, fit record):
     # the gold-label lexical experts, fitted once for the search (search.student_stage.fit_experts)
+    expert_pool: dict = field(default_factory=dict)  # expert buckets -> block ("train" or a transfer recipe) -> the
+    # expert's log-probabilities of its texts (cross-fitted on the labelled posts), for fused training (fused_weight)
 
     def lexical_features(self, buckets: tuple[int, ...]) -> None:
         """Compute, once, the lexical branch's features of every block for each bucket count."""
         for b in buckets:
             spec = LexicalSpec(buckets=b)
             self.lexical[b] = {name: batch_features(texts, spec) for name, texts in self._blocks().items()}
+
+    def expert_log_probs(self, buckets: int, transfer: str) -> np.ndarray:
+        """The gold expert's log-probabilities of ``pool(transfer)``'s texts, in its order."""
+        blocks = self.expert_pool.get(buckets)
+        if blocks is None:
+            raise ValueError(f"fused_weight > 0 needs the expert's log-probabilities of the pool (expert_buckets="
+                             f"{buckets}); the search computes them when the space offers a fused weight > 0")
+        names = ["train"] + ([] if transfer == "none" else transfer.split("+"))
+        return np.concatenate([blocks[n] for n in names])
 
     def _blocks(self) -> dict[str, list[str]]:
         return {"train": self.train_texts, **{recipe: t[0] for recipe, t in self.transfer.items()}}
@@ -332,6 +343,7 @@ class StudentRun:
     heads: DistillHeads
     token_teacher: TokenTeacher | None
     expert: tuple | None          # (GoldExpert, its validation log-probs, fit record)
+    expert_pool: torch.Tensor | None  # the expert's log-probs of the pool's posts: fused training (fused_weight > 0)
     train: object                 # corpus.encode.Encoded: the pool (labelled posts first, then transfer posts)
     val: object
     lex_pool: LexicalPool | None
@@ -396,8 +408,10 @@ class StudentRun:
         per_round = max(1, steps_per_epoch(n_labelled + draws, cfg.batch_size) // cfg.evals_per_epoch)
         total = per_round * cfg.evals_per_epoch * cfg.epochs
         scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
+        expert_pool = (torch.as_tensor(data.expert_log_probs(cfg.expert_buckets, cfg.transfer), device=device)
+                       if cfg.fused_weight > 0 else None)
         return cls(cfg, data, device, model, tokenizer, heads, token_teacher,
-                   data.experts.get(cfg.expert_buckets) if cfg.expert_buckets else None, train, val, lex_pool,
+                   data.experts.get(cfg.expert_buckets) if cfg.expert_buckets else None, expert_pool, train, val, lex_pool,
                    torch.as_tensor(hard, device=device), torch.as_tensor(soft, device=device),
                    torch.as_tensor(feats, device=device) if cfg.feature_kd > 0 else None, t_layers, draws, per_round,
                    optimizer, scheduler, np.random.default_rng(cfg.seed), params)
@@ -431,6 +445,8 @@ class StudentRun:
             logits, pooled = logits.float(), pooled.float()
             layers = [x.float() for x in layers]
             token_term = self.heads.token_term(tokens, self.token_teacher, ids, mask)
+        if self.expert_pool is not None:  # trained inside the fusion: the loss sees what the fused model answers
+            logits = fuse_log_probs(logits, self.expert_pool[index], cfg.fused_weight)
         kd = kd_loss(logits, self.t_logits[index], self.labels[index], cfg.kd_alpha, cfg.kd_temperature)
         loss = self.heads.loss(kd, pooled, layers, token_term, index, self.n_labelled, self.t_feats, self.t_layers)
         return optimizer_step(self.model, loss, self.optimizer, self.scheduler)
