@@ -43,9 +43,6 @@ class TeacherStageConfig:
     gpus_per_trial: float = 0.0  # > 0: the trial trains on a GPU (bf16 autocast); caching uses one too
 
 
-def teacher_dir(experiment: Path) -> Path:
-    return Experiment(experiment).teacher
-
 
 def load_cached_teacher(experiment: Path, spec: str) -> dict | None:
     info_file = Experiment(experiment).teacher_record
@@ -95,32 +92,50 @@ def recompute_logits(tdir: Path, splits: Splits, names: list[str], cfg: TeacherS
 
 
 def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path, cache: Path) -> dict:
-    from ray import tune
-
+    """The fine-tuned teacher and its logits on every split: reused when the experiment holds them (missing or
+    damaged logits recomputed), else fine-tuned through Ray Tune (``tune_teacher``) and recorded
+    (``record_teacher``). Returns ``teacher.json``'s content."""
     cached = load_cached_teacher(experiment, cfg.teacher)
     if cached:
-        log.info("teacher: reusing %s (val weighted F1 %.4f)", teacher_dir(experiment), cached["val"]["weighted_f1"])
-        soft = cached.get("soft_labels")
-        if soft:  # installed by studies.soft_labels: the students learn from these logits, not the model's
-            log.info("teacher: soft labels from %s (%s, %s; val weighted F1 %.4f)", soft["source"], soft["tag"],
-                     "+".join(soft.get("members", [])), soft["val"]["weighted_f1"])
-        tdir = teacher_dir(experiment)
-        names = ["train", "val"] + (["test"] if splits.has_test else [])
-        damaged = [n for n in names if not reusable(tdir / f"logits_{n}.npy")]
-        if damaged and soft:
-            raise ValueError(f"{tdir}: the cached logits {damaged} are missing or damaged and came from soft labels; "
-                             f"install them again with python -m studies.soft_labels")
-        if damaged:  # a killed process or a full disk: recompute them from the saved teacher
-            recompute_logits(tdir, splits, damaged, cfg, cache)
-        return cached
+        return reuse_teacher(cached, cfg, splits, experiment, cache)
     t0 = time.time()
     layout = Experiment(experiment)
-    tdir = layout.teacher
-    tdir.mkdir(parents=True, exist_ok=True)
+    layout.teacher.mkdir(parents=True, exist_ok=True)
     source, tokenizer, vocab_info = prepare_base(cfg, splits, layout.teacher_base, cache)
     parts = [("train", splits.train), ("val", splits.val)] + ([("test", splits.test)] if splits.has_test else [])
     enc = {name: encode_texts(df.text, tokenizer, cfg.max_length, source.text_prefix, cache / "encoded")
            for name, df in parts}
+    results, model = tune_teacher(cfg, splits, experiment, source, tokenizer, enc)
+    train_s = time.time() - t0
+    model.save(layout.teacher_model, tokenizer)
+    info = {"stage": asdict(cfg), "vocab": vocab_info, "source": asdict(source),
+            "best_config": dict(results.get_best_result(METRIC, "max", scope="all").config), "trials": []}
+    return record_teacher(info, model, cfg, parts, enc, tokenizer.pad_token_id, results, layout, t0, train_s)
+
+
+def reuse_teacher(cached: dict, cfg: TeacherStageConfig, splits: Splits, experiment: Path, cache: Path) -> dict:
+    log.info("teacher: reusing %s (val weighted F1 %.4f)", Experiment(experiment).teacher, cached["val"]["weighted_f1"])
+    soft = cached.get("soft_labels")
+    if soft:  # installed by studies.soft_labels: the students learn from these logits, not the model's
+        log.info("teacher: soft labels from %s (%s, %s; val weighted F1 %.4f)", soft["source"], soft["tag"],
+                 "+".join(soft.get("members", [])), soft["val"]["weighted_f1"])
+    layout = Experiment(experiment)
+    names = ["train", "val"] + (["test"] if splits.has_test else [])
+    damaged = [n for n in names if not reusable(layout.logits(n))]
+    if damaged and soft:
+        raise ValueError(f"{layout.teacher}: the cached logits {damaged} are missing or damaged and came from soft "
+                         f"labels; install them again with python -m studies.soft_labels")
+    if damaged:  # a killed process or a full disk: recompute them from the saved teacher
+        recompute_logits(layout.teacher, splits, damaged, cfg, cache)
+    return cached
+
+
+def tune_teacher(cfg: TeacherStageConfig, splits: Splits, experiment: Path, source, tokenizer, enc: dict):
+    """Fine-tune through Ray Tune (a grid over learning rates when ``cfg.trials > 1``): (the result grid, the best
+    trial's best checkpoint's model)."""
+    from ray import tune
+
+    layout = Experiment(experiment)
     data = TeacherData(folder_bytes(layout.teacher_base), tokenizer.pad_token_id, enc["train"], splits.train.label.to_numpy(),
                        enc["val"], splits.val.label.to_numpy(), labels=tuple(splits.labels))
     space = asdict(TeacherTrainConfig(lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
@@ -144,20 +159,24 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
     best = results.get_best_result(METRIC, "max", scope="all")
     if best.error or best.get_best_checkpoint(METRIC, "max") is None:
         raise RuntimeError(f"no teacher trial finished: {best.error}")
-    train_s = time.time() - t0
     with best.get_best_checkpoint(METRIC, "max").as_directory() as d:
         model, _ = EncoderClassifier.load(Path(d) / "model")
-        model.save(layout.teacher_model, tokenizer)
-    log.info("teacher: computing logits on train / val / test for distillation and the report")
+    return results, model
+
+
+def record_teacher(info: dict, model, cfg: TeacherStageConfig, parts, enc: dict, pad_id: int, results,
+                   layout: Experiment, t0: float, train_s: float) -> dict:
+    """The teacher's logits on every split (cached for distillation and the report), its figures and its trials,
+    into ``teacher.json`` (written last: its presence marks the teacher complete)."""
     import torch
 
     from trainables.loop import training_device
+
+    log.info("teacher: computing logits on train / val / test for distillation and the report")
     torch.set_num_threads(cfg.cpus_per_trial)
     model.to(training_device(cfg.gpus_per_trial > 0))
-    info = {"stage": asdict(cfg), "vocab": vocab_info, "source": asdict(source),
-            "best_config": {k: v for k, v in best.config.items()}, "trials": []}
     for name, df in parts:
-        logits = predict_logits(model, enc[name], tokenizer.pad_token_id)
+        logits = predict_logits(model, enc[name], pad_id)
         with atomic_file(layout.logits(name)) as tmp:
             np.save(tmp, logits)
         m = classification_metrics(df.label.to_numpy(), logits.argmax(1))
@@ -168,7 +187,7 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
                                "best_epoch": int(row["epoch"]), METRIC: round(float(row[METRIC]), 4)})
     info["wall_time_s"] = {"fine_tuning": round(train_s, 1), "total": round(time.time() - t0, 1)}
     write_json(layout.teacher_record, info)  # written last: its presence marks the teacher complete
-    shown = "test" if splits.has_test else "val"
+    shown = "test" if "test" in info else "val"
     log.info("teacher: val weighted F1 %.4f, %s weighted F1 %.4f (accuracy %.4f, macro F1 %.4f), %.0f s",
              info["val"]["weighted_f1"], shown, info[shown]["weighted_f1"], info[shown]["accuracy"],
              info[shown]["macro_f1"], info["wall_time_s"]["total"])

@@ -24,10 +24,6 @@ from search.experiment import Experiment
 log = logging.getLogger(__name__)
 
 
-def transfer_dir(experiment: Path) -> Path:
-    return Experiment(experiment).transfer
-
-
 def parse_transfer(text: str, seed: int, n_train: int) -> TransferSpec:
     """``RECIPE:SIZE`` (``tang:25000``) or ``RECIPE:xK`` (K times the training posts, ``join:x2``)
     -> TransferSpec; errors say what is expected."""
@@ -43,7 +39,7 @@ def parse_transfer(text: str, seed: int, n_train: int) -> TransferSpec:
 def load_transfer(experiment: Path, spec: TransferSpec) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """(texts, teacher logits, teacher pooled features or None) of a built set; sets labelled by
     a teacher ensemble (``studies/soft_labels.py``) carry no pooled features."""
-    path = transfer_dir(experiment) / f"{spec.name}.parquet"
+    path = Experiment(experiment).transfer / f"{spec.name}.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: transfer set {spec.name} was not built; run search/run.py with "
                                 f"--transfer {spec.recipe}:{spec.size}")
@@ -57,7 +53,7 @@ def load_transfer(experiment: Path, spec: TransferSpec) -> tuple[list[str], np.n
 def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: Path, threads: int,
                    transfer_texts: Path | None = None) -> dict:
     """Generate + label one set (or reuse it); returns its summary."""
-    out = transfer_dir(experiment)
+    out = Experiment(experiment).transfer
     meta_file = out / f"{spec.name}.json"
     pooled = out / f"{spec.name}.pooled.npy"  # absent for sets labelled by an ensemble (no features)
     if reusable(meta_file, out / f"{spec.name}.parquet") and (not pooled.exists() or reusable(pooled)):

@@ -47,7 +47,7 @@ def install(source: Path, target: Path, data_dir: str | None, transfer: list[str
     from modeling import classification_metrics
     from modeling.expert import ExpertConfig, choose_weight, fit_expert
     from search.experiment import Experiment
-    from search.transfer_stage import load_transfer, parse_transfer, transfer_dir, write_transfer_set
+    from search.transfer_stage import load_transfer, parse_transfer, write_transfer_set
 
     if target.exists():
         raise FileExistsError(f"{target} exists; choose a new --to directory")
@@ -90,9 +90,9 @@ def install(source: Path, target: Path, data_dir: str | None, transfer: list[str
     for spec in specs:
         set_texts, set_logits, pooled = load_transfer(source, spec)
         fused = fuse(set_logits, expert.log_probs(set_texts), weight).astype(np.float32)
-        meta = json.loads((transfer_dir(source) / f"{spec.name}.json").read_text())
+        meta = json.loads((Experiment(source).transfer / f"{spec.name}.json").read_text())
         agree = float((fused.argmax(1) == set_logits.argmax(1)).mean())
-        write_transfer_set(transfer_dir(target), spec, set_texts, fused, splits.labels, source=meta.get("source"),
+        write_transfer_set(Experiment(target).transfer, spec, set_texts, fused, splits.labels, source=meta.get("source"),
                            labelling_s=meta.get("labelling_s"), pooled=pooled,
                            labelled_by=f"the teacher fused with the gold expert (weight {weight:.2f})")
         summary.setdefault("transfer", {})[spec.name] = {"texts": len(set_texts), "argmax_agrees_with_teacher": round(agree, 4)}
