@@ -74,19 +74,20 @@ def prepare_base(cfg: TeacherStageConfig, splits: Splits, out: Path, cache: Path
                                        "re-segmented into kept pieces (Unigram) or mapped to <unk>"}
 
 
-def recompute_logits(tdir: Path, splits: Splits, names: list[str], cfg: TeacherStageConfig, cache: Path) -> None:
+def recompute_logits(experiment: Path, splits: Splits, names: list[str], cfg: TeacherStageConfig, cache: Path) -> None:
     """The teacher's logits on the named splits, from the saved model, written atomically."""
     import torch
 
     from trainables.loop import training_device
 
-    model, tok = EncoderClassifier.load(tdir / "model")
+    layout = Experiment(experiment)
+    model, tok = EncoderClassifier.load(layout.teacher_model)
     torch.set_num_threads(cfg.cpus_per_trial)
     model.to(training_device(cfg.gpus_per_trial > 0))
     for name in names:
         df = {"train": splits.train, "val": splits.val, "test": splits.test}[name]
         enc = encode_texts(df.text, tok, model.config.max_length, model.config.text_prefix, cache / "encoded")
-        with atomic_file(tdir / f"logits_{name}.npy") as tmp:
+        with atomic_file(layout.logits(name)) as tmp:
             np.save(tmp, predict_logits(model, enc, tok.pad_token_id))
         log.info("teacher: logits on %s recomputed (the cached file was missing or damaged)", name)
 
@@ -126,7 +127,7 @@ def reuse_teacher(cached: dict, cfg: TeacherStageConfig, splits: Splits, experim
         raise ValueError(f"{layout.teacher}: the cached logits {damaged} are missing or damaged and came from soft "
                          f"labels; install them again with python -m studies.soft_labels")
     if damaged:  # a killed process or a full disk: recompute them from the saved teacher
-        recompute_logits(layout.teacher, splits, damaged, cfg, cache)
+        recompute_logits(experiment, splits, damaged, cfg, cache)
     return cached
 
 
