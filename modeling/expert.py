@@ -26,20 +26,22 @@ from inference.expert import GoldExpert, fuse
 from inference.lexical import LexicalSpec, features
 
 log = logging.getLogger(__name__)
+MODELS = ("svm", "logreg", "nbsvm")
 
 
 @dataclass(frozen=True)
 class ExpertConfig:
     """How the gold expert is fitted (``search/run.py --expert-*``)."""
     buckets: int = 1 << 16          # hashed n-gram buckets (char 2-5 and word 1-2 share them); 0: no expert
-    model: str = "svm"              # "svm" (LinearSVC, squared hinge) or "logreg" (multinomial logistic regression)
+    model: str = "svm"              # "svm" (LinearSVC, squared hinge), "logreg" (multinomial logistic regression) or
+                                    # "nbsvm" (one-vs-rest LinearSVC on naive-Bayes-scaled features, Wang & Manning 2012)
     c_grid: tuple[float, ...] = (0.3, 1.0, 3.0)
     folds: int = 5                  # cross-fitting folds (C choice and calibration)
     seed: int = 13
 
     def __post_init__(self):
-        if self.model not in ("svm", "logreg"):
-            raise ValueError(f"expert model must be 'svm' or 'logreg', got {self.model!r}")
+        if self.model not in MODELS:
+            raise ValueError(f"expert model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.buckets < 0 or self.buckets == 1:
             raise ValueError(f"expert buckets must be 0 (no expert) or >= 2, got {self.buckets}")
         if self.folds < 2:
@@ -72,27 +74,47 @@ def tfidf(counts: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
     return sparse.csr_matrix(sparse.diags(1.0 / norms) @ x)
 
 
-def _linear(model: str, c: float, seed: int):
+def nb_ratios(x: sparse.csr_matrix, y: np.ndarray, n_classes: int, alpha: float = 1.0) -> np.ndarray:
+    """[features, classes] naive-Bayes log-count ratios of class k against the rest (NBSVM's feature scaling)."""
+    out = np.zeros((x.shape[1], n_classes), np.float32)
+    total = np.asarray(x.sum(0)).ravel()
+    for k in range(n_classes):
+        p = alpha + np.asarray(x[y == k].sum(0)).ravel()
+        q = alpha + total - (p - alpha)
+        out[:, k] = np.log(p / p.sum()) - np.log(q / q.sum())
+    return out
+
+
+def fit_linear(model: str, c: float, seed: int, x: sparse.csr_matrix, y: np.ndarray,
+               n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A linear model's (weights [features, classes], bias [classes]): class scores are ``x @ w + b`` for every
+    model (NBSVM's per-class feature scaling folds into its weights, so the runtime is the same)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
 
-    if model == "svm":
-        return LinearSVC(C=c, random_state=seed)
-    return LogisticRegression(C=c * 10, max_iter=2000)
-
-
-def _scores(clf, x) -> np.ndarray:
-    s = clf.decision_function(x)
-    return s if s.ndim == 2 else np.stack([-s, s], 1)  # two classes: one score -> two columns
+    if model == "nbsvm":
+        r = nb_ratios(x, y, n_classes)
+        w, b = np.zeros_like(r), np.zeros(n_classes, np.float32)
+        for k in range(n_classes):
+            clf = LinearSVC(C=c, random_state=seed).fit(sparse.csr_matrix(x.multiply(r[:, k])), (y == k).astype(int))
+            w[:, k], b[k] = clf.coef_[0] * r[:, k], clf.intercept_[0]
+        return w, b
+    clf = (LinearSVC(C=c, random_state=seed) if model == "svm" else LogisticRegression(C=c * 10, max_iter=2000)).fit(x, y)
+    w, b = clf.coef_.T.astype(np.float32), clf.intercept_.astype(np.float32)
+    if w.shape[1] == 1:  # two classes: one score -> two columns
+        w, b = np.concatenate([-w, w], 1), np.r_[-b, b]
+    return w, b
 
 
 def oof_scores(x, y: np.ndarray, model: str, c: float, folds: int, seed: int) -> np.ndarray:
     """Out-of-fold class scores of every training row (stratified K folds)."""
     from sklearn.model_selection import StratifiedKFold
 
-    out = np.zeros((x.shape[0], len(np.unique(y))), np.float32)
+    n_classes = len(np.unique(y))
+    out = np.zeros((x.shape[0], n_classes), np.float32)
     for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
-        out[held] = _scores(_linear(model, c, seed).fit(x[fit_rows], y[fit_rows]), x[held])
+        w, b = fit_linear(model, c, seed, x[fit_rows], y[fit_rows], n_classes)
+        out[held] = x[held] @ w + b
     return out
 
 
@@ -136,11 +158,7 @@ def fit_expert_cross_fitted(texts: list[str], labels: np.ndarray, cfg: ExpertCon
         log.info("gold expert (%s, %d buckets): C=%g cross-fitted wF1 %.4f", cfg.model, cfg.buckets, c, by_c[c][0])
     best = max(by_c, key=lambda c: by_c[c][0])
     oof = by_c[best][1]
-    clf = _linear(cfg.model, best, cfg.seed).fit(x, y)
-    w = clf.coef_.T.astype(np.float32)
-    b = clf.intercept_.astype(np.float32)
-    if w.shape[1] == 1:  # two classes
-        w, b = np.concatenate([-w, w], 1), np.r_[-b, b]
+    w, b = fit_linear(cfg.model, best, cfg.seed, x, y, n_classes)
     table, scale = quantize_table(w)
     # calibration on the out-of-fold scores: a multinomial logistic map scores -> logits
     cal = LogisticRegression(C=100.0, max_iter=5000).fit(oof, y)

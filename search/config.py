@@ -97,8 +97,9 @@ class SearchConfig:
     time_budget_s: float | None = option(None, "stop starting/continuing trials after this", parse=float)
     grace_rounds: int = option(2, "ASHA's grace period in rounds (quarter epochs): no trial stops before it; rungs "
                                "at G, 3G, 9G", parse=positive_int)
-    expert_model: str = option("svm", "the gold expert's linear model (calibrated on cross-fitted scores either "
-                               "way)", choices=("svm", "logreg"))
+    expert_model: str = option("svm", "the gold expert's linear model, calibrated on cross-fitted scores (nbsvm: "
+                               "LinearSVC on naive-Bayes-scaled features; modeling/expert.py)",
+                               choices=("svm", "logreg", "nbsvm"))
     max_size_mib: float = option(5.0, "size limit (MiB) of a shipped student: the vocabulary shrinks until the "
                                  "estimate fits", flags=("--max-size-mib", "--max-size-mb"))
     enqueue: tuple[str, ...] | None = option(

@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--transfer", nargs="*", default=["real:40000"], help="transfer sets to relabel (built in --from)")
     p.add_argument("--expert-buckets", type=int, default=131072)
-    p.add_argument("--expert-model", choices=("svm", "logreg"), default="svm")
+    p.add_argument("--expert-model", choices=("svm", "logreg", "nbsvm"), default="svm")
     p.add_argument("--seed", type=int, default=13)
     a = p.parse_args(argv)
     from search.cli import run_cli

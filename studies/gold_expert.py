@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--buckets", type=int, nargs="+", default=[1 << 16, 1 << 17])
-    p.add_argument("--models", nargs="+", default=["svm", "logreg"])
+    p.add_argument("--models", nargs="+", default=["svm", "logreg", "nbsvm"])
     p.add_argument("--kinds", nargs="+", default=["chars+words", "subwords"])
     p.add_argument("--out", default=None, help="folder for results.json")
     a = p.parse_args(argv)
@@ -58,7 +58,8 @@ def main(argv=None) -> int:
     clf = SentimentClassifier.load(a.model, threads=1)
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
     y = {k: v.label.to_numpy() for k, v in parts.items()}
-    student = {k: clf.logits(parts[k].text.tolist(), 64) for k in ("val", "test")}
+    # the student's own logits (a folder that carries an expert is not fused twice)
+    student = {k: clf.student_logits(parts[k].text.tolist(), 64) for k in ("val", "test")}
     base = {k: classification_metrics(y[k], student[k].argmax(1))["weighted_f1"] for k in student}
     log.info("student alone: val %.4f test %.4f", base["val"], base["test"])
     rows = []

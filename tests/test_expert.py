@@ -352,3 +352,35 @@ def test_fused_training_puts_the_fused_model_into_the_loss(tiny_bert, labelled, 
         assert ("fused_weight" in t.params) == (point["expert_buckets"] > 0)
         study.tell(t, 0.0)
     assert drawn == {(0, 0.0), (4096, 0.0), (4096, 0.5)}
+
+
+def test_nbsvm_scales_features_by_naive_bayes_ratios_and_folds_them_into_the_table(labelled):
+    """NBSVM (expert model "nbsvm"): the log-count ratios on a hand-computed case, the folded weights give the same
+    scores as each one-vs-rest LinearSVC on the scaled features, and the expert learns the tiny task."""
+    from scipy import sparse
+    from sklearn.svm import LinearSVC
+
+    from modeling.expert import ExpertConfig, fit_expert, fit_linear, nb_ratios
+
+    x = sparse.csr_matrix(np.array([[1.0, 0.0], [2.0, 1.0], [0.0, 3.0]], np.float32))
+    y = np.array([0, 0, 1])
+    # class 0: p = 1 + (3, 1) = (4, 2), q = 1 + (0, 3) = (1, 4); r = log(p/6) - log(q/5)
+    want = np.log(np.array([4, 2]) / 6) - np.log(np.array([1, 4]) / 5)
+    np.testing.assert_allclose(nb_ratios(x, y, 2)[:, 0], want, rtol=1e-5)
+    np.testing.assert_allclose(nb_ratios(x, y, 2)[:, 1], -want, rtol=1e-5)  # two classes: the mirror image
+    texts, labels = labelled
+    from modeling.expert import count_matrix, idf_of, tfidf
+    from inference.lexical import LexicalSpec
+
+    counts = count_matrix(texts[:200], LexicalSpec(buckets=1024))
+    xt = tfidf(counts, idf_of(counts))
+    w, b = fit_linear("nbsvm", 1.0, 0, xt, labels[:200], 5)
+    r = nb_ratios(xt, labels[:200], 5)
+    for k in (0, 3):
+        ref = LinearSVC(C=1.0, random_state=0).fit(sparse.csr_matrix(xt.multiply(r[:, k])), labels[:200] == k)
+        np.testing.assert_allclose(xt @ w[:, k] + b[k], ref.decision_function(xt.multiply(r[:, k])), atol=1e-4)
+    gold, record = fit_expert(texts[:200], labels[:200], ExpertConfig(buckets=4096, model="nbsvm", folds=3,
+                                                                      c_grid=(0.3, 1.0)))
+    majority = np.bincount(labels[200:]).max() / len(labels[200:])
+    assert (gold.log_probs(texts[200:]).argmax(1) == labels[200:]).mean() > majority + 0.3
+    assert record["model"] == "nbsvm"
