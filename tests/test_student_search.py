@@ -452,3 +452,52 @@ def test_the_report_finds_the_runs_data_without_a_data_dir(searched, monkeypatch
     splits = splits_from_record(data)
     assert len(splits.train) == data["sizes"]["train"] and splits.checksums == data["checksums"]
     assert portable_data(data)["dataset"]["data_dir"] == str(Path(*Path(data["dataset"]["data_dir"]).parts[-2:]))
+
+
+def test_each_quantization_form_quantizes_what_it_names(tiny_bert, tiny_data, tmp_path):
+    """The graph of each form (modeling/onnx_export.py:QUANTIZATIONS) has the operators its name promises: int8
+    quantizes every weight MatMul/Gemm and the embedding table (Gather); per-channel has one weight scale per output
+    channel; static int8 has Quantize/DequantizeLinear pairs and leaves the classifier head in fp32; int4 has
+    MatMulNBits; fp32 has no int8 tensor at all."""
+    import onnx
+    from onnx import numpy_helper
+
+    from corpus import load_splits
+    from modeling import ClassifierConfig, EncoderClassifier
+    from modeling.onnx_export import QUANTIZATIONS, export_fp32, fuse_for_cpu, quantize_graph
+    from teachers import load_encoder, resolve_teacher
+
+    encoder, tok = load_encoder(resolve_teacher(str(tiny_bert), tmp_path))
+    teacher = EncoderClassifier(encoder, ClassifierConfig(labels=("a", "b", "c", "d", "e"), pooling="cls"))
+    texts = load_splits(tiny_data).train.text.tolist()
+    cfg = StudentConfig(layers=1, hidden=96, heads=3, ffn=192, vocab=0, init="teacher", threads=1)
+    student, stok = build_student(cfg, teacher, tok, texts, None)
+    fp32 = fuse_for_cpu(export_fp32(student.eval(), tmp_path / "raw.onnx"), tmp_path / "fused.onnx", student)
+    enc = stok(texts[:16], padding=True, return_tensors="np")
+    calibration = [{"input_ids": enc["input_ids"][i:i + 4].astype(np.int64),
+                    "attention_mask": enc["attention_mask"][i:i + 4].astype(np.int64)} for i in range(0, 16, 4)]
+
+    def graph(kind):
+        path = quantize_graph(fp32, tmp_path / f"{kind}.onnx", kind, calibration)
+        g = onnx.load(str(path)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        float_weight_ops = [n for n in g.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1
+                            and n.input[1] in inits and inits[n.input[1]].dtype == np.float32]
+        return g, inits, {n.op_type for n in g.node}, float_weight_ops
+
+    table = student.encoder.embeddings.word_embeddings.weight.numel()  # the largest tensor: the word embeddings
+    g, inits, ops, floats = graph("fp32")
+    assert floats and not any(a.dtype == np.int8 for a in inits.values())
+    for kind in ("int8", "int8-per-channel"):
+        g, inits, ops, floats = graph(kind)
+        assert not floats, (kind, [n.name for n in floats])  # every weight MatMul/Gemm quantized
+        assert any(a.dtype == np.int8 and a.size == table for a in inits.values()), kind  # the embedding table too
+        per_row = [a for name, a in inits.items() if name.endswith("_scale") and a.size > 1]
+        assert bool(per_row) == (kind == "int8-per-channel"), kind
+    g, inits, ops, floats = graph("int8-static")
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    head = [n for n in g.node if "logits" in n.output]
+    assert head and head[0].op_type in ("Gemm", "MatMul") and inits[head[0].input[1]].dtype == np.float32
+    g, inits, ops, floats = graph("int4")
+    assert "MatMulNBits" in ops and not [n for n in floats if n.op_type == "MatMul"]
+    assert set(QUANTIZATIONS) == {"int8", "fp32", "int8-per-channel", "int8-static", "int4"}
