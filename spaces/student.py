@@ -56,7 +56,9 @@ class StudentConfig:
                                # fitted once per search on the labelled posts, weight chosen on validation per trial
     fused_weight: float = 0.0  # > 0: the student trains inside the fusion, its log-probabilities mixed with the
                                # expert's at this weight before the KD loss (it learns what the expert misses);
-                               # 0: it trains alone and is fused only after training
+                               # 0: it trains alone and is fused only after training. Either way the exported
+                               # folder's weight is chosen on validation afterwards (it lands near this one when
+                               # the student learned to complement the expert)
     feature_kd: float = 0.0    # weight of the pooled-feature (cosine) distillation term
     hidden_kd: float = 0.0     # weight of the mapped-layer hidden-state (cosine) distillation term
     token_kd: float = 0.0      # weight of token-level hidden-state distillation (teacher run alongside)
@@ -192,6 +194,9 @@ class _Space:
             bad = [b for b in getattr(self, name) if b < 0 or b == 1]
             if bad:
                 raise ValueError(f"{DIMENSION[name].flag} {bad}: bucket counts use 0 ({none}) or >= 2")
+        bad = [w for w in self.fused_weight if not 0 <= w < 1]
+        if bad:
+            raise ValueError(f"--fused-weight {bad}: weights from 0 (train alone) up to, not including, 1")
         if "pruned" in self.init and self.teacher_shape is not None:
             t_layers, t_hidden, t_heads, _ = self.teacher_shape
             t_head = t_hidden // t_heads

@@ -347,7 +347,8 @@ def test_fused_training_puts_the_fused_model_into_the_loss(tiny_bert, labelled, 
     drawn = set()
     for _ in range(30):
         t = study.ask()
-        point = {**t.params, **sample_student(t, space)}
+        fixed = sample_student(t, space)  # first: t.params is a copy taken when read
+        point = {**t.params, **fixed}
         drawn.add((point["expert_buckets"], point["fused_weight"]))
         assert ("fused_weight" in t.params) == (point["expert_buckets"] > 0)
         study.tell(t, 0.0)
