@@ -42,6 +42,7 @@ class TeacherStageConfig:
     seed: int = 13
     gpus_per_trial: float = 0.0  # > 0: the trial trains on a GPU (bf16 autocast); caching uses one too
 
+
 def load_cached_teacher(experiment: Path, spec: str) -> dict | None:
     info_file = Experiment(experiment).teacher_record
     if not info_file.is_file():
