@@ -53,6 +53,7 @@ def load_cached_teacher(experiment: Path, spec: str) -> dict | None:
                          f"not {spec!r}; use another --name or the same --teacher")
     return info
 
+
 def prepare_base(cfg: TeacherStageConfig, splits: Splits, out: Path, cache: Path):
     """Teacher encoder with its vocabulary trimmed to the pieces of train + validation."""
     source = resolve_teacher(cfg.teacher, cache / "teachers")
@@ -71,6 +72,7 @@ def prepare_base(cfg: TeacherStageConfig, splits: Splits, out: Path, cache: Path
                                "rule": "pieces seen in train+validation, plus specials; unseen text is "
                                        "re-segmented into kept pieces (Unigram) or mapped to <unk>"}
 
+
 def recompute_logits(experiment: Path, splits: Splits, names: list[str], cfg: TeacherStageConfig, cache: Path) -> None:
     """The teacher's logits on the named splits, from the saved model, written atomically."""
     import torch
@@ -87,6 +89,7 @@ def recompute_logits(experiment: Path, splits: Splits, names: list[str], cfg: Te
         with atomic_file(layout.logits(name)) as tmp:
             np.save(tmp, predict_logits(model, enc, tok.pad_token_id))
         log.info("teacher: logits on %s recomputed (the cached file was missing or damaged)", name)
+
 
 def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path, cache: Path) -> dict:
     """The fine-tuned teacher and its logits on every split: reused when the experiment holds them (missing or
@@ -109,6 +112,7 @@ def run_teacher_stage(cfg: TeacherStageConfig, splits: Splits, experiment: Path,
             "best_config": dict(results.get_best_result(METRIC, "max", scope="all").config), "trials": []}
     return record_teacher(info, model, cfg, parts, enc, tokenizer.pad_token_id, results, layout, t0, train_s)
 
+
 def reuse_teacher(cached: dict, cfg: TeacherStageConfig, splits: Splits, experiment: Path, cache: Path) -> dict:
     log.info("teacher: reusing %s (val weighted F1 %.4f)", Experiment(experiment).teacher, cached["val"]["weighted_f1"])
     soft = cached.get("soft_labels")
@@ -124,6 +128,7 @@ def reuse_teacher(cached: dict, cfg: TeacherStageConfig, splits: Splits, experim
     if damaged:  # a killed process or a full disk: recompute them from the saved teacher
         recompute_logits(experiment, splits, damaged, cfg, cache)
     return cached
+
 
 def tune_teacher(cfg: TeacherStageConfig, splits: Splits, experiment: Path, source, tokenizer, enc: dict):
     """Fine-tune through Ray Tune (a grid over learning rates when ``cfg.trials > 1``): (the result grid, the best
@@ -158,6 +163,7 @@ def tune_teacher(cfg: TeacherStageConfig, splits: Splits, experiment: Path, sour
         model, _ = EncoderClassifier.load(Path(d) / "model")
     return results, model
 
+
 def record_teacher(info: dict, model, cfg: TeacherStageConfig, parts, enc: dict, pad_id: int, results,
                    layout: Experiment, t0: float, train_s: float) -> dict:
     """The teacher's logits on every split (cached for distillation and the report), its figures and its trials,
@@ -187,6 +193,7 @@ def record_teacher(info: dict, model, cfg: TeacherStageConfig, parts, enc: dict,
              info[shown]["macro_f1"], info["wall_time_s"]["total"])
     return info
 
+
 # the teacher's other outputs on the training posts, computed once from the saved teacher and cached
 # in teacher/ beside its logits: pooled features (feature KD), per-layer outputs (hidden-state KD),
 # activation statistics (what a pruned student keeps)
@@ -194,6 +201,7 @@ def record_teacher(info: dict, model, cfg: TeacherStageConfig, parts, enc: dict,
 def ensure_train_features(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
     """The teacher's pooled features on the labelled training posts (for feature distillation)."""
     return _teacher_train_outputs(splits, experiment, cache, threads, "pooled_train.npy", layers=False)
+
 
 def ensure_importance(splits: Splits, experiment: Path, cache: Path, threads: int, posts: int = 2000,
                       seed: int = 13) -> Path:
@@ -220,6 +228,7 @@ def ensure_importance(splits: Splits, experiment: Path, cache: Path, threads: in
     log.info("teacher activation statistics over %d training posts: %.0f s", len(texts), time.time() - t0)
     return path
 
+
 def load_importance(experiment: Path) -> dict | None:
     path = Experiment(experiment).teacher_output("importance.npz")
     if not path.is_file():
@@ -227,10 +236,12 @@ def load_importance(experiment: Path) -> dict | None:
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
+
 def ensure_train_layers(splits: Splits, experiment: Path, cache: Path, threads: int) -> Path:
     """Every teacher layer's output, mean-pooled, on the labelled training posts
     ([posts, teacher layers, hidden], float16), for hidden-state distillation from mapped layers."""
     return _teacher_train_outputs(splits, experiment, cache, threads, "layers_train.npy", layers=True)
+
 
 def _teacher_train_outputs(splits: Splits, experiment: Path, cache: Path, threads: int, name: str,
                            layers: bool) -> Path:
