@@ -293,6 +293,7 @@ def test_log_softmax_is_stable_for_large_logits():
     np.testing.assert_allclose(fuse(np.array([[1000.0, 0.0, -1000.0]]), np.zeros((1, 3)), 0.0), out[:1], atol=1e-3)
 
 
+@pytest.mark.slow  # trains a student to the end (fit_student)
 def test_fused_training_puts_the_fused_model_into_the_loss(tiny_bert, labelled, tmp_path):
     """fused_weight > 0: the KD loss is taken on (1 - w) log_softmax(student) + w * expert log-probs, with the
     expert's cross-fitted log-probabilities for the labelled posts (what it says of posts it was not fitted on);

@@ -454,6 +454,7 @@ def test_the_report_finds_the_runs_data_without_a_data_dir(searched, monkeypatch
     assert portable_data(data)["dataset"]["data_dir"] == str(Path(*Path(data["dataset"]["data_dir"]).parts[-2:]))
 
 
+@pytest.mark.slow  # five quantization passes
 def test_each_quantization_form_quantizes_what_it_names(tiny_bert, tiny_data, tmp_path):
     """The graph of each form (modeling/onnx_export.py:QUANTIZATIONS) has the operators its name promises: int8
     quantizes every weight MatMul/Gemm and the embedding table (Gather); per-channel has one weight scale per output
