@@ -221,7 +221,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
                  ood_test: str | None = None) -> dict:
     from analysis.markdown import report_markdown
     from corpus import splits_from_record
-    from corpus.rusentiment import OOD_TEST, load_ood_test, sibling_file
+    from corpus.rusentiment import load_ood_test, ood_test_path
     from search.provenance import provenance
     from sklearn.metrics import confusion_matrix, f1_score
 
@@ -235,8 +235,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
         log.warning("no test split: the report's figures are on validation, which also selected the student")
     labels_ = splits.labels
     chosen = choose_trial(experiment, trial, max_latency_ms, max_size_mb, table)
-    benchmark_data = (data.get("dataset") or {}).get("kind", "rusentiment") == "rusentiment"
-    ood_path = ood_test or (sibling_file(data_dir, *OOD_TEST) if benchmark_data else None)
+    ood_path = ood_test_path(splits, ood_test)
     ood = load_ood_test(ood_path) if ood_path else None
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

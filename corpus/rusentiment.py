@@ -103,6 +103,23 @@ def load_ood_test(path: str | os.PathLike) -> pd.DataFrame:
     return read_labelled_csv(Path(path)).reset_index(drop=True)
 
 
+def ood_test_path(splits: Splits, given: str | os.PathLike | None = None) -> Path | None:
+    """The out-of-domain test file a report or study measures: ``given`` (a ``label,text`` file), else RuSentiTweet's
+    test file beside the RuSentiment folder the splits were read from (the one ``data.json`` recorded, so a report
+    run without ``--data-dir`` finds it too); None for a user's own data, or when there is no such file."""
+    if given:
+        return Path(given)
+    if splits.dataset.get("kind", "rusentiment") != "rusentiment":
+        return None
+    return sibling_file(splits.dataset.get("data_dir"), *OOD_TEST)
+
+
+def ood_test_for(splits: Splits, given: str | os.PathLike | None = None) -> pd.DataFrame | None:
+    """The frame of ``ood_test_path`` (None when there is none)."""
+    path = ood_test_path(splits, given)
+    return load_ood_test(path) if path else None
+
+
 def read_labelled_csv(path: Path) -> pd.DataFrame:
     """Read one ``label,text`` CSV; any problem raises DataError naming the file and row."""
     if not path.is_file():

@@ -97,7 +97,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     from ray import tune
 
     from corpus import splits_from_record
-    from corpus.rusentiment import OOD_TEST, load_ood_test, sibling_file
+    from corpus.rusentiment import ood_test_for
     from corpus.transfer_text import default_transfer_texts
     from search.experiment import Experiment
     from search.student_stage import StudentStageConfig, make_data, prepare_teacher_outputs
@@ -119,9 +119,8 @@ def run_ablation(cfg: AblationConfig) -> dict:
     missing = used - {s.recipe for s in specs}
     if missing:
         raise ValueError(f"rows use transfer sets {sorted(missing)} that --transfer does not build")
-    benchmark_data = (data.get("dataset") or {}).get("kind", "rusentiment") == "rusentiment"
-    ood_path = cfg.ood_test or (sibling_file(cfg.data_dir, *OOD_TEST) if benchmark_data else None)
-    extra = {"ood": load_ood_test(ood_path)} if ood_path else {}
+    ood = ood_test_for(splits, cfg.ood_test)
+    extra = {"ood": ood} if ood is not None else {}
     t0 = time.time()
     if cfg.collect_only:
         from ray.tune import ExperimentAnalysis, ResultGrid

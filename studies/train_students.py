@@ -134,7 +134,7 @@ def collect(experiment: Path, runs: Path, tag: str, data_dir: str | None, ood_te
     from safetensors.torch import load_file, save_file
 
     from corpus import splits_from_record
-    from corpus.rusentiment import OOD_TEST, load_ood_test, sibling_file
+    from corpus.rusentiment import ood_test_for
     from inference.atomic import write_json
     from inference.benchmark import benchmark
     from search.experiment import Experiment
@@ -142,9 +142,8 @@ def collect(experiment: Path, runs: Path, tag: str, data_dir: str | None, ood_te
 
     data = Experiment(experiment).record("data")
     splits = splits_from_record(data, data_dir)
-    benchmark_data = (data.get("dataset") or {}).get("kind", "rusentiment") == "rusentiment"
-    ood_path = ood_test or (sibling_file(data_dir, *OOD_TEST) if benchmark_data else None)  # RuSentiment's OOD only
-    extra = {"ood": load_ood_test(ood_path)} if ood_path else {}
+    ood = ood_test_for(splits, ood_test)  # RuSentiment's OOD only
+    extra = {"ood": ood} if ood is not None else {}
     rows = []
     for tar_path in sorted(runs.glob("*.tar")):
         with tempfile.TemporaryDirectory() as d, tarfile.open(tar_path) as tar:

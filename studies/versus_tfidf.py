@@ -42,7 +42,7 @@ def _splits(data_dir: str | None, experiment: Path | None):
 def run(models: list[Path], data_dir: str | None, experiment: Path | None, rounds: int, n_latency: int) -> dict:
     from analysis.baseline import tfidf_baseline, tfidf_latency_ms
     from analysis.report import versus_baseline
-    from corpus.rusentiment import OOD_TEST, load_ood_test, sibling_file
+    from corpus.rusentiment import ood_test_for
     from inference import SentimentClassifier
     from inference.benchmark import benchmark_runner, folder_size_mib
     from modeling import classification_metrics
@@ -51,8 +51,7 @@ def run(models: list[Path], data_dir: str | None, experiment: Path | None, round
 
     t0 = time.time()
     splits = _splits(data_dir, experiment)
-    ood_path = sibling_file(data_dir, *OOD_TEST)
-    ood = load_ood_test(ood_path) if ood_path else None
+    ood = ood_test_for(splits)
     base, base_pred, pipeline = tfidf_baseline(splits, ood=ood, return_model=True)
     names = [m.name if m.name != "model" else m.parent.name for m in models]
     if len(set(names)) < len(names):
