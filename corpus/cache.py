@@ -1,14 +1,20 @@
-"""Cache files are checked before reuse: a file half-written by a killed process (or a full disk)
-is found, logged and rebuilt, never loaded as if it were whole."""
+"""The project's cache: where it lives (``cache_root``: ``$RUSENTIMENT_KD_CACHE``, else ``~/.cache/rusentiment-kd``)
+and how its files are checked before reuse: a file half-written by a killed process (or a full disk) is found,
+logged and rebuilt, never loaded as if it were whole."""
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("RUSENTIMENT_KD_CACHE", Path.home() / ".cache" / "rusentiment-kd")).expanduser().resolve()
 
 
 def intact(path: Path) -> bool:

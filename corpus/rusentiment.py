@@ -14,12 +14,14 @@ import io
 import logging
 import os
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
+
+from .cache import cache_root
+from .splits import DataError, Splits
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,6 @@ FILES = {
     "test": ("rusentiment_test.csv", "35964a82c1ecf360e6d4a9fe31cf8532225213cf610ba13bb7eacb081446dc10"),
 }
 SOURCE_URL = "https://raw.githubusercontent.com/strawberrypie/rusentiment/master/Dataset/{name}"
-
-
-class DataError(ValueError):
-    """Bad or missing input data; the message names the file, row and the fix."""
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("RUSENTIMENT_KD_CACHE", Path.home() / ".cache" / "rusentiment-kd")).expanduser().resolve()
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -158,31 +152,6 @@ def read_labelled_csv(path: Path) -> pd.DataFrame:
                          "source": path.stem})
 
 
-@dataclass
-class Splits:
-    train: pd.DataFrame
-    val: pd.DataFrame
-    test: pd.DataFrame
-    checksums: dict[str, str] = field(default_factory=dict)
-    seed: int = 0
-    val_from: str = "random"
-    labels: tuple[str, ...] = LABELS   # the classes, in the model's output order
-    dataset: dict = field(default_factory=lambda: {"kind": "rusentiment"})  # how to load it again
-
-    @property
-    def has_test(self) -> bool:
-        """False for own data given without a test file: figures are then validation-only."""
-        return len(self.test) > 0
-
-    def describe(self) -> dict:
-        def dist(df):
-            return {self.labels[k]: int(v) for k, v in sorted(df["label"].value_counts().items())}
-        return {"seed": self.seed, "val_from": self.val_from, "checksums": self.checksums,
-                "labels": list(self.labels), "dataset": self.dataset,
-                "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
-                "classes": {"train": dist(self.train), "val": dist(self.val), "test": dist(self.test)}}
-
-
 VAL_FROM = ("random", "all")
 
 
@@ -223,7 +192,8 @@ def load_splits(data_dir: str | os.PathLike | None = None, val_fraction: float =
              "random" if val_from == "random" else "random + preselected", len(test))
     # the folder is recorded so that the report and the export find the same files again (data.json); committed
     # artefacts show only its last two parts (analysis/report.py:portable_data)
-    return Splits(train, val, test, checksums, seed, val_from, dataset={"kind": "rusentiment", "data_dir": str(root.resolve())})
+    return Splits(train, val, test, checksums, seed, val_from, labels=LABELS,
+                  dataset={"kind": "rusentiment", "data_dir": str(root.resolve())})
 
 
 def _stratified_head(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from .rusentiment import DataError, Splits, _stratified_head, sha256_bytes
+from .rusentiment import _stratified_head, sha256_bytes
+from .splits import DataError, Splits
 
 log = logging.getLogger(__name__)
 

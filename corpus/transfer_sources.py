@@ -27,7 +27,9 @@ from typing import Iterable, Sequence
 
 from inference.atomic import atomic_file, write_json
 
-from .rusentiment import FILES as RUSENTIMENT_FILES, DataError, cache_root, resolve_data_dir, sha256_bytes
+from .cache import cache_root
+from .rusentiment import FILES as RUSENTIMENT_FILES, resolve_data_dir, sha256_bytes
+from .splits import DataError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .rusentiment import DataError, cache_root, sibling_file
+from .cache import cache_root
+from .rusentiment import sibling_file
+from .splits import DataError
 
 log = logging.getLogger(__name__)
 FILE_NAME = "transfer_texts.csv"

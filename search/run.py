@@ -125,7 +125,7 @@ def plan_teacher(cfg: RunConfig, experiment: Path, students: StudentStageConfig)
     """The teacher stage's config. A bad ``--teacher`` fails here, before Ray starts; the teacher's shape is what
     "pruned" students are cut from, so a space the teacher cannot be cut to fails here too (when this run
     searches students)."""
-    from corpus.rusentiment import cache_root
+    from corpus.cache import cache_root
     from search.student_stage import teacher_shape
     from search.teacher_stage import TeacherStageConfig, load_cached_teacher
     from teachers import encoder_shape, resolve_teacher
@@ -170,7 +170,7 @@ def plan_transfer(cfg: RunConfig, n_train: int) -> tuple[tuple, str | None]:
 
 def run(p: RunPlan) -> tuple[dict, dict | None, Path]:
     """The stages of a plan, each timed into ``run.json``: (teacher figures, search summary or None, experiment)."""
-    from corpus.rusentiment import cache_root
+    from corpus.cache import cache_root
     from search.experiment import Experiment
     from search.provenance import provenance
     from search.student_stage import prepare_teacher_outputs, run_student_stage

@@ -73,7 +73,7 @@ def prepare_teacher_outputs(cfg: StudentStageConfig, splits: Splits, experiment:
     """Everything the search reads from the teacher, computed once and cached in the experiment: the transfer
     sets (teacher-labelled), and the pooled features, layer outputs and activation statistics ``TeacherOutputs``
     asks for. ``timed(name, fn, *args)`` runs each step (``search/run.py`` times them)."""
-    from corpus.rusentiment import cache_root
+    from corpus.cache import cache_root
     from search.teacher_stage import ensure_importance, ensure_train_layers
     from search.transfer_stage import run_transfer_stage
 

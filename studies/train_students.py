@@ -78,7 +78,7 @@ def load_bundle(bundle: Path, rows: list[StudentConfig]):
     import pandas as pd
 
     from corpus.augment import TransferSpec
-    from corpus.rusentiment import Splits
+    from corpus.splits import Splits
     from search.student_stage import StudentStageConfig, make_data
     from spaces.student import StudentSpace
 

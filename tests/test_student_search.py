@@ -378,7 +378,7 @@ def test_damaged_caches_are_found_and_rebuilt(searched, tiny_data, tmp_path):
     import shutil
 
     from corpus import load_splits
-    from corpus.rusentiment import cache_root
+    from corpus.cache import cache_root
     from search.teacher_stage import TeacherStageConfig, run_teacher_stage
     from search.teacher_stage import ensure_importance
     from search.transfer_stage import build_transfer

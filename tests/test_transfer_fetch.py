@@ -14,7 +14,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from corpus.rusentiment import DataError
+from corpus.splits import DataError
 from corpus.transfer_sources import (
     SOURCES,
     Source,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from corpus import encode_texts
-from corpus.rusentiment import cache_root
+from corpus.cache import cache_root
 from modeling import ClassifierConfig, EncoderClassifier, classification_metrics
 from inference.lexical import LexicalSpec, batch_features
 from modeling.onnx_export import export_folder
