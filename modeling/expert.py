@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from inference.expert import GoldExpert, fuse
+from inference.expert import GoldExpert, fuse, log_softmax
 from inference.lexical import LexicalSpec, features
 
 log = logging.getLogger(__name__)
@@ -171,9 +171,7 @@ def fit_expert_cross_fitted(texts: list[str], labels: np.ndarray, cfg: ExpertCon
               "train_posts": len(texts), "nbytes": expert.nbytes, "fit_s": round(time.time() - t0, 1)}
     log.info("gold expert: C=%g (cross-fitted wF1 %.4f), %.2f MiB, %.0f s", best, by_c[best][0],
              expert.nbytes / 2**20, record["fit_s"])
-    z = oof @ calib + calib_bias
-    z = z - z.max(1, keepdims=True)
-    return expert, record, (z - np.log(np.exp(z).sum(1, keepdims=True))).astype(np.float32)
+    return expert, record, log_softmax(oof @ calib + calib_bias).astype(np.float32)
 
 
 WEIGHTS = tuple(np.round(np.arange(0.0, 0.95, 0.05), 2))
