@@ -173,6 +173,8 @@ class SentimentClassifier:
                 ids = feats if same else [features(t, self.expert.spec) for t in batch]
                 logits = fuse(logits, self.expert.log_probs_of(ids), self.expert_weight)
             out.append(logits)
+        if len(out) == 1:
+            return out[0]
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
     def __call__(self, texts, top_k: int | None = None, batch_size: int = 32, progress: bool = False):
@@ -188,14 +190,12 @@ class SentimentClassifier:
         if any(truncated):
             log.info("%d of %d texts were longer than %d tokens and were truncated", sum(truncated), len(batch),
                      self.max_length)
-        results = []
-        for p, cut in zip(probs, truncated):
-            order = np.argsort(-p)
-            if top_k is None:
-                r = {"label": self.labels[order[0]], "score": float(p[order[0]])}
+        if top_k is None:  # argmax, not a sort: this is on the per-text latency path
+            results = [{"label": self.labels[j], "score": float(p[j])} for j, p in zip(probs.argmax(1).tolist(), probs)]
+            for r, cut in zip(results, truncated):
                 if cut:
                     r["truncated"] = True
-                results.append(r)
-            else:
-                results.append([{"label": self.labels[j], "score": float(p[j])} for j in order[:top_k]])
+        else:
+            results = [[{"label": self.labels[j], "score": float(p[j])} for j in order[:top_k]]
+                       for order, p in zip(np.argsort(-probs, axis=1).tolist(), probs)]
         return results[0] if single else results

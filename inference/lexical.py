@@ -66,9 +66,9 @@ def features(text: str, spec: LexicalSpec) -> np.ndarray:
     words = t.split()
     with np.errstate(over="ignore"):
         if words:
-            c = _codes("".join(f" {w} " for w in words))
-            wid = np.repeat(np.arange(len(words)), [len(w) + 2 for w in words])
-            h = c.copy()
+            c = _codes("".join([f" {w} " for w in words]))
+            wid = np.repeat(np.arange(len(words)), np.fromiter(map(len, words), np.int64, len(words)) + 2)
+            h = c
             for n in range(2, spec.char_max + 1):
                 m = len(c) - n + 1
                 if m <= 0:
@@ -80,9 +80,12 @@ def features(text: str, spec: LexicalSpec) -> np.ndarray:
                 raw.append(c ^ _SALT[1])
         tokens = _WORD.findall(t)
         if tokens:
-            lengths = np.array([min(len(w), _MAX_WORD) for w in tokens])
-            c = _codes("".join(w[:_MAX_WORD] for w in tokens))
-            starts = np.r_[0, np.cumsum(lengths)[:-1]]
+            lengths = np.fromiter(map(len, tokens), np.int64, len(tokens))
+            if lengths.max() > _MAX_WORD:
+                tokens = [w[:_MAX_WORD] for w in tokens]
+                np.minimum(lengths, _MAX_WORD, out=lengths)
+            c = _codes("".join(tokens))
+            starts = np.cumsum(lengths) - lengths
             hw = np.add.reduceat(c * _POW[np.arange(len(c)) - np.repeat(starts, lengths)], starts)
             raw.append(hw ^ _SALT[_TAG_WORD])
             if spec.word_bigrams and len(tokens) > 1:

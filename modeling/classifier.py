@@ -9,6 +9,7 @@ Layout of a saved classifier::
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +19,20 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from inference.lexical import LexicalSpec, batch_features
+
+
+@contextmanager
+def attention_as(encoder, implementation: str):
+    """Run a Hugging Face ``encoder`` with attention ``implementation`` ("eager", "sdpa") inside the
+    block, its own outside it (the weights are the same; only the computation's form changes)."""
+    before = encoder.config._attn_implementation
+    if implementation != before:
+        encoder.set_attn_implementation(implementation)
+    try:
+        yield encoder
+    finally:
+        if encoder.config._attn_implementation != before:
+            encoder.set_attn_implementation(before)
 
 
 @dataclass

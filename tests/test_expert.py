@@ -55,6 +55,24 @@ def test_tfidf_matches_scikit_learn_on_the_same_counts(labelled):
     np.testing.assert_allclose(x, ref.transform(counts[7]).toarray()[0, u], atol=1e-5)
 
 
+def test_the_folded_runtime_path_computes_the_documented_map(expert, labelled):
+    """``log_probs_of`` reads a table folded once (calibration into the rows, idf beside them); it equals the map the
+    docstring writes: log_softmax(scores_of(ids) @ calib + calib_bias), for texts with and without n-grams; and
+    ``unique_counts`` equals numpy's unique with counts, repeats and the empty case included."""
+    from inference.expert import log_softmax, unique_counts
+    from inference.lexical import features
+
+    gold = expert[0]
+    texts = labelled[0][:40] + ["", "!!!"]
+    ids = [features(t, gold.spec) for t in texts]
+    ref = np.stack([log_softmax(gold.scores_of(i) @ gold.calib + gold.calib_bias) for i in ids])
+    np.testing.assert_allclose(gold.log_probs_of(ids), ref, atol=1e-5)
+    for i in ids + [np.array([5, 5, 5, 2, 9, 2]), np.zeros(0, np.int64)]:
+        want = np.unique(i, return_counts=True)
+        got = unique_counts(i)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
 def test_expert_learns_the_gold_labels_and_its_int8_table_keeps_the_answers(expert, labelled):
     """The fitted expert beats the majority class by far on held-out posts, and its int8 table gives
     (almost) the same scores as the float model scikit-learn fitted."""

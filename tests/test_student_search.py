@@ -456,9 +456,9 @@ def test_the_report_finds_the_runs_data_without_a_data_dir(searched, monkeypatch
 
 @pytest.mark.slow  # five quantization passes
 def test_each_quantization_form_quantizes_what_it_names(tiny_bert, tiny_data, tmp_path):
-    """The graph of each form (modeling/onnx_export.py:QUANTIZATIONS) has the operators its name promises: int8
-    quantizes every weight MatMul/Gemm and the embedding table (Gather); per-channel has one weight scale per output
-    channel; static int8 has Quantize/DequantizeLinear pairs and leaves the classifier head in fp32; int4 has
+    """The graph of each form (modeling/onnx_export.py:QUANTIZATIONS), as the export writes it, has the operators its
+    name promises: int8 quantizes every weight MatMul/Gemm, the fused attention (QAttention) and the embedding table
+    (QEmbedLayerNormalization); per-channel has one weight scale per output channel; static int8 has Quantize/DequantizeLinear pairs and leaves the classifier head in fp32; int4 has
     MatMulNBits for every weight MatMul but the classifier head (a Gemm, which ONNX Runtime's int8 pass for the
     embeddings turns into an fp32 MatMul); fp32 has no int8 tensor at all."""
     import onnx
@@ -466,7 +466,7 @@ def test_each_quantization_form_quantizes_what_it_names(tiny_bert, tiny_data, tm
 
     from corpus import load_splits
     from modeling import ClassifierConfig, EncoderClassifier
-    from modeling.onnx_export import QUANTIZATIONS, export_fp32, fuse_for_cpu, quantize_graph
+    from modeling.onnx_export import QUANTIZATIONS, write_graph
     from teachers import load_encoder, resolve_teacher
 
     encoder, tok = load_encoder(resolve_teacher(str(tiny_bert), tmp_path))
@@ -474,13 +474,13 @@ def test_each_quantization_form_quantizes_what_it_names(tiny_bert, tiny_data, tm
     texts = load_splits(tiny_data).train.text.tolist()
     cfg = StudentConfig(layers=1, hidden=96, heads=3, ffn=192, vocab=0, init="teacher", threads=1)
     student, stok = build_student(cfg, teacher, tok, texts, None)
-    fp32 = fuse_for_cpu(export_fp32(student.eval(), tmp_path / "raw.onnx"), tmp_path / "fused.onnx", student)
+    student.eval()
     enc = stok(texts[:16], padding=True, return_tensors="np")
     calibration = [{"input_ids": enc["input_ids"][i:i + 4].astype(np.int64),
                     "attention_mask": enc["attention_mask"][i:i + 4].astype(np.int64)} for i in range(0, 16, 4)]
 
     def graph(kind):
-        path = quantize_graph(fp32, tmp_path / f"{kind}.onnx", kind, calibration)
+        path = write_graph(student, tmp_path / f"{kind}.onnx", kind, calibration)
         g = onnx.load(str(path)).graph
         inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
         float_weight_ops = [n for n in g.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1
@@ -491,17 +491,19 @@ def test_each_quantization_form_quantizes_what_it_names(tiny_bert, tiny_data, tm
     g, inits, ops, floats = graph("fp32")
     eight_bit = (np.int8, np.uint8)  # ONNX Runtime stores MatMul weights as int8, the Gather (embedding) data as uint8
     assert floats and not any(a.dtype in eight_bit for a in inits.values())
+    assert {"Attention", "EmbedLayerNormalization"} <= ops  # the fused form (modeling/onnx_export.py:export_fp32)
     for kind in ("int8", "int8-per-channel"):
         g, inits, ops, floats = graph(kind)
         assert not floats, (kind, [n.name for n in floats])  # every weight MatMul/Gemm quantized
+        assert {"QAttention", "QEmbedLayerNormalization"} <= ops and not {"Attention", "EmbedLayerNormalization"} & ops
         assert any(a.dtype in eight_bit and a.size == table for a in inits.values()), kind  # the embedding table too
         per_row = [a for name, a in inits.items() if name.endswith("_scale") and a.size > 1]
         assert bool(per_row) == (kind == "int8-per-channel"), kind
     g, inits, ops, floats = graph("int8-static")
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "Attention" not in ops  # its QKV stay MatMuls it quantizes
     head = [n for n in g.node if "logits" in n.output]
     assert head and head[0].op_type in ("Gemm", "MatMul") and inits[head[0].input[1]].dtype == np.float32
     g, inits, ops, floats = graph("int4")
     head_inputs = {i for n in g.node if "logits" in n.output for i in n.input}
-    assert "MatMulNBits" in ops and not [n for n in floats if not set(n.output) & (head_inputs | {"logits"})]
+    assert "MatMulNBits" in ops and "Attention" not in ops and not [n for n in floats if not set(n.output) & (head_inputs | {"logits"})]
     assert set(QUANTIZATIONS) == {"int8", "fp32", "int8-per-channel", "int8-static", "int4"}

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from corpus.encode import Encoded
+from modeling.classifier import attention_as
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +66,10 @@ def training_attention(encoder, bf16: bool, device: str = "cpu"):
     """Training steps of a Hugging Face ``encoder`` without attention dropout under CPU bf16 autocast
     run its attention "eager": SDPA then takes its fused CPU kernel, whose bf16 backward is slow
     (measured on a 4x256 student, 1 thread, AMX CPU: 104 posts/s with SDPA, 187 eager; with
-    attention dropout SDPA runs its math path, 154). Validation and export keep the encoder's own."""
+    attention dropout SDPA runs its math path, 154). Validation keeps the encoder's own."""
     eager = device == "cpu" and bf16 and encoder.config.attention_probs_dropout_prob == 0
-    before = encoder.config._attn_implementation
-    if eager and before != "eager":
-        encoder.set_attn_implementation("eager")
-    try:
+    with attention_as(encoder, "eager") if eager else nullcontext():
         yield
-    finally:
-        if encoder.config._attn_implementation != before:
-            encoder.set_attn_implementation(before)
 
 
 def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
