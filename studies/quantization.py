@@ -32,11 +32,14 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m studies.quantization", description=__doc__.split("\n\n")[0])
     p.add_argument("--experiment", type=Path, required=True)
-    p.add_argument("--trial", required=True, help="a trial id of <experiment>/trials.csv (with an fp32 student)")
+    p.add_argument("--trial", required=True, help="a trial id of <experiment>/<table>.csv (with an fp32 student)")
+    p.add_argument("--table", default="trials", help="trials (the search) or a study's table, e.g. ablation")
     p.add_argument("--forms", nargs="+", default=list(QUANTIZATIONS), choices=list(QUANTIZATIONS))
     p.add_argument("--data-dir", default=None, help="where the experiment's data is, if not where it was")
     p.add_argument("--calibration-posts", type=int, default=200, help="training posts for int8-static ranges")
     p.add_argument("--tag", default="quantization", help="names the outputs: <tag>.csv, <tag>.json")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="keep each form's model folder as KEEP/<form> (to time it beside others, e.g. studies.versus_tfidf)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # ONNX Runtime's quantizers log every tensor through the root logger: keep the root at WARNING and
@@ -53,11 +56,11 @@ def main(argv=None) -> int:
     experiment = args.experiment.resolve()
     t0, rows = time.time(), []
     try:
-        row = choose_trial(experiment, args.trial, None, None, "trials")
+        row = choose_trial(experiment, args.trial, None, None, args.table)
         with tempfile.TemporaryDirectory() as d:
             for form in args.forms:
                 t1 = time.time()
-                folder, figures = export_form(experiment, row, form, Path(d) / form, args.data_dir,
+                folder, figures = export_form(experiment, row, form, (args.keep or Path(d)) / form, args.data_dir,
                                               args.calibration_posts)
                 rows.append({"form": form, "what": QUANTIZATIONS[form], **figures,
                              "model_onnx_mib": (folder / "model.onnx").stat().st_size / 2**20,
