@@ -9,12 +9,14 @@ set -euo pipefail
 EXP=experiments/rusentiment
 OUT=results/fused-attention
 NEW=$EXP/fused-attention
-python -m studies.quantization --experiment $EXP --trial dd3c6ad4 --forms int8 --tag fa-dd3c6ad4 --keep $NEW/dd3c6ad4
-python -m studies.quantization --experiment $EXP --trial 0d0658d7 --forms int8 --tag fa-0d0658d7 --keep $NEW/0d0658d7
-python -m studies.quantization --experiment $EXP --table fused --trial 5eb89_00002 --forms int8 --tag fa-5eb89_00002 \
-  --keep $NEW/5eb89_00002
+rm -rf $NEW && mkdir -p $NEW
+for t in trials:dd3c6ad4 trials:0d0658d7 fused:5eb89_00002; do
+  python -m studies.quantization --experiment $EXP --table ${t%%:*} --trial ${t#*:} --forms int8 --tag fa-${t#*:} \
+    --keep $NEW/scratch
+  mv $NEW/scratch/int8 $NEW/${t#*:}-fused-attention
+done
 cp $EXP/fa-*.csv $OUT/
 python -m studies.versus_tfidf --experiment $EXP --rounds 5 --out $OUT \
-  --models $EXP/students/dd3c6ad4 $NEW/dd3c6ad4/int8 $EXP/students/0d0658d7 $NEW/0d0658d7/int8 \
-           $EXP/fused_students/5eb89_00002 $NEW/5eb89_00002/int8
+  --models $EXP/students/dd3c6ad4 $NEW/dd3c6ad4-fused-attention $EXP/students/0d0658d7 $NEW/0d0658d7-fused-attention \
+           $EXP/fused_students/5eb89_00002 $NEW/5eb89_00002-fused-attention
 lscpu > $OUT/lscpu.txt
