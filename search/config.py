@@ -97,6 +97,11 @@ class SearchConfig:
     time_budget_s: float | None = option(None, "stop starting/continuing trials after this", parse=float)
     grace_rounds: int = option(2, "ASHA's grace period in rounds (quarter epochs): no trial stops before it; rungs "
                                "at G, 3G, 9G", parse=positive_int)
+    asha_bands: tuple[float, ...] = option(
+        (0.3, 1.2), "ASHA judges a trial only against trials of its own cost band: edges in millions of "
+        "multiply-accumulates per token of the student's layers (1 x 128: 0.13, 2 x 128: 0.26, 3 x 192: 0.88, "
+        "4 x 256: 3.1; search/scheduler.py), so the best fast students train to the end too; none: --asha-bands "
+        "with no value (plain ASHA)", parse=float, nargs="*", metavar="MMACS")
     expert_model: str = option("svm", "the gold expert's linear model, calibrated on cross-fitted scores (nbsvm: "
                                "LinearSVC on naive-Bayes-scaled features; modeling/expert.py)",
                                choices=("svm", "logreg", "nbsvm"))

@@ -109,7 +109,8 @@ def plan_students(cfg: RunConfig, transfer: tuple) -> StudentStageConfig:
     s = cfg.search
     students = StudentStageConfig(
         trials=s.trials, cpus_per_trial=cfg.cluster.cpus_per_trial or 1, seed=cfg.experiment.seed,
-        time_budget_s=s.time_budget_s, resume=cfg.experiment.resume, grace_rounds=s.grace_rounds, space=cfg.space,
+        time_budget_s=s.time_budget_s, resume=cfg.experiment.resume, grace_rounds=s.grace_rounds,
+        asha_bands=s.asha_bands, space=cfg.space,
         transfer=transfer, expert_model=s.expert_model,
         student=StudentConfig(transfer_ratio=cfg.transfer.ratio, max_size_mib=s.max_size_mib),
         enqueue=tuple(parse_point(t) for t in s.enqueue or ()))

@@ -35,6 +35,7 @@ class StudentStageConfig:
     seed: int = 13
     time_budget_s: float | None = None
     grace_rounds: int = 1  # ASHA's grace period (rounds): its rungs are G, G*3, G*9, ...
+    asha_bands: tuple[float, ...] = ()  # cost-band edges: ASHA judges a trial within its band (search/scheduler.py)
     resume: bool = False
     space: StudentSpace = field(default_factory=StudentSpace)
     transfer: tuple[TransferSpec, ...] = ()   # teacher-labelled sets the space may add to the labelled posts
@@ -205,8 +206,9 @@ def trial_progress(total: int, rounds_per_epoch: int):
 def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
     import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
+
+    from search.scheduler import BandedASHA
 
     trainable = tune.with_resources(tune.with_parameters(train_student, data=data, base=cfg.base_student()), {"cpu": cfg.cpus_per_trial})
     path = Experiment(experiment.resolve()).trials
@@ -218,9 +220,9 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
     searcher = OptunaSearch(space=partial(sample_student, space=cfg.search_space()), points_to_evaluate=list(cfg.enqueue) or None,
                             metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=cfg.seed,
                             storage=study_storage(experiment, fresh=True), study_name=STUDY_NAME)
-    scheduler = ASHAScheduler(time_attr="round", metric=ASHA_METRIC, mode="max",
-                              max_t=cfg.space.epochs[1] * cfg.student.evals_per_epoch, grace_period=cfg.grace_rounds,
-                              reduction_factor=REDUCTION_FACTOR)
+    scheduler = BandedASHA(edges=cfg.asha_bands, time_attr="round", metric=ASHA_METRIC, mode="max",
+                           max_t=cfg.space.epochs[1] * cfg.student.evals_per_epoch, grace_period=cfg.grace_rounds,
+                           reduction_factor=REDUCTION_FACTOR)
     cpus = int(ray.cluster_resources().get("CPU", cfg.cpus_per_trial))
     return tune.Tuner(
         trainable,

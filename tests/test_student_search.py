@@ -507,3 +507,35 @@ def test_each_quantization_form_quantizes_what_it_names(tiny_bert, tiny_data, tm
     head_inputs = {i for n in g.node if "logits" in n.output for i in n.input}
     assert "MatMulNBits" in ops and "Attention" not in ops and not [n for n in floats if not set(n.output) & (head_inputs | {"logits"})]
     assert set(QUANTIZATIONS) == {"int8", "fp32", "int8-per-channel", "int8-static", "int4"}
+
+
+def test_asha_judges_a_trial_within_its_cost_band():
+    """search/scheduler.py: with band edges, a fast student's rung cutoff comes only from fast students, so the best
+    of them trains on where plain ASHA (no edges) stops it behind the big ones; the big ones' decisions are the
+    same either way; the scheduler's state survives save/restore (a resumed search)."""
+    import pickle
+    from types import SimpleNamespace
+
+    from search.scheduler import BandedASHA, cost_band, student_macs
+
+    big, fast = {"layers": 4, "hidden": 256, "ffn": 1024}, {"layers": 1, "hidden": 128, "ffn": 256}
+    assert student_macs(fast) == pytest.approx(0.131072) and student_macs(big) == pytest.approx(3.145728)
+    assert (cost_band(fast, (0.3, 1.2)), cost_band(big, (0.3, 1.2))) == (0, 2)
+    trials = [SimpleNamespace(trial_id=f"b{i}", config=big) for i in range(3)] + \
+             [SimpleNamespace(trial_id=f"f{i}", config=fast) for i in range(3)]
+    scores = [0.70, 0.71, 0.72, 0.60, 0.62, 0.64]
+
+    def decisions(edges):
+        s = BandedASHA(edges=edges, time_attr="round", metric="val_weighted_f1", mode="max", max_t=9,
+                       grace_period=1, reduction_factor=3)
+        for t in trials:
+            s.on_trial_add(None, t)
+        out = {t.trial_id: s.on_trial_result(None, t, {"round": 1, "val_weighted_f1": v}) for t, v in zip(trials, scores)}
+        return out, s
+
+    plain, _ = decisions(())
+    banded, s = decisions((0.3,))
+    assert plain["f2"] == "STOP" and banded["f2"] == "CONTINUE"
+    assert {k: v for k, v in plain.items() if k[0] == "b"} == {k: v for k, v in banded.items() if k[0] == "b"}
+    restored = pickle.loads(pickle.dumps(s))
+    assert restored.on_trial_result(None, trials[3], {"round": 3, "val_weighted_f1": 0.65}) == "CONTINUE"
