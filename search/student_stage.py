@@ -17,7 +17,7 @@ from corpus.augment import TransferSpec
 from inference.atomic import atomic_file, write_json
 from search.experiment import Experiment
 from spaces.student import StudentConfig, StudentSpace, sample_student
-from trainables.loop import folder_bytes
+from trainables.worker import folder_bytes
 from trainables.metrics import ASHA_METRIC, OBJECTIVES, TRIAL_METRICS
 from trainables.student import StudentData, student_config, train_student
 

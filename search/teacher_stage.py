@@ -20,7 +20,8 @@ from corpus.cache import reusable
 from modeling import EncoderClassifier, classification_metrics
 from modeling.vocab import choose_kept_ids, piece_counts, trim_embeddings, trim_tokenizer
 from teachers import load_encoder, resolve_teacher
-from trainables.loop import folder_bytes, predict_logits
+from trainables.loop import predict_logits
+from trainables.worker import folder_bytes
 from trainables.teacher import TeacherData, TeacherTrainConfig, train_teacher
 from inference.atomic import atomic_file, write_json
 from search.experiment import Experiment
@@ -77,7 +78,7 @@ def recompute_logits(experiment: Path, splits: Splits, names: list[str], cfg: Te
     """The teacher's logits on the named splits, from the saved model, written atomically."""
     import torch
 
-    from trainables.loop import training_device
+    from trainables.device import training_device
 
     layout = Experiment(experiment)
     model, tok = EncoderClassifier.load(layout.teacher_model)
@@ -170,7 +171,7 @@ def record_teacher(info: dict, model, cfg: TeacherStageConfig, parts, enc: dict,
     into ``teacher.json`` (written last: its presence marks the teacher complete)."""
     import torch
 
-    from trainables.loop import training_device
+    from trainables.device import training_device
 
     log.info("teacher: computing logits on train / val / test for distillation and the report")
     torch.set_num_threads(cfg.cpus_per_trial)
@@ -252,7 +253,8 @@ def _teacher_train_outputs(splits: Splits, experiment: Path, cache: Path, thread
     import torch
 
     from modeling import EncoderClassifier
-    from trainables.loop import predict_logits, training_device
+    from trainables.device import training_device
+    from trainables.loop import predict_logits
 
     teacher, tok = EncoderClassifier.load(Experiment(experiment).teacher_model)
     torch.set_num_threads(threads)

@@ -62,7 +62,8 @@ def build_transfer(spec: TransferSpec, splits: Splits, experiment: Path, cache: 
     import torch
 
     from modeling import EncoderClassifier
-    from trainables.loop import predict_logits, training_device
+    from trainables.device import training_device
+    from trainables.loop import predict_logits
 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -33,7 +33,8 @@ from corpus.augment import generate
 from modeling import classification_metrics
 from search.transfer_stage import parse_transfer
 from teachers.e5 import E5_TEXT_PREFIX
-from trainables.loop import folder_bytes, predict_logits
+from trainables.loop import predict_logits
+from trainables.worker import folder_bytes
 from trainables.teacher import TeacherData, TeacherTrainConfig, start_fine_tune, train_epoch
 
 log = logging.getLogger("studies.teacher_recipes")

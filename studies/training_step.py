@@ -1,5 +1,5 @@
 """Time a student's training steps on this CPU: posts per second of the search's own step (``StudentRun.step``: its losses,
-optimizer step, bf16 autocast when the CPU has it and the attention choice of ``trainables.loop.training_attention``;
+optimizer step, bf16 autocast when the CPU has it and the attention choice of ``trainables.device.training_attention``;
 the feature / hidden / token terms when the --student fields give them a weight), and with
 ``--profile`` the operators that take the time (``torch.profiler``).
 
@@ -28,7 +28,7 @@ def time_steps(bundle: Path, fields: str, threads: int, steps: int, profile: boo
     from spaces.student import StudentConfig
     from studies.ablation import parse_overrides
     from studies.train_students import load_bundle
-    from trainables.loop import training_attention, uses_bf16
+    from trainables.device import training_attention, uses_bf16
     from trainables.student import StudentRun
 
     cfg = StudentConfig(**{**parse_overrides(fields, "--student"), "threads": threads})

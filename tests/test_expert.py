@@ -209,7 +209,7 @@ def test_a_trial_with_the_expert_and_half_an_epoch_grace(tiny_bert, labelled, ex
     from inference import SentimentClassifier
     from modeling import classification_metrics
     from spaces.student import StudentConfig
-    from trainables.loop import folder_bytes
+    from trainables.worker import folder_bytes
     from trainables.student import FolderReporter, StudentData, fit_student
 
     model, tok = _student(tiny_bert)
@@ -322,7 +322,8 @@ def test_fused_training_puts_the_fused_model_into_the_loss(tiny_bert, labelled, 
     from modeling.expert import ExpertConfig, fit_expert_cross_fitted
     from spaces.student import StudentConfig, StudentSpace, sample_student
     from trainables.distill import kd_loss
-    from trainables.loop import collate, folder_bytes
+    from trainables.loop import collate
+    from trainables.worker import folder_bytes
     from trainables.student import FolderReporter, StudentData, StudentRun, fit_student
 
     texts, labels = labelled

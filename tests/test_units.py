@@ -113,7 +113,7 @@ def test_lexical_features_computed_once_equal_the_trials_own():
 def test_training_attention_is_eager_only_without_attention_dropout_under_cpu_bf16():
     from transformers import BertConfig, BertModel
 
-    from trainables.loop import training_attention
+    from trainables.device import training_attention
 
     def tiny(p):
         return BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,

@@ -1,75 +1,19 @@
-"""Training and inference loops shared by the teacher and student trainables."""
+"""The training and inference loops shared by the teacher and student trainables: length-bucketed batches,
+padding, prediction over encoded posts, the optimizer step and its schedule."""
 from __future__ import annotations
 
 import logging
 import math
 import time
-from contextlib import contextmanager, nullcontext
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from corpus.encode import Encoded
-from modeling.classifier import attention_as
+
+from .device import autocast_context
 
 log = logging.getLogger(__name__)
-
-
-def setup_worker_logging(level: int = logging.INFO) -> None:
-    """Ray workers start with Python logging unconfigured; show this package's progress lines."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("corpus", "teachers", "modeling", "trainables", "search", "inference"):
-        logging.getLogger(name).setLevel(level)
-
-
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_has_fast_bf16() -> bool:
-    """bf16 autocast only pays off with native bf16 matmuls (AMX or AVX-512 BF16)."""
-    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
-
-
-def training_device(use_gpu: bool = True) -> torch.device:
-    """CUDA when one is visible to this process (Ray sets CUDA_VISIBLE_DEVICES for a trial given a
-    GPU; a trial without one sees none), else the CPU."""
-    return torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-
-
-def uses_bf16(mode: str, device: str = "cpu") -> bool:
-    """Whether ``mode`` ("auto": bf16 on CUDA and on CPUs with native bf16, "bf16" or "off") autocasts."""
-    if mode not in ("auto", "bf16", "off"):
-        raise ValueError(f"bf16 must be 'auto', 'bf16' or 'off', got {mode!r}")
-    return mode == "bf16" or (mode == "auto" and (device == "cuda" or cpu_has_fast_bf16()))
-
-
-def autocast_context(mode: str, device: str = "cpu"):
-    """bf16 autocast when ``uses_bf16(mode, device)``, else nothing."""
-    return torch.autocast(device, dtype=torch.bfloat16) if uses_bf16(mode, device) else nullcontext()
-
-
-@contextmanager
-def training_attention(encoder, bf16: bool, device: str = "cpu"):
-    """Training steps of a Hugging Face ``encoder`` without attention dropout under CPU bf16 autocast
-    run its attention "eager": SDPA then takes its fused CPU kernel, whose bf16 backward is slow
-    (measured on a 4x256 student, 1 thread, AMX CPU: 104 posts/s with SDPA, 187 eager; with
-    attention dropout SDPA runs its math path, 154). Validation keeps the encoder's own."""
-    eager = device == "cpu" and bf16 and encoder.config.attention_probs_dropout_prob == 0
-    with attention_as(encoder, "eager") if eager else nullcontext():
-        yield
 
 
 def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
@@ -153,19 +97,6 @@ def optimizer_step(model, loss: torch.Tensor, optimizer, scheduler, max_norm: fl
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.item()
-
-
-def folder_bytes(folder: Path) -> dict[str, bytes]:
-    """Every file of a folder, by relative path (to ship a model through Ray's object store)."""
-    folder = Path(folder)
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def write_folder(files: dict[str, bytes], folder: Path) -> Path:
-    for rel, blob in files.items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_bytes(blob)
-    return folder
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

@@ -34,9 +34,9 @@ from spaces.student import StudentConfig, fit_vocab
 from .distill import DistillHeads, TokenTeacher, fuse_log_probs, kd_loss, layer_map
 from .metrics import BENCH_KEYS, FP32_BENCH_KEYS, OBJECTIVES
 
-from .loop import (autocast_context, collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits,
-                   setup_worker_logging, steps_per_epoch, training_attention, training_device, uses_bf16,
-                   write_folder)
+from .device import autocast_context, training_attention, training_device, uses_bf16
+from .loop import collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits, steps_per_epoch
+from .worker import setup_worker_logging, write_folder
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ from corpus import LABELS
 from corpus.encode import Encoded
 from modeling import ClassifierConfig, EncoderClassifier, classification_metrics
 
-from .loop import (autocast_context, collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits,
-                   setup_worker_logging, steps_per_epoch, training_device, write_folder)
+from .device import autocast_context, training_device
+from .loop import collate, length_batches, linear_warmup_decay, optimizer_step, predict_logits, steps_per_epoch
+from .worker import setup_worker_logging, write_folder
 
 log = logging.getLogger(__name__)
 
