@@ -6,10 +6,12 @@ import logging
 import sys
 from pathlib import Path
 
+log = logging.getLogger("analysis")
+
 
 def main(argv=None) -> int:
     from analysis.export import ExportError, Selection
-    from search.cli import add_options, from_args
+    from search.cli import add_options, from_args, run_cli
 
     p = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
     p.add_argument("--experiment", type=Path, required=True, help="experiment directory written by search/run.py")
@@ -24,25 +26,24 @@ def main(argv=None) -> int:
                    help="out-of-domain label,text test file (default: <data dir>/../rusentitweet/rusentitweet_test.csv)")
     a = p.parse_args(argv)
     s = from_args(Selection, a)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from corpus import DataError
+
+    return run_cli(lambda: report(a, s), (ExportError, FileNotFoundError, DataError), log)
+
+
+def report(a, s) -> int:
+    from analysis.export import ExportError
+    from analysis.report import build_report
     from search.experiment import Experiment
 
     for exp in [a.experiment] + ([a.before] if a.before else []):
         table = "trials" if exp != a.experiment else s.table
         if not Experiment(exp).data.is_file() or not Experiment(exp).table(table).is_file():
-            print(f"error: {exp} is not a finished experiment (needs data.json and {table}.csv from "
-                  f"`python search/run.py` or `python -m studies.ablation`)", file=sys.stderr)
-            return 2
-    from analysis.report import build_report
-    from corpus import DataError
-
+            raise ExportError(f"{exp} is not a finished experiment (needs data.json and {table}.csv from "
+                              f"`python search/run.py` or `python -m studies.ablation`)")
     out = a.out or a.experiment / "report"
-    try:
-        build_report(a.experiment, out, a.data_dir, s.trial, s.max_latency_ms, s.max_size_mib,
-                     a.before, tuple(a.labels), s.table, a.ood_test)
-    except (ExportError, FileNotFoundError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    build_report(a.experiment, out, a.data_dir, s.trial, s.max_latency_ms, s.max_size_mib,
+                 a.before, tuple(a.labels), s.table, a.ood_test)
     print(f"wrote {out / 'report.md'}, {out / 'report.json'} and plots")
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 from dataclasses import dataclass, fields
@@ -24,7 +25,9 @@ from search.provenance import portable_command
 from trainables.metrics import EXPORTED
 from analysis.model_card import model_card
 from inference.classifier import CONFIG_FILE
-from search.cli import add_options, from_args, option
+from search.cli import add_options, from_args, option, run_cli
+
+log = logging.getLogger("analysis.export")
 
 
 class ExportError(ValueError):
@@ -217,14 +220,13 @@ def main(argv=None) -> int:
     s = from_args(Selection, a)
     from corpus import DataError
 
-    try:
+    def work() -> int:
         path = export(a.experiment, a.out, s.trial, s.max_latency_ms, s.max_size_mib, not a.without_runtime, s.table,
                       a.quantization, a.data_dir)
-    except (ExportError, FileNotFoundError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"exported {path}")
-    return 0
+        print(f"exported {path}")
+        return 0
+
+    return run_cli(work, (ExportError, FileNotFoundError, DataError), log)
 
 
 if __name__ == "__main__":

@@ -53,51 +53,57 @@ def main(argv=None) -> int:
     p.add_argument("--kinds", nargs="+", default=["chars+words", "subwords"])
     p.add_argument("--out", default=None, help="folder for results.json")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    splits = load_splits(a.data_dir, seed=a.seed)
-    clf = SentimentClassifier.load(a.model, threads=1)
-    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
-    y = {k: v.label.to_numpy() for k, v in parts.items()}
-    # the student's own logits (a folder that carries an expert is not fused twice)
-    student = {k: clf.student_logits(parts[k].text.tolist(), 64) for k in ("val", "test")}
-    base = {k: classification_metrics(y[k], student[k].argmax(1))["weighted_f1"] for k in student}
-    log.info("student alone: val %.4f test %.4f", base["val"], base["test"])
-    rows = []
-    for kind in a.kinds:
-        for buckets in a.buckets:
-            spec = LexicalSpec(buckets=buckets)
-            t0 = time.time()
-            if kind == "subwords":
-                feats = {k: subword_features(clf, parts[k].text.tolist(), buckets) for k in parts}
-            else:
-                feats = {k: [features(t, spec) for t in parts[k].text.tolist()] for k in parts}
-            feat_s = time.time() - t0
-            for model in a.models:
-                expert, rec = fit_expert(parts["train"].text.tolist(), y["train"],
-                                         ExpertConfig(buckets=buckets, model=model, seed=a.seed), feats["train"])
-                lp = {k: expert.log_probs_of(feats[k]) for k in ("val", "test")}
-                row = {"kind": kind, "buckets": buckets, "model": model, "C": rec["C"], "fit_s": rec["fit_s"],
-                       "features_s": round(feat_s, 1), "nbytes": expert.nbytes,
-                       "alone_val": classification_metrics(y["val"], lp["val"].argmax(1))["weighted_f1"],
-                       "alone_test": classification_metrics(y["test"], lp["test"].argmax(1))["weighted_f1"]}
-                for rule in ("nll", "wf1"):
-                    w, table = choose_weight(student["val"], lp["val"], y["val"], rule)
-                    row[f"w_{rule}"] = w
-                    row[f"fused_val_{rule}"] = table[w]["wf1"]
-                    row[f"fused_test_{rule}"] = classification_metrics(
-                        y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"]
-                row["test_by_weight"] = {str(w): round(classification_metrics(
-                    y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"], 4)
-                    for w in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)}
-                log.info("%s", json.dumps(row))
-                rows.append(row)
-    result = {"model": Path(a.model).name, "student_val": base["val"], "student_test": base["test"], "rows": rows}
-    if a.out:
-        from inference.atomic import write_json
+    from corpus import DataError
+    from inference.classifier import ModelFolderError
+    from search.cli import run_cli
 
-        write_json(Path(a.out) / "results.json", result)
-    print(json.dumps(result, indent=1))
-    return 0
+    def work():
+        splits = load_splits(a.data_dir, seed=a.seed)
+        clf = SentimentClassifier.load(a.model, threads=1)
+        parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+        y = {k: v.label.to_numpy() for k, v in parts.items()}
+        # the student's own logits (a folder that carries an expert is not fused twice)
+        student = {k: clf.student_logits(parts[k].text.tolist(), 64) for k in ("val", "test")}
+        base = {k: classification_metrics(y[k], student[k].argmax(1))["weighted_f1"] for k in student}
+        log.info("student alone: val %.4f test %.4f", base["val"], base["test"])
+        rows = []
+        for kind in a.kinds:
+            for buckets in a.buckets:
+                spec = LexicalSpec(buckets=buckets)
+                t0 = time.time()
+                if kind == "subwords":
+                    feats = {k: subword_features(clf, parts[k].text.tolist(), buckets) for k in parts}
+                else:
+                    feats = {k: [features(t, spec) for t in parts[k].text.tolist()] for k in parts}
+                feat_s = time.time() - t0
+                for model in a.models:
+                    expert, rec = fit_expert(parts["train"].text.tolist(), y["train"],
+                                             ExpertConfig(buckets=buckets, model=model, seed=a.seed), feats["train"])
+                    lp = {k: expert.log_probs_of(feats[k]) for k in ("val", "test")}
+                    row = {"kind": kind, "buckets": buckets, "model": model, "C": rec["C"], "fit_s": rec["fit_s"],
+                           "features_s": round(feat_s, 1), "nbytes": expert.nbytes,
+                           "alone_val": classification_metrics(y["val"], lp["val"].argmax(1))["weighted_f1"],
+                           "alone_test": classification_metrics(y["test"], lp["test"].argmax(1))["weighted_f1"]}
+                    for rule in ("nll", "wf1"):
+                        w, table = choose_weight(student["val"], lp["val"], y["val"], rule)
+                        row[f"w_{rule}"] = w
+                        row[f"fused_val_{rule}"] = table[w]["wf1"]
+                        row[f"fused_test_{rule}"] = classification_metrics(
+                            y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"]
+                    row["test_by_weight"] = {str(w): round(classification_metrics(
+                        y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"], 4)
+                        for w in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)}
+                    log.info("%s", json.dumps(row))
+                    rows.append(row)
+        result = {"model": Path(a.model).name, "student_val": base["val"], "student_test": base["test"], "rows": rows}
+        if a.out:
+            from inference.atomic import write_json
+
+            write_json(Path(a.out) / "results.json", result)
+        print(json.dumps(result, indent=1))
+        return 0
+
+    return run_cli(work, (DataError, ModelFolderError, FileNotFoundError), log)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+log = logging.getLogger("studies.latency_split")
+
 
 def _median_ms(fn, items, warmup: int = 30) -> float:
     for x in items[:warmup]:
@@ -65,29 +67,35 @@ def main(argv=None) -> int:
     p.add_argument("--caps", type=int, nargs="*", default=[32, 48, 64, 96, 128])
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    splits = load_splits(a.data_dir)
-    rng = np.random.default_rng(0)
-    val = splits.val.text.tolist()
-    texts = [val[i] for i in rng.integers(0, len(val), a.posts + 30)]
-    clf = SentimentClassifier.load(a.model, threads=1)
-    tokens = [len(clf.encode([t])[0][0]) for t in texts]
-    result = {"model": Path(a.model).name, "cpu": cpu_info(), "posts": a.posts,
-              "tokens_p50": float(np.median(tokens)), "tokens_p90": float(np.percentile(tokens, 90)),
-              "split_ms_p50": split(clf, texts), "caps": []}
-    trained = clf.max_length
-    for cap in a.caps:
-        clf.tokenizer.enable_truncation(cap)
-        wf1 = classification_metrics(splits.val.label.to_numpy(), clf.logits(val, 64).argmax(1))["weighted_f1"]
-        result["caps"].append({"max_length": cap, "whole_call_ms_p50": round(_median_ms(lambda t: clf([t]), texts), 4),
-                               "val_weighted_f1": round(wf1, 4)})
-    clf.tokenizer.enable_truncation(trained)
-    if a.out:
-        from inference.atomic import write_json
+    from corpus import DataError
+    from inference.classifier import ModelFolderError
+    from search.cli import run_cli
 
-        write_json(Path(a.out) / "results.json", result)
-    print(json.dumps(result, indent=1))
-    return 0
+    def work():
+        splits = load_splits(a.data_dir)
+        rng = np.random.default_rng(0)
+        val = splits.val.text.tolist()
+        texts = [val[i] for i in rng.integers(0, len(val), a.posts + 30)]
+        clf = SentimentClassifier.load(a.model, threads=1)
+        tokens = [len(clf.encode([t])[0][0]) for t in texts]
+        result = {"model": Path(a.model).name, "cpu": cpu_info(), "posts": a.posts,
+                  "tokens_p50": float(np.median(tokens)), "tokens_p90": float(np.percentile(tokens, 90)),
+                  "split_ms_p50": split(clf, texts), "caps": []}
+        trained = clf.max_length
+        for cap in a.caps:
+            clf.tokenizer.enable_truncation(cap)
+            wf1 = classification_metrics(splits.val.label.to_numpy(), clf.logits(val, 64).argmax(1))["weighted_f1"]
+            result["caps"].append({"max_length": cap, "whole_call_ms_p50": round(_median_ms(lambda t: clf([t]), texts), 4),
+                                   "val_weighted_f1": round(wf1, 4)})
+        clf.tokenizer.enable_truncation(trained)
+        if a.out:
+            from inference.atomic import write_json
+
+            write_json(Path(a.out) / "results.json", result)
+        print(json.dumps(result, indent=1))
+        return 0
+
+    return run_cli(work, (DataError, ModelFolderError, FileNotFoundError), log)
 
 
 if __name__ == "__main__":

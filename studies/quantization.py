@@ -41,7 +41,16 @@ def main(argv=None) -> int:
     p.add_argument("--keep", type=Path, default=None,
                    help="keep each form's model folder as KEEP/<form> (to time it beside others, e.g. studies.versus_tfidf)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.argv = sys.argv[1:] if argv is None else list(argv)
+    from analysis.export import ExportError
+    from corpus import DataError
+    from search.cli import run_cli
+
+    return run_cli(lambda: study(args), (ExportError, FileNotFoundError, DataError), log)
+
+
+def study(args) -> int:
+    """Export and measure each form; write <tag>.csv/.json into the experiment; print the table."""
     # ONNX Runtime's quantizers log every tensor through the root logger: keep the root at WARNING and
     # this project's loggers at INFO
     logging.getLogger().setLevel(logging.WARNING)
@@ -49,33 +58,30 @@ def main(argv=None) -> int:
         logging.getLogger(ours).setLevel(logging.INFO)
     import pandas as pd
 
-    from analysis.export import ExportError, choose_trial, export_form
+    from analysis.export import choose_trial, export_form
     from inference.atomic import atomic_file, write_json
+    from modeling.onnx_export import QUANTIZATIONS
     from search.provenance import provenance
 
     experiment = args.experiment.resolve()
     t0, rows = time.time(), []
-    try:
-        row = choose_trial(experiment, args.trial, None, None, args.table)
-        with tempfile.TemporaryDirectory() as d:
-            for form in args.forms:
-                t1 = time.time()
-                folder, figures = export_form(experiment, row, form, (args.keep or Path(d)) / form, args.data_dir,
-                                              args.calibration_posts)
-                rows.append({"form": form, "what": QUANTIZATIONS[form], **figures,
-                             "model_onnx_mib": (folder / "model.onnx").stat().st_size / 2**20,
-                             "tokenizer_json_mib": (folder / "tokenizer.json").stat().st_size / 2**20,
-                             "export_and_measure_s": round(time.time() - t1, 1)})
-                log.info("%s: %s", form, {k: rows[-1][k] for k in SHOWN if k in rows[-1]})
-    except (ExportError, FileNotFoundError) as e:
-        log.error("%s", e)
-        return 2
+    row = choose_trial(experiment, args.trial, None, None, args.table)
+    with tempfile.TemporaryDirectory() as d:
+        for form in args.forms:
+            t1 = time.time()
+            folder, figures = export_form(experiment, row, form, (args.keep or Path(d)) / form, args.data_dir,
+                                          args.calibration_posts)
+            rows.append({"form": form, "what": QUANTIZATIONS[form], **figures,
+                         "model_onnx_mib": (folder / "model.onnx").stat().st_size / 2**20,
+                         "tokenizer_json_mib": (folder / "tokenizer.json").stat().st_size / 2**20,
+                         "export_and_measure_s": round(time.time() - t1, 1)})
+            log.info("%s: %s", form, {k: rows[-1][k] for k in SHOWN if k in rows[-1]})
     df = pd.DataFrame(rows)
     with atomic_file(experiment / f"{args.tag}.csv") as tmp:
         df.to_csv(tmp, index=False)
     write_json(experiment / f"{args.tag}.json", {
         "trial": args.trial, "machine": provenance(), "wall_s": round(time.time() - t0, 1), "rows": rows,
-        "command": "python -m studies.quantization " + " ".join(sys.argv[1:] if argv is None else argv)})
+        "command": "python -m studies.quantization " + " ".join(args.argv)})
     print(df[[c for c in SHOWN if c in df]].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     return 0
 

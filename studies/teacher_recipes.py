@@ -104,99 +104,104 @@ def main(argv=None) -> None:
     p.add_argument("--max-train-samples", type=int, default=None)
     p.add_argument("--budget-s", type=float, default=420, help="stop starting new members after this")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    t_start = time.time()
-    deadline = t_start + args.budget_s
-    args.out.mkdir(parents=True, exist_ok=True)
+    from corpus import DataError
+    from search.cli import run_cli
 
-    splits = load_splits(args.data_dir, max_train_samples=args.max_train_samples)
-    base_files = folder_bytes(args.base)
-    from transformers import AutoTokenizer
-    tokenizer = AutoTokenizer.from_pretrained(args.base)
-    prefix, pooling = teacher_text_settings(args.base)
-    enc = {n: encode_texts(df.text, tokenizer, 128, prefix)
-           for n, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
-    labels = {n: df.label.to_numpy() for n, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
-    train_texts = splits.train.text.tolist()
-    specs = [parse_transfer(t, 13, len(train_texts)) for t in args.transfer]
-    transfer = {}
-    for spec in specs:
-        texts = generate(train_texts, spec)
-        transfer[spec.name] = (texts, encode_texts(texts, tokenizer, 128, prefix))
-    info = {"device": args.device, "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
-            "torch": torch.__version__, "sizes": {n: len(e) for n, e in enc.items()},
-            "val_text_sha": text_hash(splits.val.text),
-            "transfer_text_sha": {k: text_hash(t) for k, (t, _) in transfer.items()},
-            "prep_s": round(time.time() - t_start, 1), "members": {}}
-    data = TeacherData(base_files, tokenizer.pad_token_id, enc["train"], labels["train"], enc["val"], labels["val"])
-    logits: dict[str, dict[str, np.ndarray]] = {}
-    models: dict = {}  # member name -> fine-tuned classifier (kept to label the transfer sets)
+    def work():
+        t_start = time.time()
+        deadline = t_start + args.budget_s
+        args.out.mkdir(parents=True, exist_ok=True)
 
-    def run(name: str, cfg: TeacherTrainConfig, patience: int) -> None:
-        cfg = replace(cfg, pooling=pooling, text_prefix=prefix,
-                      epochs=max(1, round(cfg.epochs * args.epochs_scale)))
-        log.info("member %s: %s", name, cfg)
+        splits = load_splits(args.data_dir, max_train_samples=args.max_train_samples)
+        base_files = folder_bytes(args.base)
+        from transformers import AutoTokenizer
+        tokenizer = AutoTokenizer.from_pretrained(args.base)
+        prefix, pooling = teacher_text_settings(args.base)
+        enc = {n: encode_texts(df.text, tokenizer, 128, prefix)
+               for n, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+        labels = {n: df.label.to_numpy() for n, df in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+        train_texts = splits.train.text.tolist()
+        specs = [parse_transfer(t, 13, len(train_texts)) for t in args.transfer]
+        transfer = {}
+        for spec in specs:
+            texts = generate(train_texts, spec)
+            transfer[spec.name] = (texts, encode_texts(texts, tokenizer, 128, prefix))
+        info = {"device": args.device, "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+                "torch": torch.__version__, "sizes": {n: len(e) for n, e in enc.items()},
+                "val_text_sha": text_hash(splits.val.text),
+                "transfer_text_sha": {k: text_hash(t) for k, (t, _) in transfer.items()},
+                "prep_s": round(time.time() - t_start, 1), "members": {}}
+        data = TeacherData(base_files, tokenizer.pad_token_id, enc["train"], labels["train"], enc["val"], labels["val"])
+        logits: dict[str, dict[str, np.ndarray]] = {}
+        models: dict = {}  # member name -> fine-tuned classifier (kept to label the transfer sets)
+
+        def run(name: str, cfg: TeacherTrainConfig, patience: int) -> None:
+            cfg = replace(cfg, pooling=pooling, text_prefix=prefix,
+                          epochs=max(1, round(cfg.epochs * args.epochs_scale)))
+            log.info("member %s: %s", name, cfg)
+            t0 = time.time()
+            model, history = fine_tune(data, cfg, patience, args.device, deadline)
+            out = {n: predict_logits(model, e, tokenizer.pad_token_id, batch_size=256) for n, e in enc.items()}
+            logits[name] = out
+            info["members"][name] = {
+                "config": asdict(cfg), "history": history,
+                "best_epoch": int(np.argmax([h["val_weighted_f1"] for h in history]) + 1),
+                "val": rounded(classification_metrics(labels["val"], out["val"].argmax(1))),
+                "test": rounded(classification_metrics(labels["test"], out["test"].argmax(1))),
+                "wall_s": round(time.time() - t0, 1)}
+            models[name] = model
+            log.info("member %s: val wF1 %.4f test wF1 %.4f (%.0f s)", name, info["members"][name]["val"]["weighted_f1"],
+                     info["members"][name]["test"]["weighted_f1"], time.time() - t0)
+            save(info, args.out)
+
+        for r in args.recipes:
+            if time.time() > deadline:
+                log.warning("budget spent; skipping recipe %s", r)
+                continue
+            run(r, *RECIPES[r])
+        val_best = args.seed_recipe or max(info["members"], key=lambda m: info["members"][m]["val"]["weighted_f1"])
+        for seed in args.seeds:
+            mean_s = np.mean([m["wall_s"] for m in info["members"].values()] or [0.0])
+            if time.time() + mean_s > deadline:
+                log.warning("budget spent; not training seed %d", seed)
+                continue
+            cfg, patience = RECIPES[val_best]
+            run(f"{val_best}-s{seed}", replace(cfg, seed=seed), patience)
+
+        # ensembles: members ranked by validation, mean of logits of the top k; k chosen on validation
+        ranked = sorted(info["members"], key=lambda m: -info["members"][m]["val"]["weighted_f1"])
+        info["ensembles"] = []
+        for k in range(1, len(ranked) + 1):
+            mean = {n: np.mean([logits[m][n] for m in ranked[:k]], axis=0) for n in enc}
+            info["ensembles"].append({"members": ranked[:k],
+                                      "val": rounded(classification_metrics(labels["val"], mean["val"].argmax(1))),
+                                      "test": rounded(classification_metrics(labels["test"], mean["test"].argmax(1)))})
+        chosen = max(info["ensembles"], key=lambda e: e["val"]["weighted_f1"])
+        info["chosen_ensemble"] = chosen["members"]
+        log.info("ensemble of %d (val-chosen): val wF1 %.4f test wF1 %.4f", len(chosen["members"]),
+                 chosen["val"]["weighted_f1"], chosen["test"]["weighted_f1"])
+
+        arrays = {f"member/{m}/{n}": logits[m][n].astype(np.float16) for m in logits for n in enc}
         t0 = time.time()
-        model, history = fine_tune(data, cfg, patience, args.device, deadline)
-        out = {n: predict_logits(model, e, tokenizer.pad_token_id, batch_size=256) for n, e in enc.items()}
-        logits[name] = out
-        info["members"][name] = {
-            "config": asdict(cfg), "history": history,
-            "best_epoch": int(np.argmax([h["val_weighted_f1"] for h in history]) + 1),
-            "val": rounded(classification_metrics(labels["val"], out["val"].argmax(1))),
-            "test": rounded(classification_metrics(labels["test"], out["test"].argmax(1))),
-            "wall_s": round(time.time() - t0, 1)}
-        models[name] = model
-        log.info("member %s: val wF1 %.4f test wF1 %.4f (%.0f s)", name, info["members"][name]["val"]["weighted_f1"],
-                 info["members"][name]["test"]["weighted_f1"], time.time() - t0)
-        save(info, args.out)
-
-    for r in args.recipes:
-        if time.time() > deadline:
-            log.warning("budget spent; skipping recipe %s", r)
-            continue
-        run(r, *RECIPES[r])
-    val_best = args.seed_recipe or max(info["members"], key=lambda m: info["members"][m]["val"]["weighted_f1"])
-    for seed in args.seeds:
-        mean_s = np.mean([m["wall_s"] for m in info["members"].values()] or [0.0])
-        if time.time() + mean_s > deadline:
-            log.warning("budget spent; not training seed %d", seed)
-            continue
-        cfg, patience = RECIPES[val_best]
-        run(f"{val_best}-s{seed}", replace(cfg, seed=seed), patience)
-
-    # ensembles: members ranked by validation, mean of logits of the top k; k chosen on validation
-    ranked = sorted(info["members"], key=lambda m: -info["members"][m]["val"]["weighted_f1"])
-    info["ensembles"] = []
-    for k in range(1, len(ranked) + 1):
-        mean = {n: np.mean([logits[m][n] for m in ranked[:k]], axis=0) for n in enc}
-        info["ensembles"].append({"members": ranked[:k],
-                                  "val": rounded(classification_metrics(labels["val"], mean["val"].argmax(1))),
-                                  "test": rounded(classification_metrics(labels["test"], mean["test"].argmax(1)))})
-    chosen = max(info["ensembles"], key=lambda e: e["val"]["weighted_f1"])
-    info["chosen_ensemble"] = chosen["members"]
-    log.info("ensemble of %d (val-chosen): val wF1 %.4f test wF1 %.4f", len(chosen["members"]),
-             chosen["val"]["weighted_f1"], chosen["test"]["weighted_f1"])
-
-    arrays = {f"member/{m}/{n}": logits[m][n].astype(np.float16) for m in logits for n in enc}
-    t0 = time.time()
-    for tag, members in (("ensemble", chosen["members"]), ("single", ranked[:1])):
-        for n in enc:
-            arrays[f"{tag}/{n}"] = np.mean([logits[m][n] for m in members], axis=0).astype(np.float16)
-        for tname, (_, e) in transfer.items():
-            arrays[f"{tag}/transfer/{tname}"] = np.mean(
-                [predict_logits(models[m], e, tokenizer.pad_token_id, batch_size=512)
-                 for m in members], axis=0).astype(np.float16)
-    if args.member_transfer:
-        for m in logits:
+        for tag, members in (("ensemble", chosen["members"]), ("single", ranked[:1])):
+            for n in enc:
+                arrays[f"{tag}/{n}"] = np.mean([logits[m][n] for m in members], axis=0).astype(np.float16)
             for tname, (_, e) in transfer.items():
-                arrays[f"member/{m}/transfer/{tname}"] = predict_logits(
-                    models[m], e, tokenizer.pad_token_id, batch_size=512).astype(np.float16)
-    info["transfer_labelling_s"] = round(time.time() - t0, 1)
-    np.savez_compressed(args.out / "teacher_logits.npz", **arrays)
-    info["wall_s"] = round(time.time() - t_start, 1)
-    save(info, args.out)
-    log.info("wrote %s (%.0f s in all)", args.out, info["wall_s"])
+                arrays[f"{tag}/transfer/{tname}"] = np.mean(
+                    [predict_logits(models[m], e, tokenizer.pad_token_id, batch_size=512)
+                     for m in members], axis=0).astype(np.float16)
+        if args.member_transfer:
+            for m in logits:
+                for tname, (_, e) in transfer.items():
+                    arrays[f"member/{m}/transfer/{tname}"] = predict_logits(
+                        models[m], e, tokenizer.pad_token_id, batch_size=512).astype(np.float16)
+        info["transfer_labelling_s"] = round(time.time() - t0, 1)
+        np.savez_compressed(args.out / "teacher_logits.npz", **arrays)
+        info["wall_s"] = round(time.time() - t_start, 1)
+        save(info, args.out)
+        log.info("wrote %s (%.0f s in all)", args.out, info["wall_s"])
+
+    return run_cli(work, (DataError, FileNotFoundError), log)
 
 
 def save(info: dict, out: Path) -> None:

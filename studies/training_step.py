@@ -69,11 +69,15 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--profile", action="store_true", help="also print the operators that take the time")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import json
+    from search.cli import run_cli
 
-    print(json.dumps(time_steps(args.bundle, args.student, args.threads, args.steps, args.profile)))
-    return 0
+    def work():
+        import json
+
+        print(json.dumps(time_steps(args.bundle, args.student, args.threads, args.steps, args.profile)))
+        return 0
+
+    return run_cli(work, (FileNotFoundError, ValueError), log)
 
 
 if __name__ == "__main__":
