@@ -4,9 +4,10 @@ Plain ASHA compares every trial at a rung with every other trial that reached it
 alone. A 1-layer student is never as accurate as a 4-layer one after the same quarter epoch, so plain
 ASHA stops the whole fast end of the space early, and the Pareto front's fast members are
 undertrained (the fresh-clone search: every 1-layer member stopped after half an epoch; the same
-1 x 128 + expert trained to the end gained +.006 test wF1). Here a trial's rung cutoffs come only
-from trials of its own band (``band_of``: the student's per-token multiply-accumulates, split at
-``edges``), so the best of each band trains to the end; with no edges it is plain ASHA.
+1 x 128 + expert trained for 2 epochs gained +.017 validation and +.005 test wF1). Here a trial's
+rung cutoffs come only from trials of its own band (``cost_band``: the student's per-token
+multiply-accumulates, split at ``edges``), so the best of each band trains to the end; with no
+edges it is plain ASHA.
 """
 from __future__ import annotations
 

@@ -85,8 +85,8 @@ def main(argv=None) -> int:
         for cap in a.caps:
             clf.tokenizer.enable_truncation(cap)
             wf1 = classification_metrics(splits.val.label.to_numpy(), clf.logits(val, 64).argmax(1))["weighted_f1"]
-            result["caps"].append({"max_length": cap, "whole_call_ms_p50": round(_median_ms(lambda t: clf([t]), texts), 4),
-                                   "val_weighted_f1": round(wf1, 4)})
+            whole = round(_median_ms(lambda t: clf([t]), texts), 4)
+            result["caps"].append({"max_length": cap, "whole_call_ms_p50": whole, "val_weighted_f1": round(wf1, 4)})
         clf.tokenizer.enable_truncation(trained)
         if a.out:
             from inference.atomic import write_json

@@ -19,10 +19,9 @@ def test_teacher_fine_tunes_saves_and_predicts_on_the_gpu(tiny_bert, tmp_path):
     from corpus.encode import encode_texts
     from modeling import EncoderClassifier
     from trainables.device import training_device
-    from trainables.loop import predict_logits
-    from trainables.worker import folder_bytes
+    from trainables.loop import linear_warmup_decay, predict_logits
     from trainables.teacher import TeacherData, TeacherTrainConfig, build_teacher, param_groups, train_epoch
-    from trainables.loop import linear_warmup_decay
+    from trainables.worker import folder_bytes
 
     rng = random.Random(0)
     rows = [(i, t) for i, label in enumerate(LABELS) for t in tiny_texts(label, 40, rng)]

@@ -458,9 +458,10 @@ def test_the_report_finds_the_runs_data_without_a_data_dir(searched, monkeypatch
 def test_each_quantization_form_quantizes_what_it_names(tiny_bert, tiny_data, tmp_path):
     """The graph of each form (modeling/onnx_export.py:QUANTIZATIONS), as the export writes it, has the operators its
     name promises: int8 quantizes every weight MatMul/Gemm, the fused attention (QAttention) and the embedding table
-    (QEmbedLayerNormalization); per-channel has one weight scale per output channel; static int8 has Quantize/DequantizeLinear pairs and leaves the classifier head in fp32; int4 has
-    MatMulNBits for every weight MatMul but the classifier head (a Gemm, which ONNX Runtime's int8 pass for the
-    embeddings turns into an fp32 MatMul); fp32 has no int8 tensor at all."""
+    (QEmbedLayerNormalization); per-channel has one weight scale per output channel; static int8 has
+    Quantize/DequantizeLinear pairs and leaves the classifier head in fp32; int4 has MatMulNBits for every weight
+    MatMul but the classifier head (a Gemm, which ONNX Runtime's int8 pass for the embeddings turns into an fp32
+    MatMul); fp32 has no int8 tensor at all. Static int8 and int4 keep attention unfused (their passes take MatMuls)."""
     import onnx
     from onnx import numpy_helper
 
@@ -505,7 +506,8 @@ def test_each_quantization_form_quantizes_what_it_names(tiny_bert, tiny_data, tm
     assert head and head[0].op_type in ("Gemm", "MatMul") and inits[head[0].input[1]].dtype == np.float32
     g, inits, ops, floats = graph("int4")
     head_inputs = {i for n in g.node if "logits" in n.output for i in n.input}
-    assert "MatMulNBits" in ops and "Attention" not in ops and not [n for n in floats if not set(n.output) & (head_inputs | {"logits"})]
+    assert "MatMulNBits" in ops and "Attention" not in ops
+    assert not [n for n in floats if not set(n.output) & (head_inputs | {"logits"})]
     assert set(QUANTIZATIONS) == {"int8", "fp32", "int8-per-channel", "int8-static", "int4"}
 
 
@@ -530,7 +532,8 @@ def test_asha_judges_a_trial_within_its_cost_band():
                        grace_period=1, reduction_factor=3)
         for t in trials:
             s.on_trial_add(None, t)
-        out = {t.trial_id: s.on_trial_result(None, t, {"round": 1, "val_weighted_f1": v}) for t, v in zip(trials, scores)}
+        out = {t.trial_id: s.on_trial_result(None, t, {"round": 1, "val_weighted_f1": v})
+               for t, v in zip(trials, scores)}
         return out, s
 
     plain, _ = decisions(())
