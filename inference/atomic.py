@@ -9,6 +9,11 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+# the process's umask, read once at import: tempfile makes its files 0600 and folders 0700, while what the tool
+# writes should get the modes a plain open() / mkdir() gives (a model folder served by another user, a shared report)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_directory(out: Path):
@@ -18,6 +23,7 @@ def atomic_directory(out: Path):
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     try:
         yield tmp
+        tmp.chmod(0o777 & ~_UMASK)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -38,6 +44,8 @@ def atomic_file(out: Path):
     tmp = Path(name)
     try:
         yield tmp
+        if tmp.exists():
+            tmp.chmod(0o666 & ~_UMASK)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -68,6 +68,24 @@ def test_atomic_file_leaves_the_old_file_or_the_new_one_never_half(tmp_path):
     assert np.load(tmp_path / "x.npy").tolist() == [0, 1, 2]
 
 
+def test_atomic_writes_get_the_modes_a_plain_write_gets(tmp_path):
+    """tempfile makes 0600 files and 0700 folders; what the tool writes atomically (reports, model folders) gets the
+    modes open() and mkdir() give under the process's umask, so another user can read a shared report or serve a
+    model folder."""
+    import os
+
+    from inference.atomic import atomic_directory, write_json
+
+    (tmp_path / "plain.txt").write_text("x")
+    (tmp_path / "plain").mkdir()
+    with atomic_directory(tmp_path / "model") as d:
+        write_json(d / "config.json", {})
+    write_json(tmp_path / "report.json", {})
+    mode = lambda p: os.stat(p).st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "report.json") == mode(tmp_path / "model" / "config.json") == mode(tmp_path / "plain.txt")
+    assert mode(tmp_path / "model") == mode(tmp_path / "plain")
+
+
 def test_int8_runs_at_ashas_rungs_and_the_last_round():
     from trainables.student import int8_due
 
