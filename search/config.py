@@ -99,8 +99,8 @@ class SearchConfig:
                                "at G, 3G, 9G", parse=positive_int)
     asha_bands: tuple[float, ...] = option(
         (0.3, 1.2), "ASHA judges a trial only against trials of its own cost band: edges in millions of "
-        "multiply-accumulates per token of the student's layers (1 x 128: 0.13, 2 x 128: 0.26, 3 x 192: 0.88, "
-        "4 x 256: 3.1; search/scheduler.py), so the best fast students train to the end too; none: --asha-bands "
+        "multiply-accumulates per token of the student's layers (1 x 128, FFN 256: 0.13; 3 x 192, FFN 384: 0.88; "
+        "4 x 256, FFN 512: 2.1; search/scheduler.py), so the best fast students train to the end too; none: --asha-bands "
         "with no value (plain ASHA)", parse=float, nargs="*", metavar="MMACS")
     expert_model: str = option("svm", "the gold expert's linear model, calibrated on cross-fitted scores (nbsvm: "
                                "LinearSVC on naive-Bayes-scaled features; modeling/expert.py)",
