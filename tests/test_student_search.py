@@ -212,7 +212,7 @@ def test_report_of_a_tiny_experiment(searched, tiny_data, tmp_path):
     assert report_main(["--experiment", str(searched), "--before", str(tmp_path / "nope")]) == 2
 
 
-def test_export_round_trip(searched, tiny_data, tmp_path, capsys):
+def test_export_round_trip(searched, tiny_data, tmp_path, caplog):
     from analysis.export import main as export_main
     from inference import SentimentClassifier
 
@@ -241,7 +241,7 @@ def test_export_round_trip(searched, tiny_data, tmp_path, capsys):
     assert 0 <= q["provenance"]["metrics"]["export_val_weighted_f1"] <= 1
     assert SentimentClassifier.load(tmp_path / "q")(["ура"])[0]["label"] in q["labels"]
     assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "x"), "--trial", "nope"]) == 2
-    assert "trial 'nope' is not in" in capsys.readouterr().err
+    assert "trial 'nope' is not in" in caplog.text  # one logged error line (search/cli.py:run_cli)
     assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "y"), "--max-size-mb", "0.00001"]) == 2
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
