@@ -2,8 +2,9 @@
 
 ``tests/data/tiny_search_trials.csv`` was written by this test's search (``REGENERATE_TRIALS=1``) at the commit
 named in ``tiny_search_trials.json`` (re-recorded when the export began to fuse attention: of the compared
-columns only the two sizes moved). What the table must reproduce: every configuration column (what Optuna sampled, with the settings every trial shares), each
-trial's status and rounds, parameter count, vocabulary, training pool, and the int8 and fp32 folders' sizes.
+columns only the two sizes moved). What the table must reproduce: every configuration column (what Optuna
+sampled, with the settings every trial shares), each trial's status and rounds, parameter count, vocabulary,
+training pool, and the int8 and fp32 folders' sizes.
 Timings, node ids, trial ids and paths differ from run to run and are not compared; neither are the accuracy
 figures: on this tiny task they are not repeatable even on one machine (a student's validation wF1 moved between
 .71 and .80 across three runs of this search with everything seeded; the cause is not found yet, see
