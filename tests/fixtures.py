@@ -44,17 +44,24 @@ def write_tiny_rusentiment(root: Path, per_class: int = 40, seed: int = 0) -> Pa
 
 def write_tiny_bert(out: Path, texts: list[str]) -> Path:
     """A random BERT in rubert-tiny2's shape (312 hidden, 3 layers, 12 heads, FFN 600) with a
-    WordPiece tokenizer trained on ``texts``, saved with ``save_pretrained``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    WordPiece tokenizer over ``texts``, saved with ``save_pretrained``. The vocabulary is built here, in a fixed
+    order (special tokens, characters, ``##`` characters, then words by count and spelling), not by the
+    tokenizers library's WordPiece trainer, whose vocabulary changes from process to process (it breaks ties in a
+    hash map's order): with it, every session had another "pretrained" model and seeded searches could not repeat."""
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     import torch
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(w for t in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(t)))
+    chars = sorted({c for w in words for c in w})
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
+    vocab = specials + chars + ["##" + c for c in chars]
+    vocab += [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1][:max(0, 600 - len(vocab))]
+    tok = Tokenizer(models.WordPiece({v: i for i, v in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
