@@ -128,6 +128,7 @@ class GoldExpert:
                      bias=a["bias"], calib=a["calib"], calib_bias=a["calib_bias"])
         if expert.table.shape[0] != spec.buckets or expert.idf.shape != (spec.buckets,):
             raise ValueError(f"table {expert.table.shape} / idf {expert.idf.shape} do not match {spec.buckets} buckets")
+        expert._packed  # folded at load, so the first text classified does not pay for it
         return expert
 
     @property

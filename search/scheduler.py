@@ -31,7 +31,10 @@ def cost_band(config: dict, edges: tuple[float, ...]) -> int:
 
 
 class BandedASHA(AsyncHyperBandScheduler):
-    """``AsyncHyperBandScheduler`` (one bracket) whose trials are judged within their cost band."""
+    """``AsyncHyperBandScheduler`` (one bracket) whose trials are judged within their cost band. It files each trial
+    under its band's bracket through the parent's ``_brackets`` / ``_trial_info`` (Ray Tune 2.x internals; the
+    rest, rung decisions and save/restore, is the parent's): ``tests/test_student_search.py::
+    test_asha_judges_a_trial_within_its_cost_band`` fails if a Ray release changes them."""
 
     def __init__(self, edges: tuple[float, ...] = (), **asha):
         super().__init__(brackets=1, **asha)
