@@ -22,7 +22,7 @@ import pandas as pd
 from inference.atomic import atomic_directory
 from search.experiment import Experiment
 from search.provenance import portable_command
-from trainables.metrics import EXPORTED
+from trainables.metrics import ACCURACY, EXPORT_BENCH_KEYS, EXPORTED, LATENCY, SIZE
 from analysis.model_card import model_card
 from inference.classifier import CONFIG_FILE
 from search.cli import add_options, from_args, option, run_cli
@@ -52,7 +52,7 @@ def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | No
     """The trial to export: ``trial``, else the most accurate (int8 validation weighted F1) member of
     the Pareto front (of ``trials.csv``; of every row of another table such as an ablation's) within
     the limits (latency: end to end when measured)."""
-    table = experiment / f"{table_name}.csv"
+    table = Experiment(experiment).table(table_name)
     if not table.is_file():
         raise ExportError(f"{experiment}: no {table.name}; run the student search first (python search/run.py)"
                           + ("" if table_name == "trials" else " or the ablation (python -m studies.ablation)"))
@@ -69,13 +69,13 @@ def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | No
     pool = pd.read_csv(front_file, dtype={"trial_id": str}) if front_file.is_file() and table_name == "trials" \
         else df[df.status != "error"]
     if max_latency_ms is not None:
-        pool = pool[pool["e2e_ms_p50" if "e2e_ms_p50" in pool else "latency_ms_p50"] <= max_latency_ms]
+        pool = pool[pool[LATENCY if LATENCY in pool else "latency_ms_p50"] <= max_latency_ms]
     if max_size_mb is not None:
-        pool = pool[pool.size_mib <= max_size_mb]
+        pool = pool[pool[SIZE] <= max_size_mb]
     if pool.empty:
         raise ExportError(f"no front member of {experiment} meets --max-latency-ms {max_latency_ms} and "
                           f"--max-size-mib {max_size_mb}; relax the limits or pass --trial")
-    return pool.sort_values("int8_val_weighted_f1", ascending=False).iloc[0].to_dict()
+    return pool.sort_values(ACCURACY, ascending=False).iloc[0].to_dict()
 
 
 RUNTIME_PACKAGES = ("onnxruntime", "tokenizers", "numpy")
@@ -127,8 +127,8 @@ def export_form(experiment: Path, row: dict, form: str, out: Path, data_dir: str
     from modeling.onnx_export import export_folder
     from search.student_stage import evaluate_folder
 
-    model_dir = Path(row["model_dir"])
-    fp32_dir = experiment / f"{model_dir.parent.name}_fp32" / model_dir.name
+    model_dir = row["model_dir"]
+    fp32_dir = Experiment(experiment).fp32_model(model_dir)
     if not fp32_dir.is_dir():
         raise ExportError(f"{fp32_dir}: the trial's fp32 student is missing; only --quantization int8 (the "
                           f"trial's own folder) can be exported")
@@ -153,8 +153,7 @@ def export_form(experiment: Path, row: dict, form: str, out: Path, data_dir: str
     figures, _ = evaluate_folder(folder, {"val": splits.val, **({"test": splits.test} if splits.has_test else {})})
     bench = benchmark(folder, splits.val.text.tolist()[:2000])
     return folder, {**{f"export_{k}" if k.startswith("val_") else k: v for k, v in figures.items()},
-                    **{k: bench[k] for k in ("size_mib", "latency_ms_p50", "latency_ms_p95", "latency_ms_spread",
-                                             "e2e_ms_p50", "e2e_ms_p95", "throughput_b32_per_s")},
+                    **{k: bench[k] for k in EXPORT_BENCH_KEYS},
                     "quantization_form": form}
 
 

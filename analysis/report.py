@@ -103,8 +103,7 @@ def four_configurations(experiment: Path, trial: dict, splits, workdir: Path, oo
     folder = export_folder(teacher, ttok, workdir / "teacher_int8")
     rows.append(_measure("teacher + int8 PTQ (ONNX Runtime)", SentimentClassifier.load(folder, 1),
                          folder_size_mib(folder), t_params, splits, SentimentClassifier.load(folder, 2), ood)[0])
-    models = Path(trial["model_dir"]).parent.name  # "students" for a search, "<tag>_students" for an ablation
-    fp32_dir = experiment / f"{models}_fp32" / trial["trial_id"]
+    fp32_dir = Experiment(experiment).fp32_model(trial["model_dir"])  # students_fp32/ or <tag>_students_fp32/
     shipped = SentimentClassifier.load(experiment / trial["model_dir"], 1)
     fused = " + gold expert" if shipped.fused else ""  # the fp32 form carries the same expert at the same weight
     if fp32_dir.is_dir():
@@ -266,7 +265,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
                              "rows_true_cols_pred": confusion_matrix(y, pred, labels=range(len(labels_))).tolist()},
         "transfer_sets": [json.loads(p.read_text()) for p in sorted(layout.transfer.glob("*.json"))],
         "ablation": ablations(experiment),
-        "ablation_parts": ablation_parts(experiment),
+        "ablation_parts": ablations(experiment, "_parts"),
         "option_costs": option_costs(trials),
         "before": {"experiment": Path(before).name, "labels": list(labels)} if before else None,
         "plots": plots.write_all(trials, front, out, references(configs, base), _trials(before), labels),
@@ -308,16 +307,12 @@ def references(configs: list[dict], base: dict) -> list[dict]:
     return refs + OLD_REPORT
 
 
-def ablations(experiment: Path) -> list[dict] | None:
-    """Rows of every ``ablation*.csv`` in the experiment (``python -m studies.ablation --tag``), with the study name."""
-    frames = [pd.read_csv(p).assign(study=p.stem) for p in sorted(experiment.glob("ablation*.csv"))
-              if not p.stem.endswith("_parts")]
-    return pd.concat(frames, ignore_index=True).to_dict(orient="records") if frames else None
-
-
-def ablation_parts(experiment: Path) -> list[dict] | None:
-    """Rows of every ``ablation*_parts.csv`` (studies.ablation.lexical_parts): student alone / fused."""
-    frames = [pd.read_csv(p).assign(study=p.stem[:-len("_parts")]) for p in sorted(experiment.glob("ablation*_parts.csv"))]
+def ablations(experiment: Path, suffix: str = "") -> list[dict] | None:
+    """Rows of every ablation's table in the experiment (``python -m studies.ablation --tag T``: ``T.csv``, or with
+    ``suffix="_parts"`` its ``T_parts.csv``, the student alone / fused), each with its study's tag."""
+    layout = Experiment(experiment)
+    frames = [pd.read_csv(layout.table(tag + suffix)).assign(study=tag) for tag in layout.study_tags("ablation", "rows_resolved")
+              if layout.table(tag + suffix).is_file()]
     return pd.concat(frames, ignore_index=True).to_dict(orient="records") if frames else None
 
 

@@ -62,9 +62,31 @@ class Experiment:
     def transfer(self) -> Path:  # the teacher-labelled transfer sets: <set>.parquet, .pooled.npy, .json
         return self.teacher / "transfer"
 
+    def transfer_file(self, name: str, suffix: str = ".parquet") -> Path:  # one set's .parquet, .pooled.npy or .json
+        return self.transfer / f"{name}{suffix}"
+
     # the student search
     def table(self, name: str = "trials") -> Path:  # trials.csv, or a study's <tag>.csv
         return self.root / f"{name}.csv"
+
+    def study_record(self, tag: str) -> Path:  # a study's <tag>.json, beside its <tag>.csv
+        return self.root / f"{tag}.json"
+
+    def study_tags(self, study: str, key: str) -> list[str]:
+        """Tags of the tables a study wrote here, sorted: its records say ``"study": study`` (records older than that
+        field are recognised by ``key``, a field only that study writes)."""
+        tags = []
+        for path in sorted(self.root.glob("*.json")):
+            if not self.table(path.stem).is_file():
+                continue
+            try:
+                record = json.loads(path.read_text())
+                kind = record.get("study")
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if kind == study or (kind is None and key in record):
+                tags.append(path.stem)
+        return tags
 
     @property
     def front(self) -> Path:
@@ -87,6 +109,13 @@ class Experiment:
 
     def models(self, prefix: str = "students") -> Path:  # students/ (int8 folders), or a study's <tag>_students/
         return self.root / prefix
+
+    def fp32_model(self, model_dir: str | Path) -> Path:  # <models>_fp32/<trial>: the torch student of an int8 folder
+        model_dir = Path(model_dir)
+        return self.models(f"{model_dir.parent.name}_fp32") / model_dir.name
+
+    def study_trials(self, tag: str) -> Path:  # <tag>_trials/: a study's Ray Tune experiment
+        return self.root / f"{tag}_trials"
 
     @property
     def predictions(self) -> Path:  # predictions/: the front members' test and out-of-domain predictions

@@ -86,8 +86,13 @@ def plan(cfg: RunConfig) -> RunPlan:
     splits = plan_data(cfg)
     transfer, texts_file = plan_transfer(cfg, len(splits.train))
     students = plan_students(cfg, transfer)
-    teacher = plan_teacher(cfg, experiment.root, students)
+    teacher = plan_teacher(cfg, experiment.root, students, splits)
     return RunPlan(cfg, experiment.root, splits, texts_file, teacher, students, checks_s=round(time.time() - t0, 1))
+
+
+def data_record(cfg: RunConfig, splits: Splits) -> dict:
+    """data.json: the splits as this run reads them (what the cached teacher outputs were computed on)."""
+    return {**splits.describe(), "max_train_samples": cfg.data.max_train_samples}
 
 
 def plan_data(cfg: RunConfig) -> Splits:
@@ -122,7 +127,7 @@ def plan_students(cfg: RunConfig, transfer: tuple) -> StudentStageConfig:
     return students
 
 
-def plan_teacher(cfg: RunConfig, experiment: Path, students: StudentStageConfig) -> TeacherStageConfig:
+def plan_teacher(cfg: RunConfig, experiment: Path, students: StudentStageConfig, splits: Splits) -> TeacherStageConfig:
     """The teacher stage's config. A bad ``--teacher`` fails here, before Ray starts; the teacher's shape is what
     "pruned" students are cut from, so a space the teacher cannot be cut to fails here too (when this run
     searches students)."""
@@ -132,7 +137,7 @@ def plan_teacher(cfg: RunConfig, experiment: Path, students: StudentStageConfig)
     from teachers import encoder_shape, resolve_teacher
 
     t = cfg.teacher
-    cached = load_cached_teacher(experiment, t.model) is not None
+    cached = load_cached_teacher(experiment, t.model, data_record(cfg, splits)) is not None
     source = None if cached else resolve_teacher(t.model, cache_root() / "teachers")
     if cfg.experiment.stage == "all":
         shape = teacher_shape(experiment) if cached else encoder_shape(source.location)
@@ -188,7 +193,7 @@ def run(p: RunPlan) -> tuple[dict, dict | None, Path]:
         return out
 
     layout = Experiment(p.experiment)
-    write_json(layout.data, {**p.splits.describe(), "max_train_samples": p.cfg.data.max_train_samples})
+    write_json(layout.data, data_record(p.cfg, p.splits))
     timed("ray_start", start_ray, p.cfg.cluster.address)
     teacher_cfg = replace(p.teacher, gpus_per_trial=gpus_per_trial(p.cfg.cluster.gpus_per_trial))
     teacher = timed("teacher", run_teacher_stage, teacher_cfg, p.splits, p.experiment, cache_root())

@@ -18,7 +18,7 @@ from inference.atomic import atomic_file, write_json
 from search.experiment import Experiment
 from spaces.student import StudentConfig, StudentSpace, sample_student
 from trainables.worker import folder_bytes
-from trainables.metrics import ASHA_METRIC, OBJECTIVES, TRIAL_METRICS
+from trainables.metrics import ASHA_METRIC, LATENCY, OBJECTIVES, TRIAL_METRICS
 from trainables.student import StudentData, student_config, train_student
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,14 @@ CONFIG_COLUMNS = [f.name for f in fields(StudentConfig)]  # every trial's full s
 NO_REPORT = "stopped (time budget) before its first report"
 
 
+def trial_row(trial_id: str, student: dict, metrics: dict, status: str, error: str = "",
+              extra: dict | None = None) -> dict:
+    """One row of ``trials.csv`` (a study's ``<tag>.csv`` has the same columns, its ``extra`` ones after them):
+    the trial's full StudentConfig, ``TRIAL_METRICS`` (None where the trial measured nothing), status, error."""
+    return {"trial_id": trial_id, **{c: student.get(c) for c in CONFIG_COLUMNS},
+            **{c: metrics.get(c) for c in TRIAL_METRICS}, "status": status, "error": error, **(extra or {})}
+
+
 def collect_trials(results, experiment: Path, base: StudentConfig, models: str = "students") -> pd.DataFrame:
     """One row per trial (its full StudentConfig: ``base`` with the trial's sampled values; status,
     fp32 and int8 metrics, speed, size); copies each trial's int8 model folder to
@@ -251,20 +259,19 @@ def collect_trials(results, experiment: Path, base: StudentConfig, models: str =
     for r in results:
         m = r.metrics or {}
         trial_id = m.get("trial_id") or Path(r.path).name
-        row = {"trial_id": trial_id}
         try:
-            row.update(asdict(student_config(r.config, base)))
+            student = asdict(student_config(r.config, base))
         except (TypeError, ValueError):  # a config no student can have: its error says why
-            row.update({c: r.config.get(c) for c in CONFIG_COLUMNS})
-        row.update({c: m.get(c) for c in TRIAL_METRICS})
+            student = r.config
         if r.error:
-            row["status"], row["error"] = "error", str(r.error).strip().splitlines()[-1][:300]
+            status, error = "error", str(r.error).strip().splitlines()[-1][:300]
         elif m.get("round") is None:
-            row["status"], row["error"] = "stopped_early", NO_REPORT
+            status, error = "stopped_early", NO_REPORT
         elif m.get("epoch") is not None and m["epoch"] < r.config.get("epochs", 0):
-            row["status"], row["error"] = "stopped_early", ""  # by ASHA or by --time-budget-s
+            status, error = "stopped_early", ""  # by ASHA or by --time-budget-s
         else:
-            row["status"], row["error"] = "completed", ""
+            status, error = "completed", ""
+        row = trial_row(trial_id, student, m, status, error)
         if r.checkpoint is not None:
             with r.checkpoint.as_directory() as d:
                 if (Path(d) / "model").is_dir():
@@ -285,7 +292,7 @@ def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[df["status"] != "error"].dropna(subset=list(OBJECTIVES))
     pts = ok[list(OBJECTIVES)].to_numpy(dtype=float) * np.array([-1.0 if m == "max" else 1.0 for m in OBJECTIVES.values()])
     keep = [not any(np.all(q <= p) and np.any(q < p) for q in pts) for p in pts]
-    return ok[keep].sort_values("e2e_ms_p50")
+    return ok[keep].sort_values(LATENCY)
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:

@@ -44,14 +44,27 @@ class TeacherStageConfig:
     gpus_per_trial: float = 0.0  # > 0: the trial trains on a GPU (bf16 autocast); caching uses one too
 
 
-def load_cached_teacher(experiment: Path, spec: str) -> dict | None:
-    info_file = Experiment(experiment).teacher_record
-    if not info_file.is_file():
+SAME_SPLITS = ("seed", "val_from", "checksums", "labels", "sizes", "max_train_samples")  # what cached logits depend on
+
+
+def load_cached_teacher(experiment: Path, spec: str, splits: dict | None = None) -> dict | None:
+    """The finished teacher's record, or None. A teacher of another ``--teacher``, or (given this run's
+    ``splits.describe()``) one whose cached outputs were computed on other splits, is an error: its logits would be
+    matched to the wrong posts."""
+    layout = Experiment(experiment)
+    if not layout.teacher_record.is_file():
         return None
-    info = json.loads(info_file.read_text())
+    info = json.loads(layout.teacher_record.read_text())
     if info["stage"]["teacher"] != spec:
         raise ValueError(f"{experiment} already holds a teacher trained from {info['stage']['teacher']!r}, "
                          f"not {spec!r}; use another --name or the same --teacher")
+    before = layout.record("data", missing_ok=True)
+    if splits is not None and before:
+        differ = [k for k in SAME_SPLITS if k in before and before[k] != splits.get(k)]
+        if differ:
+            raise ValueError(f"{layout.data}: the cached teacher's outputs were computed on other splits ({', '.join(differ)} "
+                             f"differ: {', '.join(f'{k} {before[k]!r} now {splits.get(k)!r}' for k in differ)[:300]}); "
+                             f"use another --name, or the same data, --seed and --max-train-samples")
     return info
 
 

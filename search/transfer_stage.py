@@ -39,12 +39,12 @@ def parse_transfer(text: str, seed: int, n_train: int) -> TransferSpec:
 def load_transfer(experiment: Path, spec: TransferSpec) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """(texts, teacher logits, teacher pooled features or None) of a built set; sets labelled by
     a teacher ensemble (``studies/soft_labels.py``) carry no pooled features."""
-    path = Experiment(experiment).transfer / f"{spec.name}.parquet"
+    path = Experiment(experiment).transfer_file(spec.name)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: transfer set {spec.name} was not built; run search/run.py with "
                                 f"--transfer {spec.recipe}:{spec.size}")
     df = pd.read_parquet(path)
-    pooled_file = path.with_suffix(".pooled.npy")
+    pooled_file = Experiment(experiment).transfer_file(spec.name, ".pooled.npy")
     pooled = np.load(pooled_file) if pooled_file.is_file() else None
     columns = [c for c in df.columns if c.startswith("logit_")]  # one per class, in the model's label order
     return df["text"].tolist(), df[columns].to_numpy(np.float32), pooled

@@ -107,7 +107,8 @@ def run_ablation(cfg: AblationConfig) -> dict:
     from trainables.student import train_student
 
     experiment = Path(cfg.experiment).resolve()
-    data = Experiment(experiment).record("data")
+    layout = Experiment(experiment)
+    data = layout.record("data")
     splits = splits_from_record(data, cfg.data_dir)
     shared = StudentConfig(threads=cfg.cpus_per_trial, seed=cfg.seed, evals_per_epoch=1)  # what no row sets
     base = parse_overrides(cfg.base, "--base")
@@ -125,7 +126,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
     if cfg.collect_only:
         from ray.tune import ExperimentAnalysis, ResultGrid
 
-        path = experiment / f"{cfg.tag}_trials"
+        path = layout.study_trials(cfg.tag)
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no ablation trials to collect; run without --collect-only")
         results = [r for r in ResultGrid(ExperimentAnalysis(str(path))) if (r.metrics or {}).get("round")]
@@ -160,6 +161,7 @@ def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, 
     from search.experiment import Experiment
     from search.student_stage import collect_trials, evaluate_on_test, write_csv_atomic
 
+    layout = Experiment(experiment)
     df = collect_trials(results, experiment, shared, models=f"{cfg.tag}_students")
     names = {(r.metrics or {}).get("trial_id") or Path(r.path).name: r.config.get("row") for r in results}
     df["row"] = df.trial_id.map(names)
@@ -170,7 +172,6 @@ def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, 
     first = df.iloc[0]
     for name in (("test",) if splits.has_test else ()) + tuple(extra):
         y = (splits.test if name == "test" else extra[name]).label.to_numpy()
-        layout = Experiment(experiment)
         ref = layout.prediction(first.trial_id, name)
         diffs = [paired_bootstrap(y, np.load(layout.prediction(t, name)), np.load(ref))
                  if layout.prediction(t, name).is_file() else {} for t in df.trial_id]
@@ -178,14 +179,14 @@ def _write(cfg: AblationConfig, experiment: Path, results, splits, extra, rows, 
         df[f"{name}_delta_low"] = [d.get("low") for d in diffs]
         df[f"{name}_delta_high"] = [d.get("high") for d in diffs]
     df["delta_int8_val_weighted_f1"] = pd.to_numeric(df.int8_val_weighted_f1) - pd.to_numeric(first.int8_val_weighted_f1)
-    write_csv_atomic(df, experiment / f"{cfg.tag}.csv")
+    write_csv_atomic(df, layout.table(cfg.tag))
     parts = lexical_parts(df, experiment, splits, extra)
     if parts is not None:
-        write_csv_atomic(parts, experiment / f"{cfg.tag}_parts.csv")
-    out = {"config": asdict(cfg), "rows_resolved": rows,
+        write_csv_atomic(parts, layout.table(f"{cfg.tag}_parts"))
+    out = {"study": "ablation", "config": asdict(cfg), "rows_resolved": rows,
            "parts": None if parts is None else parts.to_dict(orient="records"),
            "wall_time_s": round(time.time() - t0, 1), "rows": df.to_dict(orient="records")}
-    write_json(experiment / f"{cfg.tag}.json", out)
+    write_json(layout.study_record(cfg.tag), out)
     return out
 
 

@@ -90,7 +90,7 @@ def install(source: Path, target: Path, data_dir: str | None, transfer: list[str
     for spec in specs:
         set_texts, set_logits, pooled = load_transfer(source, spec)
         fused = fuse(set_logits, expert.log_probs(set_texts), weight).astype(np.float32)
-        meta = json.loads((Experiment(source).transfer / f"{spec.name}.json").read_text())
+        meta = json.loads(Experiment(source).transfer_file(spec.name, ".json").read_text())
         agree = float((fused.argmax(1) == set_logits.argmax(1)).mean())
         write_transfer_set(Experiment(target).transfer, spec, set_texts, fused, splits.labels, source=meta.get("source"),
                            labelling_s=meta.get("labelling_s"), pooled=pooled,

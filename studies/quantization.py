@@ -61,6 +61,7 @@ def study(args) -> int:
     from analysis.export import choose_trial, export_form
     from inference.atomic import atomic_file, write_json
     from modeling.onnx_export import QUANTIZATIONS
+    from search.experiment import Experiment
     from search.provenance import provenance
 
     experiment = args.experiment.resolve()
@@ -77,9 +78,9 @@ def study(args) -> int:
                          "export_and_measure_s": round(time.time() - t1, 1)})
             log.info("%s: %s", form, {k: rows[-1][k] for k in SHOWN if k in rows[-1]})
     df = pd.DataFrame(rows)
-    with atomic_file(experiment / f"{args.tag}.csv") as tmp:
+    with atomic_file(Experiment(experiment).table(args.tag)) as tmp:
         df.to_csv(tmp, index=False)
-    write_json(experiment / f"{args.tag}.json", {
+    write_json(Experiment(experiment).study_record(args.tag), {
         "trial": args.trial, "machine": provenance(), "wall_s": round(time.time() - t0, 1), "rows": rows,
         "command": "python -m studies.quantization " + " ".join(args.argv)})
     print(df[[c for c in SHOWN if c in df]].to_string(index=False, float_format=lambda x: f"{x:.4f}"))

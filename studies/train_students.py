@@ -65,7 +65,7 @@ def pack(experiment: Path, out: Path, layers: int, transfer: list[str], data_dir
         np.save(packed.logits("train"), np.load(layout.logits("train")))
         packed.transfer.mkdir(parents=True)
         for name in transfer:
-            shutil.copy(layout.transfer / f"{name}.parquet", packed.transfer / f"{name}.parquet")
+            shutil.copy(layout.transfer_file(name), packed.transfer_file(name))
         write_json(tmp / "bundle.json", {"experiment": experiment.name, "teacher_layers": layers,
                                          "transfer": list(transfer), "data": data})
     log.info("bundle %s: %.1f MiB", out, sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20)
@@ -138,10 +138,11 @@ def collect(experiment: Path, runs: Path, tag: str, data_dir: str | None, ood_te
     from inference.atomic import write_json
     from inference.benchmark import benchmark
     from search.experiment import Experiment
-    from search.student_stage import CONFIG_COLUMNS, evaluate_on_test, write_csv_atomic
+    from search.student_stage import evaluate_on_test, trial_row, write_csv_atomic
+    from trainables.metrics import TRIAL_METRICS
 
-    data = Experiment(experiment).record("data")
-    splits = splits_from_record(data, data_dir)
+    ex = Experiment(experiment)
+    splits = splits_from_record(ex.record("data"), data_dir)
     ood = ood_test_for(splits, ood_test)  # RuSentiment's OOD only
     extra = {"ood": ood} if ood is not None else {}
     rows = []
@@ -152,23 +153,24 @@ def collect(experiment: Path, runs: Path, tag: str, data_dir: str | None, ood_te
             meta = json.loads((src / "config.json").read_text())
             metrics = [json.loads(line) for line in (src / "metrics.jsonl").read_text().splitlines()][-1]
             trial_id = f"{tag}_{meta['name']}"
-            model_dir = experiment / f"{tag}_students" / trial_id
-            fp32_dir = experiment / f"{tag}_students_fp32" / trial_id
+            model_dir = ex.models(f"{tag}_students") / trial_id
+            fp32_dir = ex.models(f"{tag}_students_fp32") / trial_id
             for dest, part in ((model_dir, "model"), (fp32_dir, "torch")):
                 shutil.rmtree(dest, ignore_errors=True)
                 shutil.copytree(src / part, dest)
             weights = fp32_dir / "encoder" / "model.safetensors"
             save_file({k: v.float() for k, v in load_file(str(weights)).items()}, str(weights))
         bench = benchmark(model_dir, splits.val.text.tolist())  # on this machine, not the training one
-        rows.append({"trial_id": trial_id, "row": meta["name"], **{c: meta["student"].get(c) for c in CONFIG_COLUMNS},
-                     **{k: v for k, v in metrics.items() if k not in bench}, **bench, "status": "completed",
-                     "error": "", "trained_on": metrics.get("device"), "model_dir": str(model_dir.relative_to(experiment))})
+        measured = {**metrics, **bench}
+        rows.append(trial_row(trial_id, meta["student"], measured, "completed", extra={
+            "row": meta["name"], **{k: v for k, v in measured.items() if k not in TRIAL_METRICS},
+            "trained_on": metrics.get("device"), "model_dir": str(model_dir.relative_to(experiment))}))
     if not rows:
         raise FileNotFoundError(f"{runs}: no NAME.tar from `run`")
     df = evaluate_on_test(pd.DataFrame(rows), splits, experiment, extra)
-    write_csv_atomic(df, experiment / f"{tag}.csv")
-    write_json(experiment / f"{tag}.json", {"runs": str(runs), "rows": df.to_dict(orient="records")})
-    return experiment / f"{tag}.csv"
+    write_csv_atomic(df, ex.table(tag))
+    write_json(ex.study_record(tag), {"runs": str(runs), "rows": df.to_dict(orient="records")})
+    return ex.table(tag)
 
 
 def main(argv=None) -> int:

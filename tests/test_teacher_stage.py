@@ -76,3 +76,20 @@ def test_same_seed_gives_the_same_teacher(tiny_data, tiny_bert, tmp_path, ray_lo
     for key in ("accuracy", "weighted_f1", "macro_f1"):
         assert abs(infos[0]["val"][key] - infos[1]["val"][key]) <= 1e-6
     np.testing.assert_allclose(logits[0], logits[1], rtol=0, atol=1e-5)
+
+
+def test_a_cached_teacher_of_other_splits_is_refused_before_work(tiny_teacher, tiny_bert, tiny_data, tmp_path, caplog):
+    """The cached teacher's logits are rows of the splits it saw (data.json); a run whose --seed splits the posts
+    otherwise would read them against the wrong posts, so it stops at the plan, naming the file and what differs."""
+    from tests.fixtures import with_teacher
+
+    exp = with_teacher(tiny_teacher, tmp_path, "teacher")
+    logits = np.load(exp / "teacher" / "logits_train.npy")
+    rc = _run(["--teacher", str(tiny_bert), "--data-dir", str(tiny_data), "--storage", str(tmp_path),
+               "--name", "teacher", "--teacher-epochs", "1", "--stage", "teacher", "--seed", "7"])
+    assert rc == 2
+    assert "data.json: the cached teacher's outputs were computed on other splits (seed differ" in caplog.text
+    assert "seed 13 now 7" in caplog.text
+    assert np.array_equal(np.load(exp / "teacher" / "logits_train.npy"), logits)  # nothing was recomputed
+    assert _run(["--teacher", str(tiny_bert), "--data-dir", str(tiny_data), "--storage", str(tmp_path),
+                 "--name", "teacher", "--teacher-epochs", "1", "--stage", "teacher"]) == 0  # same splits: reused

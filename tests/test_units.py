@@ -146,3 +146,21 @@ def test_training_attention_is_eager_only_without_attention_dropout_under_cpu_bf
         model = tiny(p)
         with training_attention(model, bf16=bf16, device=device):
             assert model.config._attn_implementation == before
+
+
+def test_the_report_finds_an_ablation_by_its_record_whatever_its_tag(tmp_path):
+    """studies.ablation --tag is free-form: its tables are found by their record ("study": "ablation", or an older
+    record's rows_resolved), not by a file name pattern; another study's table of the same shape is not taken."""
+    from analysis.report import ablations
+    from inference.atomic import write_json
+    from search.experiment import Experiment
+
+    layout = Experiment(tmp_path)
+    for tag, record in (("fused", {"study": "ablation"}), ("old", {"rows_resolved": {}}), ("fa-x", {"rows": []})):
+        pd.DataFrame({"row": ["a", "b"], "int8_val_weighted_f1": [0.5, 0.6]}).to_csv(layout.table(tag), index=False)
+        write_json(layout.study_record(tag), record)
+    pd.DataFrame({"part": ["student alone"]}).to_csv(layout.table("fused_parts"), index=False)
+    assert layout.study_tags("ablation", "rows_resolved") == ["fused", "old"]
+    assert [r["study"] for r in ablations(tmp_path)] == ["fused", "fused", "old", "old"]
+    assert ablations(tmp_path, "_parts") == [{"part": "student alone", "study": "fused"}]
+    assert ablations(tmp_path / "none") is None

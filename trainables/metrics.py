@@ -8,13 +8,18 @@ and ``inference/benchmark.py``; read by the search, the analysis and the studies
 # Every round reports the three keys (Ray Tune checks each result for the searcher's metrics); before the
 # first rung there is no int8 model yet and they are NaN. A multi-objective OptunaSearch reads only the
 # trial's last result, which is always a rung or the last round, so it never sees the NaN.
-OBJECTIVES = {"int8_val_weighted_f1": "max", "e2e_ms_p50": "min", "size_mib": "min"}
+ACCURACY, LATENCY, SIZE = "int8_val_weighted_f1", "e2e_ms_p50", "size_mib"  # selection, the front's order, limits
+OBJECTIVES = {ACCURACY: "max", LATENCY: "min", SIZE: "min"}
 ASHA_METRIC = "val_weighted_f1"  # ASHA decides on fp32 validation (int8 exists only at its rungs)
 
 FP32_BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "e2e_ms_p50", "e2e_ms_p95", "size_mib")
 BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread",
               "tokenize_ms_p50", "throughput_b32_per_s",
               "size_mib", "bench_s")
+
+# what an export in another quantization form measures again (analysis/export.py:export_form)
+EXPORT_BENCH_KEYS = ("size_mib", "latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95",
+                     "throughput_b32_per_s")
 
 # what reaches trials.csv beside the trial's StudentConfig (search/student_stage.py:collect_trials)
 TRIAL_METRICS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
