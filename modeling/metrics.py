@@ -14,28 +14,51 @@ def classification_metrics(y_true, y_pred, prefix: str = "") -> dict[str, float]
     }
 
 
+def weighted_f1(y_true, y_pred, resamples: np.ndarray | None = None) -> np.ndarray | float:
+    """Weighted F1 as ``sklearn.metrics.f1_score(average="weighted", zero_division=0)`` computes it (each class's F1
+    weighted by its support in ``y_true``), from confusion counts in numpy: ~100x faster, which the bootstraps need.
+    ``resamples``: [n, posts] indices; then the figure of each resample, as an array."""
+    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
+    k = int(max(y_true.max(initial=0), y_pred.max(initial=0))) + 1
+    cells = y_true * k + y_pred
+    idx = np.arange(len(cells))[None] if resamples is None else np.asarray(resamples)
+    offsets = np.arange(len(idx))[:, None] * (k * k)
+    counts = np.bincount((cells[idx] + offsets).ravel(), minlength=len(idx) * k * k).reshape(len(idx), k, k)
+    tp = np.diagonal(counts, axis1=1, axis2=2)
+    support, predicted = counts.sum(2), counts.sum(1)
+    denominator = support + predicted
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=denominator > 0)
+    total = support.sum(1)
+    out = np.divide((f1 * support).sum(1), total, out=np.zeros(len(idx)), where=total > 0)
+    return float(out[0]) if resamples is None else out
+
+
+BOOTSTRAP_CHUNK = 1 << 23  # resampled indices held at once (64 MiB)
+
+
+def _bootstrap(posts: int, n: int, seed: int, *figures) -> list[np.ndarray]:
+    """Each ``figure(resamples)`` over the bootstrap's n resamples: the draws of a loop of ``rng.integers(0, posts,
+    posts)``, taken in chunks so memory stays at ~64 MiB of indices whatever the number of posts."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n, BOOTSTRAP_CHUNK // max(posts, 1)))
+    out = [[] for _ in figures]
+    for start in range(0, n, chunk):
+        idx = np.stack([rng.integers(0, posts, posts) for _ in range(min(chunk, n - start))])
+        for o, figure in zip(out, figures):
+            o.append(figure(idx))
+    return [np.concatenate(o) if o else np.zeros(0) for o in out]
+
+
 def bootstrap_interval(y_true, y_pred, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of weighted F1 (posts resampled with replacement)."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    rng = np.random.default_rng(seed)
-    scores = []
-    for _ in range(n):
-        i = rng.integers(0, len(y_true), len(y_true))
-        scores.append(f1_score(y_true[i], y_pred[i], average="weighted", zero_division=0))
+    (scores,) = _bootstrap(len(y_true), n, seed, lambda i: weighted_f1(y_true, y_pred, i))
     lo, hi = np.percentile(scores, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return float(lo), float(hi)
 
 
 def paired_bootstrap(y_true, pred_a, pred_b, n: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """Weighted-F1 difference a - b with a paired percentile bootstrap interval (same resampled posts)."""
-    y_true, pred_a, pred_b = map(np.asarray, (y_true, pred_a, pred_b))
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n):
-        i = rng.integers(0, len(y_true), len(y_true))
-        diffs.append(f1_score(y_true[i], pred_a[i], average="weighted", zero_division=0)
-                     - f1_score(y_true[i], pred_b[i], average="weighted", zero_division=0))
+    (diffs,) = _bootstrap(len(y_true), n, seed, lambda i: weighted_f1(y_true, pred_a, i) - weighted_f1(y_true, pred_b, i))
     lo, hi = np.percentile(diffs, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
-    diff = f1_score(y_true, pred_a, average="weighted", zero_division=0) - \
-        f1_score(y_true, pred_b, average="weighted", zero_division=0)
+    diff = weighted_f1(y_true, pred_a) - weighted_f1(y_true, pred_b)
     return {"diff": float(diff), "low": float(lo), "high": float(hi)}

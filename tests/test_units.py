@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis.plots import front_2d
 from search.student_stage import pareto_front
@@ -164,3 +165,37 @@ def test_the_report_finds_an_ablation_by_its_record_whatever_its_tag(tmp_path):
     assert [r["study"] for r in ablations(tmp_path)] == ["fused", "fused", "old", "old"]
     assert ablations(tmp_path, "_parts") == [{"part": "student alone", "study": "fused"}]
     assert ablations(tmp_path / "none") is None
+
+
+def test_weighted_f1_and_the_bootstraps_equal_sklearns_loop(monkeypatch):
+    """The numpy weighted F1 is sklearn's f1_score(average="weighted", zero_division=0), also with classes missing
+    from either side; the bootstraps are the loop over rng.integers resamples they replace, in chunks or not."""
+    from sklearn.metrics import f1_score
+
+    from modeling import metrics
+
+    rng = np.random.default_rng(5)
+    for case in range(200):
+        n, k = int(rng.integers(1, 40)), int(rng.integers(1, 6))
+        y, p = rng.integers(0, k, n), rng.integers(0, k + 1, n)
+        if case % 4 == 0:
+            p = y.copy()
+        assert metrics.weighted_f1(y, p) == pytest.approx(f1_score(y, p, average="weighted", zero_division=0), abs=1e-12)
+    y = rng.integers(0, 5, 300)
+    a, b = np.where(rng.random(300) < 0.7, y, 0), np.where(rng.random(300) < 0.6, y, 2)
+
+    def loop(fn, n=200, seed=3):
+        r = np.random.default_rng(seed)
+        return [fn(r.integers(0, len(y), len(y))) for _ in range(n)]
+
+    def wf1(p, i):
+        return f1_score(y[i], p[i], average="weighted", zero_division=0)
+
+    scores = loop(lambda i: wf1(a, i))
+    diffs = loop(lambda i: wf1(a, i) - wf1(b, i))
+    for chunk in (metrics.BOOTSTRAP_CHUNK, 300 * 7):  # one chunk; chunks of 7 resamples (the last one shorter)
+        monkeypatch.setattr(metrics, "BOOTSTRAP_CHUNK", chunk)
+        assert metrics.bootstrap_interval(y, a, n=200, seed=3) == pytest.approx(tuple(np.percentile(scores, [2.5, 97.5])))
+        d = metrics.paired_bootstrap(y, a, b, n=200, seed=3)
+        assert (d["low"], d["high"]) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+        assert d["diff"] == pytest.approx(wf1(a, np.arange(300)) - wf1(b, np.arange(300)))
