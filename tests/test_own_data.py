@@ -80,7 +80,7 @@ def test_own_three_class_data_end_to_end(own_data, tiny_bert, tmp_path, ray_loca
     storage = tmp_path / "exp"
     rc = main(["--teacher", str(tiny_bert), "--train", str(own_data / "train.csv"), "--test",
                str(own_data / "test.tsv"), "--text-column", "body", "--label-column", "topic",
-               "--storage", str(storage), "--name", "own", "--trials", "2", "--max-epochs", "2",
+               "--storage", str(storage), "--name", "own", "--trials", "2", "--max-epochs", "1", "--min-epochs", "1",
                "--teacher-epochs", "1", "--transfer", "--feature-kd", "0", "--inits", "teacher", "random",
                "--lexical-buckets", "0", "4096"])
     assert rc == 0
