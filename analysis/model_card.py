@@ -51,6 +51,7 @@ def model_card(config: dict, data: dict, with_runtime: bool = True) -> str:
     m, trial, ds = prov.get("metrics", {}), prov.get("trial", {}), dataset_info(data)
     fmt = lambda k: f"{m[k]:.4f}" if isinstance(m.get(k), float) else "n/a"
     form = config.get("quantization_form", "int8")  # folders from before the choices existed were int8
+    bias = config.get("class_bias")  # analysis/export.py --class-bias fit
     title = f"{ds['name']} student ({trial.get('layers')} x {trial.get('hidden')}, {form} ONNX)"
     split = "test" if isinstance(m.get("test_weighted_f1"), float) else "validation"
     results = [EvalResult(task_type="text-classification", dataset_type=ds["id"], dataset_name=ds["name"],
@@ -71,8 +72,11 @@ def model_card(config: dict, data: dict, with_runtime: bool = True) -> str:
         model_name=title, eval_results=results or None)
     figures = "\n".join([
         "| figure | value |", "|---|---|",
-        f"| validation weighted F1 (as exported) | "
+        f"| validation weighted F1 (as {'the trial answered, before the class bias' if bias else 'exported'}) | "
         f"{fmt('export_val_weighted_f1' if 'export_val_weighted_f1' in m else 'int8_val_weighted_f1')} |",
+        *([f"| class-prior bias fitted on validation ({', '.join(f'{k} {v:+.3f}' for k, v in zip(config['labels'], bias['bias']))}) | "
+           f"validation weighted F1 {bias.get('val_wf1_gain_cv', float('nan')):+.4f}, cross-fitted over {bias.get('folds')} folds |"]
+          if bias else []),
         f"| test accuracy / weighted F1 / macro F1 | {fmt('test_accuracy')} / {fmt('test_weighted_f1')} / "
         f"{fmt('test_macro_f1')} |",
         *([f"| out-of-domain (RuSentiTweet test) weighted F1 | {fmt('ood_weighted_f1')} |"]

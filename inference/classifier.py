@@ -53,6 +53,7 @@ class SentimentClassifier:
         self.lexical = None  # (table, scale or None, LexicalSpec) when the model has a lexical branch
         self.expert: GoldExpert | None = None  # the gold-label lexical expert, when the folder has one
         self.expert_weight: float = 0.0       # its fusion weight (config.json expert.weight)
+        self.class_bias: np.ndarray | None = None  # added to the answer (config.json class_bias, fitted on validation)
 
     @classmethod
     def load(cls, path: str | Path | None = None, threads: int = 1) -> "SentimentClassifier":
@@ -110,6 +111,12 @@ class SentimentClassifier:
                                        f"re-export the model folder") from err
             if not 0.0 <= clf.expert_weight <= 1.0:
                 raise ModelFolderError(f"{path / CONFIG_FILE}: expert.weight {clf.expert_weight} is not in [0, 1]")
+        if config.get("class_bias"):
+            bias = np.asarray(config["class_bias"].get("bias", []), dtype=np.float64)
+            if bias.shape != (len(clf.labels),) or not np.isfinite(bias).all():
+                raise ModelFolderError(f"{path / CONFIG_FILE}: class_bias.bias must be {len(clf.labels)} finite numbers "
+                                       f"(one per label), got {config['class_bias'].get('bias')!r}; re-export the folder")
+            clf.class_bias = bias.astype(np.float32)
         return clf
 
     @property
@@ -151,8 +158,10 @@ class SentimentClassifier:
         """What the model answers, ``batch_size`` texts at a time (memory stays bounded for any number
         of texts): the student's logits, or, for a folder fused with a gold expert, the fused
         log-probabilities ``(1 - w) log_softmax(student) + w log p_expert`` (softmax of either gives the
-        probabilities). ``progress``: log about every 10 % of a large call."""
-        return self._scores(texts, batch_size, truncated, fused=self.fused, progress=progress)
+        probabilities); plus the folder's class bias, when it has one (``config.json`` ``class_bias``).
+        ``progress``: log about every 10 % of a large call."""
+        out = self._scores(texts, batch_size, truncated, fused=self.fused, progress=progress)
+        return out if self.class_bias is None else out + self.class_bias
 
     def _scores(self, texts, batch_size, truncated, fused: bool, progress: bool = False) -> np.ndarray:
         if batch_size < 1:

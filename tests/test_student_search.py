@@ -228,11 +228,17 @@ def test_export_round_trip(searched, tiny_data, tmp_path, caplog):
     assert card.data.language == "ru" and card.data.base_model and card.data.eval_results[0].metric_value > 0
     df = pd.read_csv(searched / "trials.csv", dtype={"trial_id": str})
     row = df[df.trial_id == cfg["provenance"]["trial_id"]].iloc[0]
-    # the exported folder predicts exactly what the trial's own int8 model predicts
+    # the exported folder answers what the trial's own int8 model answers, plus the class bias fitted on validation
     texts = ["Отличный день!", "ужасно", "", "С днём рождения"]
     a = SentimentClassifier.load(tmp_path / "m").logits(texts)
     b = SentimentClassifier.load(searched / row.model_dir).logits(texts)
-    assert (a == b).all()
+    bias = np.asarray(cfg["class_bias"]["bias"], np.float32)
+    assert bias.shape == (5,) and abs(bias.sum()) < 1e-4 and cfg["class_bias"]["folds"] == 5
+    np.testing.assert_allclose(a, b + bias, rtol=0, atol=1e-6)
+    assert "class-prior bias fitted on validation" in (tmp_path / "m" / "README.md").read_text()
+    assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "n"), "--class-bias", "none"]) == 0
+    assert (SentimentClassifier.load(tmp_path / "n").logits(texts) == b).all()  # none: the trial's answers exactly
+    assert "class_bias" not in json.loads((tmp_path / "n" / "config.json").read_text())
     # another quantization form: the fp32 student re-exported and measured, its own figures in the card
     assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "q"), "--trial", row.trial_id,
                         "--quantization", "int4", "--data-dir", str(tiny_data)]) == 0

@@ -199,3 +199,42 @@ def test_weighted_f1_and_the_bootstraps_equal_sklearns_loop(monkeypatch):
         d = metrics.paired_bootstrap(y, a, b, n=200, seed=3)
         assert (d["low"], d["high"]) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
         assert d["diff"] == pytest.approx(wf1(a, np.arange(300)) - wf1(b, np.arange(300)))
+
+
+def test_the_class_bias_is_the_log_of_the_labels_class_mix_for_an_uninformative_answer():
+    """With the same answer for every post, the cross-entropy-optimal bias makes softmax(bias) the labels' class
+    frequencies: bias = log(frequency) - mean(log(frequency)) (known answer); on an informative answer the bias is
+    smaller and centred, and a cross-fitted gain is reported on held-out folds."""
+    from modeling.calibration import cross_entropy, cross_fitted_gain, fit_class_bias
+
+    y = np.repeat(np.arange(4), [10, 20, 30, 40])
+    b = fit_class_bias(np.zeros((100, 4)), y)
+    expected = np.log([0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(b, expected - expected.mean(), atol=1e-4)
+    rng = np.random.default_rng(0)
+    z = np.eye(4)[y] * 2.0 + rng.normal(0, 1, (100, 4)) + np.array([0.0, 0.0, 0.0, -1.5])  # under-predicts class 3
+    b = fit_class_bias(z, y)
+    assert abs(b.sum()) < 1e-9 and b[3] == b.max()
+    assert cross_entropy(b, z, y) < cross_entropy(np.zeros(4), z, y)
+    gain = cross_fitted_gain(z, y)
+    assert gain["folds"] == 5 and gain["val_cross_entropy_change_cv"] < 0
+
+
+def test_a_folder_with_a_bad_class_bias_is_refused_naming_the_field(tmp_path):
+    import json
+    import shutil
+
+    from inference.classifier import DEFAULT_MODEL, ModelFolderError, SentimentClassifier
+
+    folder = tmp_path / "m"
+    shutil.copytree(DEFAULT_MODEL, folder)
+    config = {k: v for k, v in json.loads((folder / "config.json").read_text()).items() if k != "class_bias"}
+    (folder / "config.json").write_text(json.dumps(config))
+    without = SentimentClassifier.load(folder).logits(["ура"])  # a folder without one loads and answers as before
+    for bad in ([0.1, 0.2], [0.0, 0.0, float("nan"), 0.0, 0.0]):
+        (folder / "config.json").write_text(json.dumps({**config, "class_bias": {"bias": bad}}))
+        with pytest.raises(ModelFolderError, match="class_bias.bias must be 5 finite numbers"):
+            SentimentClassifier.load(folder)
+    (folder / "config.json").write_text(json.dumps({**config, "class_bias": {"bias": [0.5, 0, 0, 0, -0.5]}}))
+    np.testing.assert_allclose(SentimentClassifier.load(folder).logits(["ура"]) - without, [[0.5, 0, 0, 0, -0.5]],
+                               atol=1e-6)
