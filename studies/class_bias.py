@@ -1,5 +1,5 @@
-"""A per-class bias on the fused model's log-probabilities, fitted on validation (prior calibration), for exported
-students (issue 22):
+"""A per-class bias on the fused model's log-probabilities, fitted on validation (prior calibration,
+``modeling/calibration.py``, what ``analysis.export --class-bias fit`` adds), for exported students (issue 22):
 
     python -m studies.class_bias --models FOLDER ... --data-dir ../shared/data/rusentiment --out results/class-bias
 
@@ -22,44 +22,20 @@ import numpy as np
 log = logging.getLogger("studies.class_bias")
 
 
-def nll(b: np.ndarray, z: np.ndarray, y: np.ndarray) -> float:
-    from scipy.special import logsumexp
-
-    zz = z + b
-    return float(np.mean(logsumexp(zz, 1) - zz[np.arange(len(y)), y]))
-
-
-def fit_bias(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from scipy.optimize import minimize
-
-    b = minimize(nll, np.zeros(z.shape[1]), args=(z, y), method="L-BFGS-B").x
-    return b - b.mean()
-
-
 def cross_fitted(z: np.ndarray, y: np.ndarray, repeats: int, seed: int) -> dict:
-    """Validation weighted F1 and cross-entropy without and with a bias fitted on the other folds (5 folds)."""
-    from modeling.metrics import weighted_f1
+    """``modeling.calibration.cross_fitted_gain`` averaged over ``repeats`` random 5-fold assignments."""
+    from modeling.calibration import cross_fitted_gain
 
-    rng = np.random.default_rng(seed)
-    gains, nll_changes = [], []
-    for _ in range(repeats):
-        fold = rng.permutation(len(y)) % 5
-        after = np.empty(len(y), np.int64)
-        change = 0.0
-        for f in range(5):
-            fit, held = fold != f, fold == f
-            b = fit_bias(z[fit], y[fit])
-            after[held] = (z[held] + b).argmax(1)
-            change += (nll(b, z[held], y[held]) - nll(np.zeros_like(b), z[held], y[held])) * held.sum()
-        gains.append(weighted_f1(y, after) - weighted_f1(y, z.argmax(1)))
-        nll_changes.append(change / len(y))
-    return {"val_wf1_gain_cv": float(np.mean(gains)), "val_nll_change_cv": float(np.mean(nll_changes))}
+    runs = [cross_fitted_gain(z, y, 5, seed + r) for r in range(repeats)]
+    return {"val_wf1_gain_cv": float(np.mean([r["val_wf1_gain_cv"] for r in runs])),
+            "val_nll_change_cv": float(np.mean([r["val_cross_entropy_change_cv"] for r in runs]))}
 
 
 def run(models: list[Path], data_dir: str | None, seed: int, repeats: int) -> dict:
     from corpus import load_splits
     from corpus.rusentiment import ood_test_for
     from inference import SentimentClassifier
+    from modeling.calibration import fit_class_bias, log_probs
     from modeling.metrics import paired_bootstrap, weighted_f1
     from search.provenance import cpu_info, git_commit
 
@@ -71,9 +47,10 @@ def run(models: list[Path], data_dir: str | None, seed: int, repeats: int) -> di
     rows = []
     for folder in models:
         clf = SentimentClassifier.load(folder)
+        clf.class_bias = None  # the folder's answer before any bias it already carries
         z = {k: clf.logits(df.text.tolist(), 64).astype(np.float64) for k, df in parts.items()}
-        z = {k: v - np.log(np.exp(v).sum(1, keepdims=True)) for k, v in z.items()}  # log-probabilities
-        b = fit_bias(z["val"], y["val"])
+        z = {k: log_probs(v) for k, v in z.items()}
+        b = fit_class_bias(z["val"], y["val"])
         row = {"model": folder.name, "bias": dict(zip(clf.labels, np.round(b, 4).tolist())),
                **cross_fitted(z["val"], y["val"], repeats, seed)}
         for k in parts:
