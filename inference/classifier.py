@@ -30,7 +30,8 @@ class ModelFolderError(ValueError):
 
 
 def clean_text(text: str) -> str:
-    """Lone surrogates (possible in a Python str, not in UTF-8) become U+FFFD; anything else passes."""
+    """Lone surrogates (possible in a Python str, not in UTF-8) become U+FFFD, three for each (one per byte of the
+    surrogate's UTF-8 form); anything else passes."""
     try:
         text.encode("utf-8")
         return text
