@@ -87,17 +87,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="folder for results.json")
     a = p.parse_args(argv)
 
-    def work():
-        result = run(a.models, a.data_dir, a.seed)
-        if a.out:
-            from inference.atomic import write_json
+    from studies import finish
 
-            write_json(a.out / "results.json", result)
-        for r in result["rows"]:
-            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-        return 0
-
-    return run_cli(work, (DataError, ModelFolderError, FileNotFoundError, ValueError), log)
+    return run_cli(lambda: finish(run(a.models, a.data_dir, a.seed), a.out), (DataError, ModelFolderError, FileNotFoundError, ValueError), log)
 
 
 if __name__ == "__main__":
