@@ -168,7 +168,9 @@ def calibrate(folder: Path, data: dict, data_dir: str | None) -> dict:
 
     splits = splits_from_record(data, data_dir)
     y = splits.val.label.to_numpy()
-    answers = SentimentClassifier.load(folder, threads=2).logits(splits.val.text.tolist(), 64)
+    clf = SentimentClassifier.load(folder, threads=2)
+    clf.class_bias = None  # fitted on the trial's own answers, never on top of an earlier bias
+    answers = clf.logits(splits.val.text.tolist(), 64)
     bias = fit_class_bias(answers, y)
     gain = cross_fitted_gain(answers, y, seed=int(data.get("seed", 13)))
     set_class_bias(folder, bias, gain)
