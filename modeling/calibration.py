@@ -17,9 +17,10 @@ RULE = "minimum validation cross-entropy of softmax(answer + bias)"
 
 
 def log_probs(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, np.float64)
-    m = z.max(1, keepdims=True)
-    return z - m - np.log(np.exp(z - m).sum(1, keepdims=True))
+    """The runtime's stable log-softmax (``inference.expert.log_softmax``), in float64 for the optimiser."""
+    from inference.expert import log_softmax
+
+    return log_softmax(np.asarray(z, np.float64))
 
 
 def cross_entropy(bias: np.ndarray, z: np.ndarray, labels: np.ndarray) -> float:
