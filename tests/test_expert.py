@@ -405,3 +405,26 @@ def test_nbsvm_scales_features_by_naive_bayes_ratios_and_folds_them_into_the_tab
     majority = np.bincount(labels[200:]).max() / len(labels[200:])
     assert (gold.log_probs(texts[200:]).argmax(1) == labels[200:]).mean() > majority + 0.3
     assert record["model"] == "nbsvm"
+
+
+def test_the_experts_onnx_nodes_compute_the_numpy_expert(expert, labelled):
+    """``studies.expert_in_graph`` (the measured in-graph expert): its ONNX nodes give the numpy expert's
+    log-probabilities, one text at a time and for a whole batch, for texts with no words, one-letter words, words
+    past 64 code points, repeats, punctuation and capitals; and the same spec with char 1-3 n-grams and no bigrams."""
+    import onnxruntime as ort
+
+    from inference.lexical import LexicalSpec
+    from studies.expert_in_graph import expert_model, graph_inputs
+
+    gold = expert[0]
+    texts = labelled[0][:30] + ["", "   ", "a", "Ab", "я " + "ж" * 70 + " ok", "Да да ДА!!! :)", "\t_\n", "12 345"]
+    specs = [gold.spec, LexicalSpec(buckets=gold.spec.buckets, char_min=1, char_max=3, word_bigrams=False)]
+    for spec in specs:
+        g = type(gold)(spec=spec, table=gold.table, scale=gold.scale, idf=gold.idf, bias=gold.bias,
+                       calib=gold.calib, calib_bias=gold.calib_bias)
+        session = ort.InferenceSession(expert_model(g).SerializeToString(), providers=["CPUExecutionProvider"])
+        want = g.log_probs(texts)
+        one = np.concatenate([session.run(None, graph_inputs([t]))[0] for t in texts])
+        batch = session.run(None, graph_inputs(texts))[0]
+        np.testing.assert_allclose(one, want, atol=2e-5)
+        np.testing.assert_allclose(batch, want, atol=2e-5)
