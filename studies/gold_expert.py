@@ -7,8 +7,8 @@ For each expert variant (n-gram kind x buckets x linear model): cross-fitted C, 
 validation and test, and fused with the student's log-probabilities at the weight each rule picks on
 validation ("nll": minimum fused cross-entropy; "wf1": best fused weighted F1), plus the test figure
 at every weight (what an oracle would pick, for reference only). Variants: "chars+words" (hashed
-char 2-5 + word 1-2 n-grams of the text, ``inference.lexical``) and "subwords" (hashed uni- and
-bigrams of the student's own token ids).
+char n-grams, 2-5 or each of ``--char-ranges``, and word 1-2 n-grams of the text, ``inference.lexical``)
+and "subwords" (hashed uni- and bigrams of the student's own token ids).
 """
 from __future__ import annotations
 
@@ -51,8 +51,17 @@ def main(argv=None) -> int:
     p.add_argument("--buckets", type=int, nargs="+", default=[1 << 16, 1 << 17])
     p.add_argument("--models", nargs="+", default=["svm", "logreg", "nbsvm"])
     p.add_argument("--kinds", nargs="+", default=["chars+words", "subwords"])
+    p.add_argument("--char-ranges", nargs="+", default=["2-5"],
+                   help="char n-gram ranges MIN-MAX of the chars+words experts (each a variant), e.g. 2-5 1-5 2-6")
     p.add_argument("--out", default=None, help="folder for results.json")
     a = p.parse_args(argv)
+    ranges = []
+    for r in a.char_ranges:
+        lo, _, hi = r.partition("-")
+        try:
+            ranges.append((LexicalSpec(char_min=int(lo), char_max=int(hi)).char_min, int(hi)))
+        except ValueError as e:
+            p.error(f"--char-ranges {r!r}: give MIN-MAX with 1 <= MIN <= MAX <= 8, e.g. 2-5 ({e})")
     from corpus import DataError
     from inference.classifier import ModelFolderError
     from search.cli import run_cli
@@ -67,34 +76,35 @@ def main(argv=None) -> int:
         base = {k: classification_metrics(y[k], student[k].argmax(1))["weighted_f1"] for k in student}
         log.info("student alone: val %.4f test %.4f", base["val"], base["test"])
         rows = []
-        for kind in a.kinds:
-            for buckets in a.buckets:
-                spec = LexicalSpec(buckets=buckets)
-                t0 = time.time()
-                if kind == "subwords":
-                    feats = {k: subword_features(clf, parts[k].text.tolist(), buckets) for k in parts}
-                else:
-                    feats = {k: [features(t, spec) for t in parts[k].text.tolist()] for k in parts}
-                feat_s = time.time() - t0
-                for model in a.models:
-                    expert, rec = fit_expert(parts["train"].text.tolist(), y["train"],
-                                             ExpertConfig(buckets=buckets, model=model, seed=a.seed), feats["train"])
-                    lp = {k: expert.log_probs_of(feats[k]) for k in ("val", "test")}
-                    row = {"kind": kind, "buckets": buckets, "model": model, "C": rec["C"], "fit_s": rec["fit_s"],
-                           "features_s": round(feat_s, 1), "nbytes": expert.nbytes,
-                           "alone_val": classification_metrics(y["val"], lp["val"].argmax(1))["weighted_f1"],
-                           "alone_test": classification_metrics(y["test"], lp["test"].argmax(1))["weighted_f1"]}
-                    for rule in ("nll", "wf1"):
-                        w, table = choose_weight(student["val"], lp["val"], y["val"], rule)
-                        row[f"w_{rule}"] = w
-                        row[f"fused_val_{rule}"] = table[w]["wf1"]
-                        row[f"fused_test_{rule}"] = classification_metrics(
-                            y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"]
-                    row["test_by_weight"] = {str(w): round(classification_metrics(
-                        y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"], 4)
-                        for w in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)}
-                    log.info("%s", json.dumps(row))
-                    rows.append(row)
+        variants = [(k, b, r) for k in a.kinds for b in a.buckets for r in (ranges if k != "subwords" else ranges[:1])]
+        for kind, buckets, (char_min, char_max) in variants:
+            spec = LexicalSpec(buckets=buckets, char_min=char_min, char_max=char_max)
+            t0 = time.time()
+            if kind == "subwords":
+                feats = {k: subword_features(clf, parts[k].text.tolist(), buckets) for k in parts}
+            else:
+                feats = {k: [features(t, spec) for t in parts[k].text.tolist()] for k in parts}
+            feat_s = time.time() - t0
+            for model in a.models:
+                expert, rec = fit_expert(parts["train"].text.tolist(), y["train"],
+                                         ExpertConfig(buckets=buckets, model=model, seed=a.seed), feats["train"])
+                lp = {k: expert.log_probs_of(feats[k]) for k in ("val", "test")}
+                row = {"kind": kind, "buckets": buckets, "chars": f"{char_min}-{char_max}", "model": model,
+                       "C": rec["C"], "fit_s": rec["fit_s"],
+                       "features_s": round(feat_s, 1), "nbytes": expert.nbytes,
+                       "alone_val": classification_metrics(y["val"], lp["val"].argmax(1))["weighted_f1"],
+                       "alone_test": classification_metrics(y["test"], lp["test"].argmax(1))["weighted_f1"]}
+                for rule in ("nll", "wf1"):
+                    w, table = choose_weight(student["val"], lp["val"], y["val"], rule)
+                    row[f"w_{rule}"] = w
+                    row[f"fused_val_{rule}"] = table[w]["wf1"]
+                    row[f"fused_test_{rule}"] = classification_metrics(
+                        y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"]
+                row["test_by_weight"] = {str(w): round(classification_metrics(
+                    y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"], 4)
+                    for w in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)}
+                log.info("%s", json.dumps(row))
+                rows.append(row)
         result = {"model": Path(a.model).name, "student_val": base["val"], "student_test": base["test"], "rows": rows}
         if a.out:
             from inference.atomic import write_json
