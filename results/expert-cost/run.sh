@@ -10,3 +10,10 @@ python results/expert-cost/in_context.py > results/expert-cost/in_context.txt
 python -m studies.gold_expert --model inference/models/rusentiment-student --data-dir ../shared/data/rusentiment \
   --buckets 131072 --models svm --kinds chars+words subwords --out /tmp/ge-sub && \
   cp /tmp/ge-sub/results.json results/expert-cost/subwords_vs_chars.json
+# Sixth round (2026-12-05, commit 53d2d0e, same machine, quiet, one command at a time):
+# 4. The expert's hashing, tf-idf and table as ONNX nodes inside each student's graph, against the numpy expert
+#    (in_graph.txt; the folders: the shipped student and two exported front members of results/rusentiment-banded):
+python -m studies.expert_in_graph inference/models/rusentiment-student experiments/rusentiment-banded/exported/ef171d09 \
+  experiments/rusentiment-banded/exported/af0e5998 > results/expert-cost/in_graph.txt
+# 5. ONNX Runtime session settings for the batch-1 call (session_options.txt):
+python results/expert-cost/session_options.py > results/expert-cost/session_options.txt
