@@ -16,6 +16,7 @@ from corpus import Splits
 from corpus.augment import TransferSpec
 from inference.atomic import atomic_file, write_json
 from search.experiment import Experiment
+from search.tune_state import repair, state_backup
 from spaces.student import StudentConfig, StudentSpace, sample_student
 from trainables.worker import folder_bytes
 from trainables.metrics import ASHA_METRIC, LATENCY, OBJECTIVES, TRIAL_METRICS
@@ -216,6 +217,7 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
         if not tune.Tuner.can_restore(str(path)):
             raise FileNotFoundError(f"--resume: no student search to resume in {path}; run without --resume")
         log.info("resuming the student search in %s", path)
+        repair(path)  # a state file the kill cut short would make Tune silently start the search again
         return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     searcher = OptunaSearch(space=partial(sample_student, space=cfg.search_space()), points_to_evaluate=list(cfg.enqueue) or None,
                             metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), seed=cfg.seed,
@@ -233,9 +235,9 @@ def make_tuner(cfg: StudentStageConfig, data: StudentData, experiment: Path):
                                     time_budget_s=cfg.time_budget_s, reuse_actors=True),
         run_config=tune.RunConfig(
             name=Experiment(experiment).trials.name, storage_path=str(experiment.resolve()),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # 2: search/tune_state.py
             failure_config=tune.FailureConfig(max_failures=1), verbose=1,
-            callbacks=[trial_progress(cfg.trials, cfg.student.evals_per_epoch)]),
+            callbacks=[trial_progress(cfg.trials, cfg.student.evals_per_epoch), state_backup(path)]),
     )
 
 

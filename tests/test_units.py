@@ -238,3 +238,40 @@ def test_a_folder_with_a_bad_class_bias_is_refused_naming_the_field(tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "class_bias": {"bias": [0.5, 0, 0, 0, -0.5]}}))
     np.testing.assert_allclose(SentimentClassifier.load(folder).logits(["ура"]) - without, [[0.5, 0, 0, 0, -0.5]],
                                atol=1e-6)
+
+
+def test_a_tune_state_the_kill_cut_short_is_restored_from_its_complete_copy_or_refused(tmp_path):
+    """``search/tune_state.py``: the backup callback copies only a complete state file; before a restore, the
+    newest state file cut short by a kill (empty, or half a JSON document) is replaced by its complete copy, an
+    older session's file is never read, and with no complete copy the resume is refused naming the file and
+    what to do (Ray Tune would otherwise start the search again and forget the trials)."""
+    import json
+
+    from search.tune_state import BACKUP_SUFFIX, newest_state, repair, state_backup
+
+    trials = tmp_path / "student_trials"
+    trials.mkdir()
+    old = trials / "experiment_state-2026-12-05_04-00-00.json"
+    old.write_text(json.dumps({"trial_data": [["old"]]}))
+    state = trials / "experiment_state-2026-12-05_04-23-06.json"
+    good = {"trial_data": [["a", "b"]], "runner_data": {}}
+    state.write_text(json.dumps(good))
+    assert newest_state(trials) == state
+    callback = state_backup(trials)
+    assert callback.get_state() is None
+    copy = state.with_name(state.name + BACKUP_SUFFIX)
+    assert json.loads(copy.read_text()) == good
+    assert sorted(p.name for p in trials.glob("experiment_state-*.json")) == [old.name, state.name]  # no stray match
+    state.write_text(json.dumps({"trial_data": [["a", "b"], ["c"]]})[:20])  # a write cut short: not backed up
+    callback.get_state()
+    assert json.loads(copy.read_text()) == good
+    repair(trials)
+    assert json.loads(state.read_text()) == good
+    repair(trials)  # a complete state is left alone
+    assert json.loads(state.read_text()) == good
+    state.write_text("")
+    copy.unlink()
+    with pytest.raises(ValueError, match=r"experiment_state-2026-12-05_04-23-06\.json is cut short \(0 bytes.*"
+                                         r"without --resume"):
+        repair(trials)
+    assert json.loads(old.read_text()) == {"trial_data": [["old"]]}
