@@ -1,18 +1,17 @@
 """Ray Tune's experiment state, kept whole across a killed driver (``--resume``).
 
-Ray Tune (2.60) writes ``experiment_state-<session>.json`` in place: a driver killed while it writes leaves the
-file empty or cut short. ``Tuner.restore`` then logs "Failed to restore the run state" and *starts the search
-again*, so the resumed run silently forgets every trial before the kill and ``trials.csv`` lists only the new ones
-(seen in ``tests/test_scale_and_faults.py::test_kill_driver_and_resume``: 1 row of 4, the state file 0 bytes).
+Ray Tune (2.60) writes ``experiment_state-<session>.json`` into a staging folder on the driver, then copies it to
+the experiment folder without a rename: a driver killed during the copy leaves that file empty or cut short.
+``Tuner.restore`` then logs "Failed to restore the run state" and *starts the search again*, so the resumed run
+silently forgets every trial before the kill and ``trials.csv`` lists only the new ones (seen in
+``tests/test_scale_and_faults.py::test_kill_driver_and_resume``: 1 row of 4, the state file 0 bytes).
 
-Tune writes the state into a staging folder first and copies it to the experiment folder afterwards; the copy is
-what a kill cuts short. ``StateBackup``, a Tune callback, copies each staged state file to ``<name>.complete`` in
-the experiment folder, atomically, right after Tune has written it (and before the searcher's state of the same
-save is used by anyone). ``repair`` runs before a restore: a state file that does not parse is
-replaced by its last complete copy, or, with no copy, the resume is refused with what to do, never silently
-restarted. When the kill cuts the copy of a save short, the backup holds that same save; when it lands while Tune writes the
-staged file, the backup is one save behind and may name a trial's checkpoint before the last, so the search keeps
-two checkpoints per trial (``CheckpointConfig(num_to_keep=2)``).
+``StateBackup``, a Tune callback, copies each staged state file to ``<name>.complete`` in the experiment folder,
+atomically, right after Tune has written it. ``repair`` runs before a restore: a state file that does not parse
+is replaced by its last complete copy, or, with no copy, the resume is refused with what to do, never silently
+restarted. When the kill cuts the copy of a save short, the backup holds that same save; when it lands while Tune
+writes the staged file, the backup is one save behind and may name a trial's checkpoint before the last, so the
+search keeps two checkpoints per trial (``CheckpointConfig(num_to_keep=2)``).
 """
 from __future__ import annotations
 
@@ -74,8 +73,8 @@ def repair(trials: Path) -> None:
     size = path.stat().st_size
     if not is_complete(copy):
         raise ValueError(f"--resume: {path} is cut short ({size} bytes: the driver was killed while Ray Tune wrote "
-                           f"it) and there is no complete copy ({copy.name}); the search cannot resume its trials. "
-                           f"Run it again without --resume under another --name")
+                         f"it) and there is no complete copy ({copy.name}); the search cannot resume its trials. "
+                         f"Run it again without --resume under another --name")
     with atomic_file(path) as tmp:
         shutil.copyfile(copy, tmp)
     log.warning("%s was cut short (%d bytes: the driver was killed while Ray Tune wrote it); restored its last "
