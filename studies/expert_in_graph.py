@@ -2,15 +2,16 @@
 
     python -m studies.expert_in_graph FOLDER... > results/expert-cost/in_graph.txt
 
-``inference.expert.GoldExpert`` computes the expert in numpy: ~50 small numpy calls per text that, inside a
-call, run after the transformer's graph on cold caches (0.18 ms of a 0.65 ms call, ``docs/results.md``).
-This module writes the same computation as graph nodes: the n-gram hashing of ``inference.lexical.features``
+``inference.expert.GoldExpert`` computes the expert in numpy: ~50 small numpy calls per text, 0.18-0.21 ms of the
+shipped student's 0.65 ms call. This module writes the same computation as graph nodes: the n-gram hashing of ``inference.lexical.features``
 (polynomial rolling hash mod 2^64, splitmix64 finaliser; the same bucket ids), the sublinear tf-idf, the
 folded table ``GoldExpert._packed`` and the log-softmax. A runtime would then pass only the text's code points
 (``graph_inputs``) and read the expert's log-probabilities as a second graph output,
-``expert_log_probs``; the fusion with the student's logits stays in ``inference.expert.fuse``.
+``expert_log_probs``; the fusion with the student's logits stays in ``inference.expert.fuse``. Measured
+(``docs/results.md``, sixth round): the same answers at the same speed, so the cost is per operation, whichever
+library runs it, and the runtime keeps the numpy expert.
 
-Graph inputs (a batch of B texts; ``inference.lexical.graph_inputs`` builds them with a dozen numpy calls per
+Graph inputs (a batch of B texts; ``graph_inputs`` below builds them with a dozen numpy calls per
 batch, and the graph does the per-n-gram work):
 
 - ``text_ids`` int64 [B]: 0 .. B - 1.
