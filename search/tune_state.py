@@ -6,25 +6,31 @@ the experiment folder without a rename: a driver killed during the copy leaves t
 silently forgets every trial before the kill and ``trials.csv`` lists only the new ones (seen in
 ``tests/test_scale_and_faults.py::test_kill_driver_and_resume``: 1 row of 4, the state file 0 bytes).
 
-``StateBackup``, a Tune callback, copies each staged state file to ``<name>.complete`` in the experiment folder,
-atomically, right after Tune has written it. ``repair`` runs before a restore: a state file that does not parse
-is replaced by its last complete copy, or, with no copy, the resume is refused with what to do, never silently
-restarted. When the kill cuts the copy of a save short, the backup holds that same save; when it lands while Tune
-writes the staged file, the backup is one save behind and may name a trial's checkpoint before the last, so the
-search keeps two checkpoints per trial (``CheckpointConfig(num_to_keep=2)``).
+``StateBackup``, a Tune callback, keeps each save whole: right after Tune has written a save into its staging folder
+(the experiment state, and beside it the search algorithm's ``search_gen_state-<session>.json`` and
+``searcher-state-<session>.pkl``), it packs those files into one ``complete_state-<session>.zip`` in the experiment
+folder, atomically. ``repair`` runs before a restore and puts the last complete save back as one set: the state
+file cut short by a kill, and also files an unfinished copy left one save behind. The set matters: restored from
+a newer state but an older ``search_gen_state``, the search generator counts fewer trials than the state holds and
+starts one trial too many (seen in the kill test, CI run of 5e28f16 and here: 5 trials of 4). With no complete save
+and a state that does not parse, the resume is refused with what to do, never silently restarted. When the kill
+lands while Tune writes the staged files, the last complete save is one behind and may name a trial's checkpoint
+before the last, so the search keeps two checkpoints per trial (``CheckpointConfig(num_to_keep=2)``).
 """
 from __future__ import annotations
 
 import json
 import logging
-import shutil
+import os
+import zipfile
 from pathlib import Path
 
 from inference.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 PATTERN = "experiment_state-*.json"
-BACKUP_SUFFIX = ".complete"
+PREFIX, SUFFIX = "experiment_state-", ".json"
+BACKUP = "complete_state-{}.zip"  # matches none of Tune's own file patterns
 
 
 def newest_state(trials: Path) -> Path | None:
@@ -33,22 +39,54 @@ def newest_state(trials: Path) -> Path | None:
     return files[-1] if files else None
 
 
-def is_complete(path: Path) -> bool:
+def session_of(state: Path) -> str:
+    return Path(state).name[len(PREFIX):-len(SUFFIX)]
+
+
+def backup_of(state: Path, trials: Path | None = None) -> Path:
+    """Where the complete save of ``state``'s session is kept: ``<trials>/complete_state-<session>.zip``."""
+    return Path(trials or Path(state).parent) / BACKUP.format(session_of(state))
+
+
+def parses(data: bytes) -> bool:
     try:
-        state = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        state = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(state, dict) and "trial_data" in state
 
 
-def backup(path: Path, trials: Path | None = None) -> bool:
-    """Copy a complete state file to ``<trials>/<name>.complete`` (atomically; ``trials``: the file's own folder by
-    default); False, and no copy, for one that is not complete."""
-    if not is_complete(path):
+def is_complete(path: Path) -> bool:
+    try:
+        return parses(Path(path).read_bytes())
+    except OSError:
         return False
-    with atomic_file(Path(trials or path.parent) / (path.name + BACKUP_SUFFIX)) as tmp:
-        shutil.copyfile(path, tmp)
+
+
+def backup(state: Path, trials: Path | None = None) -> bool:
+    """Pack ``state`` and the files of the same save beside it (every ``*-<session>.json`` and ``.pkl``: the search
+    algorithm's, the callbacks') into ``backup_of(state, trials)``, atomically; False, and nothing written, when
+    ``state`` is not complete."""
+    state = Path(state)
+    if not is_complete(state):
+        return False
+    session = session_of(state)
+    files = sorted(p for p in state.parent.iterdir() if p.is_file() and p.suffix in (".json", ".pkl")
+                   and p.stem.endswith("-" + session))
+    with atomic_file(backup_of(state, trials)) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        for f in files:
+            zf.writestr(f.name, f.read_bytes())
     return True
+
+
+def saved_files(bundle: Path, state_name: str) -> dict[str, bytes] | None:
+    """The files of a complete save (name -> bytes); None when there is none, or it lacks a complete ``state_name``."""
+    try:
+        with zipfile.ZipFile(bundle) as zf:
+            files = {name: zf.read(name) for name in zf.namelist()}
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return None
+    return files if parses(files.get(state_name, b"")) else None
 
 
 def staged_state(trials: Path) -> Path | None:
@@ -65,26 +103,41 @@ def staged_state(trials: Path) -> Path | None:
 
 
 def repair(trials: Path) -> None:
-    """Before ``Tuner.restore``: make the newest state file a complete one, from its backup if it was cut short."""
+    """Before ``Tuner.restore``: put the last complete save of the newest session back into ``trials``, as one set
+    (the state file, the search generator's and searcher's files); refuse when the state does not parse and no
+    complete save was kept."""
+    trials = Path(trials)
     path = newest_state(trials)
-    if path is None or is_complete(path):
+    if path is None:
         return
-    copy = path.with_name(path.name + BACKUP_SUFFIX)
+    cut = not is_complete(path)
+    saved = saved_files(backup_of(path), path.name)
+    if saved is None:
+        if cut:
+            raise ValueError(f"--resume: {path} is cut short ({path.stat().st_size} bytes: the driver was killed while "
+                             f"Ray Tune wrote it) and there is no complete save ({backup_of(path).name}); the search "
+                             f"cannot resume its trials. Run it again without --resume under another --name")
+        return  # a search from before the backup existed, or killed before its first save
     size = path.stat().st_size
-    if not is_complete(copy):
-        raise ValueError(f"--resume: {path} is cut short ({size} bytes: the driver was killed while Ray Tune wrote "
-                         f"it) and there is no complete copy ({copy.name}); the search cannot resume its trials. "
-                         f"Run it again without --resume under another --name")
-    with atomic_file(path) as tmp:
-        shutil.copyfile(copy, tmp)
-    log.warning("%s was cut short (%d bytes: the driver was killed while Ray Tune wrote it); restored its last "
-                "complete copy, so trials resume from the checkpoints that copy records", path.name, size)
+    stale = sorted(name for name, data in saved.items()
+                   if not (trials / name).is_file() or (trials / name).read_bytes() != data)
+    for name in stale:
+        tmp = trials / f".{name}.restoring"  # a dot name matches none of Tune's patterns, even if killed here
+        tmp.write_bytes(saved[name])
+        os.replace(tmp, trials / name)
+    if cut:
+        log.warning("%s was cut short (%d bytes: the driver was killed while Ray Tune wrote it); restored the last "
+                    "complete save (%s), so trials resume from the checkpoints it records", path.name, size,
+                    ", ".join(stale))
+    elif stale:
+        log.warning("the experiment folder held an older or partial copy of the last save (%s: the driver was killed "
+                    "while Ray Tune copied it); restored the last complete save", ", ".join(stale))
 
 
 def state_backup(trials: Path):
-    """A Ray Tune callback that backs up the state file right after Tune has written it: Tune writes
-    ``experiment_state-*.json`` into its staging folder, asks its callbacks for their state (``get_state``), and
-    only then copies the file to ``trials``."""
+    """A Ray Tune callback that backs up each save right after Tune has written it: Tune writes
+    ``experiment_state-*.json`` and then the search algorithm's files into its staging folder, asks its callbacks
+    for their state (``get_state``), and only then copies the folder to ``trials``."""
     from ray import tune
 
     class StateBackup(tune.Callback):
@@ -96,7 +149,7 @@ def state_backup(trials: Path):
             if staged is not None:
                 backup(staged, Path(self.trials))
             elif (path := newest_state(Path(self.trials))) is not None:
-                backup(path)
+                backup(path)  # (no staging folder found: the copy in the experiment folder, with the files beside it)
             return None  # nothing of its own to restore
 
     return StateBackup()

@@ -240,38 +240,50 @@ def test_a_folder_with_a_bad_class_bias_is_refused_naming_the_field(tmp_path):
                                atol=1e-6)
 
 
-def test_a_tune_state_the_kill_cut_short_is_restored_from_its_complete_copy_or_refused(tmp_path):
-    """``search/tune_state.py``: the backup callback copies only a complete state file; before a restore, the
-    newest state file cut short by a kill (empty, or half a JSON document) is replaced by its complete copy, an
-    older session's file is never read, and with no complete copy the resume is refused naming the file and
-    what to do (Ray Tune would otherwise start the search again and forget the trials)."""
+def test_a_tune_state_the_kill_cut_short_is_restored_from_its_complete_save_or_refused(tmp_path):
+    """``search/tune_state.py``: the backup callback keeps only a complete save, as one set (the state file and the
+    search algorithm's files of the same session); before a restore, a state file cut short by a kill (empty, or
+    half a JSON document) and a search-generator file one save behind are both put back from that set, an older
+    session's files are never touched, and with no complete save the resume is refused naming the file and what
+    to do (Ray Tune would otherwise start the search again and forget the trials)."""
     import json
 
-    from search.tune_state import BACKUP_SUFFIX, newest_state, repair, state_backup
+    from search.tune_state import backup_of, newest_state, repair, state_backup
 
     trials = tmp_path / "student_trials"
     trials.mkdir()
     old = trials / "experiment_state-2026-12-05_04-00-00.json"
     old.write_text(json.dumps({"trial_data": [["old"]]}))
     state = trials / "experiment_state-2026-12-05_04-23-06.json"
+    generator = trials / "search_gen_state-2026-12-05_04-23-06.json"
+    searcher = trials / "searcher-state-2026-12-05_04-23-06.pkl"
     good = {"trial_data": [["a", "b"]], "runner_data": {}}
     state.write_text(json.dumps(good))
+    generator.write_text('{"counter": 2}')
+    searcher.write_bytes(b"\x80 searcher")
     assert newest_state(trials) == state
     callback = state_backup(trials)
     assert callback.get_state() is None
-    copy = state.with_name(state.name + BACKUP_SUFFIX)
-    assert json.loads(copy.read_text()) == good
+    assert backup_of(state) == trials / "complete_state-2026-12-05_04-23-06.zip"
     assert sorted(p.name for p in trials.glob("experiment_state-*.json")) == [old.name, state.name]  # no stray match
+    assert sorted(p.name for p in trials.glob("search_gen_state-*.json")) == [generator.name]
     state.write_text(json.dumps({"trial_data": [["a", "b"], ["c"]]})[:20])  # a write cut short: not backed up
     callback.get_state()
-    assert json.loads(copy.read_text()) == good
+    generator.write_text('{"counter": 1}')  # the copy of the generator's file one save behind
     repair(trials)
-    assert json.loads(state.read_text()) == good
-    repair(trials)  # a complete state is left alone
+    assert json.loads(state.read_text()) == good and generator.read_text() == '{"counter": 2}'
+    assert searcher.read_bytes() == b"\x80 searcher" and not list(trials.glob(".*"))
+    generator.write_text('{"counter": 1}')  # the state whole, the generator behind: the set is put back too
+    repair(trials)
+    assert generator.read_text() == '{"counter": 2}'
+    repair(trials)  # a set equal to the save is left alone
     assert json.loads(state.read_text()) == good
     state.write_text("")
-    copy.unlink()
+    backup_of(state).unlink()
     with pytest.raises(ValueError, match=r"experiment_state-2026-12-05_04-23-06\.json is cut short \(0 bytes.*"
                                          r"without --resume"):
         repair(trials)
+    state.write_text(json.dumps(good))
+    repair(trials)  # complete, and no save kept (a search from before the backup): left as it is
+    assert json.loads(state.read_text()) == good
     assert json.loads(old.read_text()) == {"trial_data": [["old"]]}
