@@ -11,7 +11,7 @@ log = logging.getLogger("analysis")
 
 def main(argv=None) -> int:
     from analysis.export import ExportError, Selection
-    from search.cli import add_options, from_args, run_cli
+    from search.cli import add_options, from_args, positive_int, run_cli
 
     p = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
     p.add_argument("--experiment", type=Path, required=True, help="experiment directory written by search/run.py")
@@ -24,6 +24,8 @@ def main(argv=None) -> int:
                    help="legend names of the two fronts")
     p.add_argument("--ood-test", default=None,
                    help="out-of-domain label,text test file (default: <data dir>/../rusentitweet/rusentitweet_test.csv)")
+    p.add_argument("--bench-texts", type=positive_int, default=300,
+                   help="validation texts timed one at a time for each measured model (fewer: quicker, noisier)")
     a = p.parse_args(argv)
     s = from_args(Selection, a)
     from corpus import DataError
@@ -43,7 +45,7 @@ def report(a, s) -> int:
                               f"`python search/run.py` or `python -m studies.ablation`)")
     out = a.out or a.experiment / "report"
     build_report(a.experiment, out, a.data_dir, s.trial, s.max_latency_ms, s.max_size_mib,
-                 a.before, tuple(a.labels), s.table, a.ood_test)
+                 a.before, tuple(a.labels), s.table, a.ood_test, a.bench_texts)
     print(f"wrote {out / 'report.md'}, {out / 'report.json'} and plots")
     return 0
 

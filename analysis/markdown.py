@@ -90,7 +90,8 @@ def targets_markdown(r: dict) -> list[str]:
 def configs_markdown(r: dict) -> list[str]:
     ood = any("ood_weighted_f1" in c for c in r["four_configurations"])
     lines = ["## Four configurations and the baseline (measured in this run)", "",
-             "Latency: batch 1, 1 thread, median over 300 sampled validation posts: model alone and end to end "
+             f"Latency: batch 1, 1 thread, median over {r['four_configurations'][0].get('n_latency', 300)} sampled "
+             "validation posts: model alone and end to end "
              f"(text in, logits out). Test: {test_name(r)}" + (f"; OOD: the {ood_name(r)} posts" if ood else "")
              + " (never used for training or selection). Weighted F1 with its bootstrap 95 % interval.", "",
              "| configuration | size MiB | params | model p50 ms | end-to-end p50 ms | batch-32 texts/s | test acc | "

@@ -60,10 +60,11 @@ def _dir_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
 
 
-def _measure(name: str, runner, size_mib: float, params: int, splits, eval_runner=None, ood=None) -> dict:
+def _measure(name: str, runner, size_mib: float, params: int, splits, eval_runner=None, ood=None,
+             n_latency: int = 300) -> dict:
     """Test (and out-of-domain ``ood``) metrics with bootstrap 95 % intervals of weighted F1
     (``eval_runner``: the same model with more threads, for speed) + the benchmark. Returns the row
-    and the predictions {"test": ..., "ood": ...}."""
+    and the predictions {"test": ..., "ood": ...}; the benchmark times ``n_latency`` validation texts."""
     from inference.benchmark import benchmark_runner
     from modeling import classification_metrics
     from modeling.metrics import bootstrap_interval
@@ -77,14 +78,15 @@ def _measure(name: str, runner, size_mib: float, params: int, splits, eval_runne
         row.update(classification_metrics(df.label.to_numpy(), preds[split], f"{split}_"))
         row[f"{split}_wf1_low"], row[f"{split}_wf1_high"] = bootstrap_interval(df.label.to_numpy(), preds[split])
     pred = preds
-    row.update(benchmark_runner(runner, splits.val.text.tolist(), size_mib))
+    row.update(benchmark_runner(runner, splits.val.text.tolist(), size_mib, n_latency))
     row["measure_s"] = round(time.time() - t0, 1)
     log.info("%s: test weighted F1 %.4f, p50 %.3f ms, %.2f MiB", name, row["test_weighted_f1"],
              row["latency_ms_p50"], size_mib)
     return row, pred
 
 
-def four_configurations(experiment: Path, trial: dict, splits, workdir: Path, ood=None) -> tuple[list[dict], dict]:
+def four_configurations(experiment: Path, trial: dict, splits, workdir: Path, ood=None,
+                        n_latency: int = 300) -> tuple[list[dict], dict]:
     """Teacher, teacher + PTQ, chosen student, student + PTQ, all measured here; returns the rows and
     the int8 student's test (and out-of-domain) predictions."""
     from inference import SentimentClassifier
@@ -96,13 +98,13 @@ def four_configurations(experiment: Path, trial: dict, splits, workdir: Path, oo
     teacher, ttok = EncoderClassifier.load(teacher_model)
     t_params = sum(p.numel() for p in teacher.parameters())
     rows = [_measure("teacher (fp32, torch)", TorchRunner(teacher, ttok, 1), _dir_mib(teacher_model),
-                     t_params, splits, ood=ood)[0]]
+                     t_params, splits, ood=ood, n_latency=n_latency)[0]]
     import torch
 
     torch.set_num_threads(2)
     folder = export_folder(teacher, ttok, workdir / "teacher_int8")
     rows.append(_measure("teacher + int8 PTQ (ONNX Runtime)", SentimentClassifier.load(folder, 1),
-                         folder_size_mib(folder), t_params, splits, SentimentClassifier.load(folder, 2), ood)[0])
+                         folder_size_mib(folder), t_params, splits, SentimentClassifier.load(folder, 2), ood, n_latency)[0])
     fp32_dir = Experiment(experiment).fp32_model(trial["model_dir"])  # students_fp32/ or <tag>_students_fp32/
     shipped = SentimentClassifier.load(experiment / trial["model_dir"], 1)
     fused = " + gold expert" if shipped.fused else ""  # the fp32 form carries the same expert at the same weight
@@ -115,10 +117,11 @@ def four_configurations(experiment: Path, trial: dict, splits, workdir: Path, oo
         if shipped.fused:
             set_weight(folder, shipped.expert_weight)
         rows.append(_measure(f"student (fp32, ONNX Runtime){fused}", SentimentClassifier.load(folder, 1),
-                             folder_size_mib(folder), trial["params"], splits, SentimentClassifier.load(folder, 2), ood)[0])
+                             folder_size_mib(folder), trial["params"], splits, SentimentClassifier.load(folder, 2), ood,
+                             n_latency)[0])
     folder = experiment / trial["model_dir"]
     row, pred = _measure(f"student + int8 PTQ{fused} (shipped form)", SentimentClassifier.load(folder, 1),
-                         folder_size_mib(folder), trial["params"], splits, SentimentClassifier.load(folder, 2), ood)
+                         folder_size_mib(folder), trial["params"], splits, SentimentClassifier.load(folder, 2), ood, n_latency)
     rows.append(row)
     base = rows[0]
     for r in rows:
@@ -137,13 +140,13 @@ def portable_teacher(record: dict) -> dict:
     return {**record, "source": source} if source else record
 
 
-def baseline(experiment: Path, splits, ood=None) -> tuple[dict, dict]:
+def baseline(experiment: Path, splits, ood=None, n_latency: int = 300) -> tuple[dict, dict]:
     """The TF-IDF baseline, fitted and measured now, in this run (never read from an earlier one):
     its figures and predictions ({"test": ..., "ood": ...}), also written beside the report's inputs
     (``baseline_tfidf.json`` / ``_pred.npz``) for paired comparisons by other tools."""
     from analysis.baseline import tfidf_baseline
 
-    b, preds = tfidf_baseline(splits, ood=ood)
+    b, preds = tfidf_baseline(splits, n_latency, ood=ood)
     with atomic_file(Experiment(experiment).baseline("_pred.npz")) as tmp:
         np.savez(tmp, **preds)
     write_json(Experiment(experiment).baseline(".json"), b)
@@ -217,7 +220,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
                  max_latency_ms: float | None = None, max_size_mb: float | None = None,
                  before: Path | None = None,
                  labels: tuple[str, str] = ("before", "after"), table: str = "trials",
-                 ood_test: str | None = None) -> dict:
+                 ood_test: str | None = None, bench_texts: int = 300) -> dict:
     from analysis.markdown import report_markdown
     from corpus import splits_from_record
     from corpus.rusentiment import load_ood_test, ood_test_path
@@ -238,9 +241,9 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     ood = load_ood_test(ood_path) if ood_path else None
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        configs, preds = four_configurations(experiment, chosen, splits, Path(tmp), ood)
+        configs, preds = four_configurations(experiment, chosen, splits, Path(tmp), ood, bench_texts)
     pred = preds["test"]
-    base, base_preds = baseline(experiment, splits, ood)
+    base, base_preds = baseline(experiment, splits, ood, bench_texts)
     y = splits.test.label.to_numpy()
     trials = pd.read_csv(layout.table(table), dtype={"trial_id": str})
     front_file = layout.front

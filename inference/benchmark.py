@@ -26,20 +26,24 @@ def pass_spread(ms: np.ndarray, passes: int) -> float:
     return float((max(medians) - min(medians)) / max(float(np.median(ms)), 1e-12))
 
 
-def benchmark(path: Path, texts: list[str], n_latency: int = 300, warmup: int = 30,
-              throughput_batches: int = 10, threads: int = 1, passes: int = 3) -> dict:
+def benchmark(path: Path, texts: list[str], n_latency: int = 300, warmup: int | None = None,
+              throughput_batches: int | None = None, threads: int = 1, passes: int = 3) -> dict:
     """Benchmark an exported model folder (a path or a string)."""
     path = Path(path)
     clf = SentimentClassifier.load(path, threads=threads)
     return benchmark_runner(clf, texts, folder_size_mib(path), n_latency, warmup, throughput_batches, threads, passes)
 
 
-def benchmark_runner(clf, texts: list[str], size_mib: float, n_latency: int = 300, warmup: int = 30,
-                     throughput_batches: int = 10, threads: int = 1, passes: int = 3) -> dict:
+def benchmark_runner(clf, texts: list[str], size_mib: float, n_latency: int = 300, warmup: int | None = None,
+                     throughput_batches: int | None = None, threads: int = 1, passes: int = 3) -> dict:
     """The timing protocol for anything with ``encode(texts) -> (ids, mask)``, ``run(ids, mask)``
     and ``logits(texts, batch_size)`` (an exported folder, or a torch model wrapped the same way);
     the caller has already limited the runtime to ``threads``. Medians are over all ``n_latency``
-    texts; ``*_spread`` is the relative spread of the medians of ``passes`` consecutive slices."""
+    texts; ``*_spread`` is the relative spread of the medians of ``passes`` consecutive slices. By default ``warmup``
+    is min(30, ``n_latency``) texts and the throughput runs ``n_latency // 30`` batches of 32 (at least one), so
+    a smaller ``n_latency`` (``--bench-texts``) shortens every part of the benchmark."""
+    warmup = min(30, n_latency) if warmup is None else warmup
+    throughput_batches = max(1, n_latency // 30) if throughput_batches is None else throughput_batches
     texts = [t for t in texts if t.strip()] or ["Привет"]
     rng = np.random.default_rng(0)
     sample = [texts[i] for i in rng.integers(0, len(texts), size=n_latency + warmup)]

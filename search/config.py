@@ -107,6 +107,8 @@ class SearchConfig:
                                choices=("svm", "logreg", "nbsvm"))
     max_size_mib: float = option(5.0, "size limit (MiB) of a shipped student: the vocabulary shrinks until the "
                                  "estimate fits", flags=("--max-size-mib", "--max-size-mb"))
+    bench_texts: int = option(300, "texts timed one at a time in each trial's CPU benchmark (latency medians; fewer "
+                              "is quicker and noisier: the tests use 20)", parse=positive_int)
     enqueue: tuple[str, ...] | None = option(
         None, "trials Optuna runs first, over the space's parameters (layers, hidden, init, ffn_ratio, vocab, "
         "kd_alpha, kd_temperature, lr, epochs, transfer, lexical_buckets, ...), e.g. a student an ablation found "

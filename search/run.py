@@ -117,7 +117,7 @@ def plan_students(cfg: RunConfig, transfer: tuple) -> StudentStageConfig:
         time_budget_s=s.time_budget_s, resume=cfg.experiment.resume, grace_rounds=s.grace_rounds,
         asha_bands=s.asha_bands, space=cfg.space,
         transfer=transfer, expert_model=s.expert_model,
-        student=StudentConfig(transfer_ratio=cfg.transfer.ratio, max_size_mib=s.max_size_mib),
+        student=StudentConfig(transfer_ratio=cfg.transfer.ratio, max_size_mib=s.max_size_mib, bench_texts=s.bench_texts),
         enqueue=tuple(parse_point(t) for t in s.enqueue or ()))
     space = students.search_space()
     if s.enqueue is None:  # the default points, cut to the space this run searches (own data, other flags)

@@ -92,7 +92,8 @@ def saved_files(bundle: Path, state_name: str) -> dict[str, bytes] | None:
 def staged_state(trials: Path) -> Path | None:
     """The state file as Tune wrote it, in the driver's staging folder (``<ray session>/artifacts/<time>/<experiment
     folder name>/driver_artifacts``), before its copy to ``trials`` (the copy a kill can cut short). Ray's private
-    helper names the session folder; None when it is not there (then the copy in ``trials`` is backed up)."""
+    helper names the session folder; None when it is not there (then the copy in ``trials`` is backed up). A process
+    that ran an earlier search keeps that search's staging folder too: the newest file is the one Tune has just written."""
     try:
         from ray.train.constants import _get_ray_train_session_dir
 

@@ -77,6 +77,7 @@ class StudentConfig:
     seed: int = 13
     threads: int = 2
     max_size_mib: float | None = None  # the vocabulary shrinks (to 2,000 pieces at least) until the estimate fits
+    bench_texts: int = 300     # texts timed one at a time in each trial's CPU benchmark (fewer: quicker, noisier)
     bf16: str = "auto"         # autocast in training: "auto" (CUDA, or a CPU with native bf16), "bf16", "off"
     device: str = "cpu"        # where it trains: "cpu", "cuda" or "auto" (CUDA when visible); PTQ and latency: CPU
 
@@ -89,6 +90,8 @@ class StudentConfig:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.ptq_rungs < 0 or self.ptq_rungs == 1:
             raise ValueError(f"ptq_rungs must be 0 (every round) or an ASHA reduction factor >= 2, got {self.ptq_rungs}")
+        if self.bench_texts < 1:
+            raise ValueError(f"bench_texts must be >= 1 (texts timed in a trial's benchmark), got {self.bench_texts}")
         if self.ptq_grace < 1:
             raise ValueError(f"ptq_grace must be >= 1 (ASHA's grace period in rounds), got {self.ptq_grace}")
         if self.transfer_ratio < 0:

@@ -80,7 +80,7 @@ def test_own_three_class_data_end_to_end(own_data, tiny_bert, tmp_path, ray_loca
     storage = tmp_path / "exp"
     rc = main(["--teacher", str(tiny_bert), "--train", str(own_data / "train.csv"), "--test",
                str(own_data / "test.tsv"), "--text-column", "body", "--label-column", "topic",
-               "--storage", str(storage), "--name", "own", "--trials", "2", "--max-epochs", "1", "--min-epochs", "1",
+               "--storage", str(storage), "--name", "own", "--trials", "2", "--max-epochs", "1", "--min-epochs", "1", "--bench-texts", "20",
                "--teacher-epochs", "1", "--transfer", "--feature-kd", "0", "--inits", "teacher", "random",
                "--lexical-buckets", "0", "4096"])
     assert rc == 0
@@ -88,7 +88,7 @@ def test_own_three_class_data_end_to_end(own_data, tiny_bert, tmp_path, ray_loca
     data = json.loads((exp / "data.json").read_text())
     assert data["labels"] == ["жалоба", "новость", "похвала"] and data["dataset"]["kind"] == "table"
     assert json.loads((exp / "teacher" / "teacher.json").read_text())["test"]["weighted_f1"] >= 0
-    assert report_main(["--experiment", str(exp), "--out", str(tmp_path / "report")]) == 0
+    assert report_main(["--experiment", str(exp), "--out", str(tmp_path / "report"), "--bench-texts", "20"]) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert list(report["per_class_f1"]) == ["жалоба", "новость", "похвала"]
     assert report["confusion_matrix"]["labels"] == ["жалоба", "новость", "похвала"]
@@ -108,13 +108,13 @@ def test_own_data_without_a_test_file_reports_validation_only(own_data, tiny_ber
 
     storage = tmp_path / "exp"
     rc = main(["--teacher", str(tiny_bert), "--train", str(own_data / "train.csv"), "--text-column", "body",
-               "--label-column", "topic", "--storage", str(storage), "--name", "noval", "--trials", "1",
+               "--label-column", "topic", "--storage", str(storage), "--name", "noval", "--trials", "1", "--bench-texts", "20",
                "--max-epochs", "1", "--min-epochs", "1", "--teacher-epochs", "1", "--feature-kd", "0",
                "--inits", "random", "--lexical-buckets", "0"])
     assert rc == 0
     missing = [r.getMessage() for r in caplog.records if "no transfer text" in r.getMessage()]
     assert len(missing) == 1 and "--transfer-texts" in missing[0] and "\n" not in missing[0], missing
     assert "test" not in json.loads((storage / "noval" / "teacher" / "teacher.json").read_text())
-    assert report_main(["--experiment", str(storage / "noval"), "--out", str(tmp_path / "report")]) == 0
+    assert report_main(["--experiment", str(storage / "noval"), "--out", str(tmp_path / "report"), "--bench-texts", "20"]) == 0
     md = (tmp_path / "report" / "report.md").read_text()
     assert "is on validation (no test file was given)" in md

@@ -26,7 +26,7 @@ RAY = str(Path(sys.executable).parent / "ray")
 
 def tiny_run_args(tiny_bert, tiny_data, storage, name, trials):
     return [sys.executable, str(ROOT / "search" / "run.py"), "--teacher", str(tiny_bert), "--data-dir", str(tiny_data),
-            "--storage", str(storage), "--name", name, "--trials", str(trials), "--teacher-epochs", "1",
+            "--storage", str(storage), "--name", name, "--trials", str(trials), "--teacher-epochs", "1", "--bench-texts", "20",
             "--max-epochs", "1", "--cpus-per-trial", "1", "--transfer", "--feature-kd", "0", "--max-layers", "1",
             "--hidden", "96", "128", "--inits", "teacher", "random"]  # the tiny teacher's 26-dim heads cut no such shape
 

@@ -52,7 +52,7 @@ def searched(tiny_data, tiny_bert, tiny_teacher, tmp_path_factory, ray_local):
 
 def run_search(storage, tiny_data, tiny_bert):
     return main(["--teacher", str(tiny_bert), "--data-dir", str(tiny_data), "--storage", str(storage),
-               "--name", "smoke", "--trials", "2", "--max-epochs", "2", "--teacher-epochs", "1",
+               "--name", "smoke", "--trials", "2", "--max-epochs", "2", "--teacher-epochs", "1", "--bench-texts", "20",
                "--transfer", "tang:x0.5", "join:30", "--feature-kd", "0", "1", "--hidden-kd", "0", "1",
                "--inits", "teacher", "random", "--lexical-buckets", "0", "4096", "--expert-buckets", "0", "4096",
                "--hidden", "96", "128", "192", "256", "384", "--grace-rounds", "1",
@@ -75,6 +75,7 @@ def test_two_trial_search_writes_complete_trials_table(searched):
     assert ((df.int8_fp32_agreement >= 0) & (df.int8_fp32_agreement <= 1)).all()
     assert (df.fp32_size_mib > df.size_mib).all() and (df.fp32_e2e_ms_p50 > 0).all()  # both forms measured
     assert (df.ptq_rungs == 3).all() and (df.int8_round == df["round"]).all()  # int8 of a rung or the last round
+    assert (df.bench_texts == 20).all()  # --bench-texts reaches every trial's config
     for prog in (searched / "student_trials").glob("*/progress.csv"):  # between rungs the last int8 figures stand
         p = pd.read_csv(prog)
         assert (p.int8_round <= p["round"]).all() and set(p.int8_round) <= {1, 3, 9, p["round"].max()}
@@ -182,8 +183,10 @@ def test_report_of_a_tiny_experiment(searched, tiny_data, tmp_path):
 
     out = tmp_path / "report"
     assert report_main(["--experiment", str(searched), "--out", str(out), "--data-dir", str(tiny_data),
-                        "--before", str(searched), "--labels", "old search", "new search"]) == 0
+                        "--before", str(searched), "--labels", "old search", "new search", "--bench-texts", "20"]) == 0
     md = (out / "report.md").read_text()
+    assert "median over 20 sampled validation posts" in md  # --bench-texts
+    assert {c["n_latency"] for c in json.loads((out / "report.json").read_text())["four_configurations"]} == {20}
     for section in ("## Targets", "## Four configurations", "## Chosen student", "## Student search", "## Teacher",
                     "## Transfer sets", "## Data", "Confusion matrix"):
         assert section in md, section
@@ -340,7 +343,7 @@ def test_report_and_export_from_the_ablation_table(ablated, tiny_data, tmp_path)
                   "text": ["ура", "плохо", "город", "vk", "спасибо"] * 4}).to_csv(ood, index=False)
     out = tmp_path / "report"
     assert report_main(["--experiment", str(searched), "--out", str(out), "--data-dir", str(tiny_data),
-                        "--table", "ablation", "--ood-test", str(ood)]) == 0
+                        "--table", "ablation", "--ood-test", str(ood), "--bench-texts", "20"]) == 0
     r = json.loads((out / "report.json").read_text())
     student = r["four_configurations"][-1]
     assert 0 <= student["ood_weighted_f1"] <= 1 and student["test_wf1_low"] <= student["test_weighted_f1"]

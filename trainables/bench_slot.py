@@ -24,13 +24,13 @@ NAMESPACE = "rusentiment_kd"
 
 @ray.remote(max_concurrency=1, num_cpus=0, max_restarts=-1, max_task_retries=2)
 class BenchmarkSlot:
-    def run(self, files: dict[str, bytes], texts: list[str]) -> dict:
+    def run(self, files: dict[str, bytes], texts: list[str], n_latency: int) -> dict:
         from inference.benchmark import benchmark
 
         with tempfile.TemporaryDirectory() as d:
             for name, blob in files.items():
                 (Path(d) / name).write_bytes(blob)
-            return benchmark(Path(d), texts)
+            return benchmark(Path(d), texts, n_latency)
 
 
 def start_benchmark_slot(resource: str | None = None):
@@ -40,17 +40,17 @@ def start_benchmark_slot(resource: str | None = None):
     return BenchmarkSlot.options(**opts).remote()
 
 
-def benchmark_serialised(folder: Path, texts: list[str]) -> dict:
+def benchmark_serialised(folder: Path, texts: list[str], n_latency: int) -> dict:
     files = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
     from inference.benchmark import benchmark
 
     try:
         slot = ray.get_actor(ACTOR_NAME, namespace=NAMESPACE)
     except ValueError:  # no driver-started slot (e.g. a trainable run by hand): measure in place
-        return benchmark(Path(folder), texts)
+        return benchmark(Path(folder), texts, n_latency)
     try:
-        return ray.get(slot.run.remote(files, texts[:2000]))
+        return ray.get(slot.run.remote(files, texts[:2000], n_latency))
     except ray.exceptions.RayActorError as e:  # its node died and Ray could not bring it back in time
         log.warning("the benchmark slot is unreachable (%s); measuring in this trial's process",
                     str(e).strip().splitlines()[0][:200])
-        return benchmark(Path(folder), texts[:2000])
+        return benchmark(Path(folder), texts[:2000], n_latency)

@@ -258,10 +258,10 @@ class RayReporter:
     def report(self, metrics: dict, folder: Path) -> None:
         self.tune.report(metrics, checkpoint=self.tune.Checkpoint.from_directory(str(folder)))
 
-    def benchmark(self, folder: Path, texts: list[str]) -> dict:
+    def benchmark(self, folder: Path, texts: list[str], n_latency: int) -> dict:
         from .bench_slot import benchmark_serialised
 
-        return benchmark_serialised(folder, texts)
+        return benchmark_serialised(folder, texts, n_latency)
 
 
 class FolderReporter:
@@ -289,10 +289,10 @@ class FolderReporter:
         log.info("round %s: val wF1 %.4f, int8 %s", metrics["round"], metrics["val_weighted_f1"],
                  "not yet (no rung)" if np.isnan(metrics["int8_val_weighted_f1"]) else f"{metrics['int8_val_weighted_f1']:.4f}")
 
-    def benchmark(self, folder: Path, texts: list[str]) -> dict:
+    def benchmark(self, folder: Path, texts: list[str], n_latency: int) -> dict:
         from inference.benchmark import benchmark
 
-        return benchmark(folder, texts[:2000])
+        return benchmark(folder, texts[:2000], n_latency)
 
 
 def train_student(config: dict, data: StudentData, base: StudentConfig) -> None:
@@ -491,7 +491,7 @@ class Int8Rounds:
         metrics.update(self.last if self.last else unmeasured(run.data, run.expert), ptq_eval_s=time.time() - t1)
         if self.last is not None:
             weight = self.last.get("expert_weight", 0.0)
-            run.bench = run.bench or measure(folder, run.data, self.reporter, fp32=lambda out: export_onnx(
+            run.bench = run.bench or measure(folder, run.data, self.reporter, cfg.bench_texts, fp32=lambda out: export_onnx(
                 run.model, run.tokenizer, cfg, out, "fp32", run.expert, weight))
         metrics.update(run.bench)
         return metrics
@@ -580,16 +580,17 @@ def validate_int8(folder: Path, data: StudentData, cfg: StudentConfig, fp32: np.
     return {**metrics, "int8_fp32_agreement": float((own == fp32).mean())}
 
 
-def measure(folder: Path, data: StudentData, reporter, fp32=None) -> dict:
-    """The CPU benchmark (once per trial: latency and size depend on the architecture only) of the int8
+def measure(folder: Path, data: StudentData, reporter, n_latency: int, fp32=None) -> dict:
+    """The CPU benchmark over ``n_latency`` texts (``StudentConfig.bench_texts``; once per trial: latency and size
+    depend on the architecture only) of the int8
     folder and, when ``fp32`` (out -> an fp32 ONNX folder) is given, of the fp32 form too
     (``fp32_``-prefixed keys): which form is faster depends on the CPU (``analysis.export
     --quantization fp32`` exports it)."""
     t0 = time.time()
-    bench = reporter.benchmark(folder, data.val_texts)
+    bench = reporter.benchmark(folder, data.val_texts, n_latency)
     out = {k: bench[k] for k in BENCH_KEYS if k in bench}
     if fp32 is not None:
         with tempfile.TemporaryDirectory() as d:
-            plain = reporter.benchmark(fp32(Path(d) / "fp32"), data.val_texts)
+            plain = reporter.benchmark(fp32(Path(d) / "fp32"), data.val_texts, n_latency)
         out.update({f"fp32_{k}": plain[k] for k in FP32_BENCH_KEYS if k in plain})
     return {**out, "bench_s": time.time() - t0}
