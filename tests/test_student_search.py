@@ -75,7 +75,7 @@ def test_two_trial_search_writes_complete_trials_table(searched):
     assert ((df.int8_fp32_agreement >= 0) & (df.int8_fp32_agreement <= 1)).all()
     assert (df.fp32_size_mib > df.size_mib).all() and (df.fp32_e2e_ms_p50 > 0).all()  # both forms measured
     assert (df.ptq_rungs == 3).all() and (df.int8_round == df["round"]).all()  # int8 of a rung or the last round
-    assert (df.bench_texts == 20).all()  # --bench-texts reaches every trial's config
+    assert (df.bench_texts == 20).all() and (df.n_latency == 20).all()  # --bench-texts: what each trial timed
     for prog in (searched / "student_trials").glob("*/progress.csv"):  # between rungs the last int8 figures stand
         p = pd.read_csv(prog)
         assert (p.int8_round <= p["round"]).all() and set(p.int8_round) <= {1, 3, 9, p["round"].max()}
