@@ -6,7 +6,9 @@
 For each expert variant (n-gram kind x buckets x linear model): cross-fitted C, the expert alone on
 validation and test, and fused with the student's log-probabilities at the weight each rule picks on
 validation ("nll": minimum fused cross-entropy; "wf1": best fused weighted F1), plus the test figure
-at every weight (what an oracle would pick, for reference only). Variants: "chars+words" (hashed
+at every weight (what an oracle would pick, for reference only), and out of domain (RuSentiTweet's test file
+beside the data, or ``--ood-test``) alone and fused at the validation-chosen weight: measured, never selected on.
+``--c-values`` fixes the expert's C (each value a variant) instead of choosing it by cross-fitting. Variants: "chars+words" (hashed
 char n-grams, 2-5 or each of ``--char-ranges``, and word 1-2 n-grams of the text, ``inference.lexical``)
 and "subwords" (hashed uni- and bigrams of the student's own token ids).
 """
@@ -53,6 +55,10 @@ def main(argv=None) -> int:
     p.add_argument("--kinds", nargs="+", default=["chars+words", "subwords"])
     p.add_argument("--char-ranges", nargs="+", default=["2-5"],
                    help="char n-gram ranges MIN-MAX of the chars+words experts (each a variant), e.g. 2-5 1-5 2-6")
+    p.add_argument("--c-values", type=float, nargs="+", default=None,
+                   help="fixed C values of the expert's linear model (each a variant); default: cross-fitted from the grid")
+    p.add_argument("--ood-test", default=None,
+                   help="out-of-domain label,text test file (default: RuSentiTweet's test file beside --data-dir)")
     p.add_argument("--out", default=None, help="folder for results.json")
     a = p.parse_args(argv)
     ranges = []
@@ -67,12 +73,16 @@ def main(argv=None) -> int:
     from search.cli import run_cli
 
     def work():
+        from corpus.rusentiment import load_ood_test, ood_test_path
+
         splits = load_splits(a.data_dir, seed=a.seed)
         clf = SentimentClassifier.load(a.model, threads=1)
         parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+        if (ood_path := ood_test_path(splits, a.ood_test)) is not None and ood_path.is_file():
+            parts["ood"] = load_ood_test(ood_path)
         y = {k: v.label.to_numpy() for k, v in parts.items()}
         # the student's own logits (a folder that carries an expert is not fused twice)
-        student = {k: clf.student_logits(parts[k].text.tolist(), 64) for k in ("val", "test")}
+        student = {k: clf.student_logits(parts[k].text.tolist(), 64) for k in parts if k != "train"}
         base = {k: classification_metrics(y[k], student[k].argmax(1))["weighted_f1"] for k in student}
         log.info("student alone: val %.4f test %.4f", base["val"], base["test"])
         rows = []
@@ -85,10 +95,12 @@ def main(argv=None) -> int:
             else:
                 feats = {k: [features(t, spec) for t in parts[k].text.tolist()] for k in parts}
             feat_s = time.time() - t0
-            for model in a.models:
+            for model, c_grid in [(m, c) for m in a.models for c in ([(v,) for v in a.c_values] if a.c_values
+                                                                      else [ExpertConfig.c_grid])]:
                 expert, rec = fit_expert(parts["train"].text.tolist(), y["train"],
-                                         ExpertConfig(buckets=buckets, model=model, seed=a.seed), feats["train"])
-                lp = {k: expert.log_probs_of(feats[k]) for k in ("val", "test")}
+                                         ExpertConfig(buckets=buckets, model=model, seed=a.seed, c_grid=c_grid),
+                                         feats["train"])
+                lp = {k: expert.log_probs_of(feats[k]) for k in student}
                 row = {"kind": kind, "buckets": buckets, "chars": f"{char_min}-{char_max}", "model": model,
                        "C": rec["C"], "fit_s": rec["fit_s"],
                        "features_s": round(feat_s, 1), "nbytes": expert.nbytes,
@@ -98,14 +110,17 @@ def main(argv=None) -> int:
                     w, table = choose_weight(student["val"], lp["val"], y["val"], rule)
                     row[f"w_{rule}"] = w
                     row[f"fused_val_{rule}"] = table[w]["wf1"]
-                    row[f"fused_test_{rule}"] = classification_metrics(
-                        y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"]
+                    for k in (("test", "ood") if "ood" in student else ("test",)):
+                        row[f"fused_{k}_{rule}"] = classification_metrics(
+                            y[k], fuse(student[k], lp[k], w).argmax(1))["weighted_f1"]
+                if "ood" in student:
+                    row["alone_ood"] = classification_metrics(y["ood"], lp["ood"].argmax(1))["weighted_f1"]
                 row["test_by_weight"] = {str(w): round(classification_metrics(
                     y["test"], fuse(student["test"], lp["test"], w).argmax(1))["weighted_f1"], 4)
                     for w in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)}
                 log.info("%s", json.dumps(row))
                 rows.append(row)
-        result = {"model": Path(a.model).name, "student_val": base["val"], "student_test": base["test"], "rows": rows}
+        result = {"model": Path(a.model).name, **{f"student_{k}": v for k, v in base.items()}, "rows": rows}
         if a.out:
             from inference.atomic import write_json
 
