@@ -8,7 +8,9 @@ validation and test, and fused with the student's log-probabilities at the weigh
 validation ("nll": minimum fused cross-entropy; "wf1": best fused weighted F1), plus the test figure
 at every weight (what an oracle would pick, for reference only), and out of domain (RuSentiTweet's test file
 beside the data, or ``--ood-test``) alone and fused at the validation-chosen weight: measured, never selected on.
-``--c-values`` fixes the expert's C (each value a variant) instead of choosing it by cross-fitting. Variants: "chars+words" (hashed
+``--c-values`` fixes the expert's C (each value a variant) instead of choosing it by cross-fitting. ``--silver``
+(a teacher-labelled transfer set, ``teacher/transfer/<name>.parquet``: texts and the teacher's logits) adds a variant
+of each chars+words expert fitted on the gold training posts plus those texts at the teacher's argmax label. Variants: "chars+words" (hashed
 char n-grams, 2-5 or each of ``--char-ranges``, and word 1-2 n-grams of the text, ``inference.lexical``)
 and "subwords" (hashed uni- and bigrams of the student's own token ids).
 """
@@ -59,6 +61,9 @@ def main(argv=None) -> int:
                    help="fixed C values of the expert's linear model (each a variant); default: cross-fitted from the grid")
     p.add_argument("--ood-test", default=None,
                    help="out-of-domain label,text test file (default: RuSentiTweet's test file beside --data-dir)")
+    p.add_argument("--silver", default=None,
+                   help="a teacher-labelled transfer set (.parquet with text and logit_<label> columns): each chars+words "
+                        "expert is also fitted on the training posts plus these texts at the teacher's labels")
     p.add_argument("--out", default=None, help="folder for results.json")
     a = p.parse_args(argv)
     ranges = []
@@ -81,6 +86,16 @@ def main(argv=None) -> int:
         if (ood_path := ood_test_path(splits, a.ood_test)) is not None and ood_path.is_file():
             parts["ood"] = load_ood_test(ood_path)
         y = {k: v.label.to_numpy() for k, v in parts.items()}
+        silver = None
+        if a.silver:
+            import pandas as pd
+
+            silver = pd.read_parquet(a.silver)
+            cols = [f"logit_{label}" for label in splits.labels]
+            if missing := [c for c in ["text", *cols] if c not in silver.columns]:
+                raise DataError(f"--silver {a.silver}: no column(s) {missing}; a transfer set has text and logit_<label> "
+                                f"for the labels {list(splits.labels)}")
+            y["silver"] = silver[cols].to_numpy().argmax(1)
         # the student's own logits (a folder that carries an expert is not fused twice)
         student = {k: clf.student_logits(parts[k].text.tolist(), 64) for k in parts if k != "train"}
         base = {k: classification_metrics(y[k], student[k].argmax(1))["weighted_f1"] for k in student}
@@ -95,13 +110,19 @@ def main(argv=None) -> int:
             else:
                 feats = {k: [features(t, spec) for t in parts[k].text.tolist()] for k in parts}
             feat_s = time.time() - t0
-            for model, c_grid in [(m, c) for m in a.models for c in ([(v,) for v in a.c_values] if a.c_values
-                                                                      else [ExpertConfig.c_grid])]:
-                expert, rec = fit_expert(parts["train"].text.tolist(), y["train"],
-                                         ExpertConfig(buckets=buckets, model=model, seed=a.seed, c_grid=c_grid),
-                                         feats["train"])
+            sources = ["gold"] + (["gold+silver"] if silver is not None and kind != "subwords" else [])
+            if len(sources) > 1:
+                feats["silver"] = [features(t, spec) for t in silver.text.tolist()]
+            for model, c_grid, source in [(m, c, s) for m in a.models for s in sources
+                                          for c in ([(v,) for v in a.c_values] if a.c_values else [ExpertConfig.c_grid])]:
+                texts, labels, fit_feats = parts["train"].text.tolist(), y["train"], feats["train"]
+                if source == "gold+silver":
+                    texts, labels = texts + silver.text.tolist(), np.r_[labels, y["silver"]]
+                    fit_feats = fit_feats + feats["silver"]
+                expert, rec = fit_expert(texts, labels, ExpertConfig(buckets=buckets, model=model, seed=a.seed,
+                                                                     c_grid=c_grid), fit_feats)
                 lp = {k: expert.log_probs_of(feats[k]) for k in student}
-                row = {"kind": kind, "buckets": buckets, "chars": f"{char_min}-{char_max}", "model": model,
+                row = {"kind": kind, "source": source, "buckets": buckets, "chars": f"{char_min}-{char_max}", "model": model,
                        "C": rec["C"], "fit_s": rec["fit_s"],
                        "features_s": round(feat_s, 1), "nbytes": expert.nbytes,
                        "alone_val": classification_metrics(y["val"], lp["val"].argmax(1))["weighted_f1"],
