@@ -28,8 +28,8 @@ from pathlib import Path
 from inference.atomic import atomic_file
 
 log = logging.getLogger(__name__)
-PATTERN = "experiment_state-*.json"
-PREFIX, SUFFIX = "experiment_state-", ".json"
+PREFIX, SUFFIX = "experiment_state-", ".json"  # Tune's TuneController.CKPT_FILE_TMPL
+PATTERN = f"{PREFIX}*{SUFFIX}"
 BACKUP = "complete_state-{}.zip"  # matches none of Tune's own file patterns
 
 
@@ -119,7 +119,7 @@ def repair(trials: Path) -> None:
                              f"Ray Tune wrote it) and there is no complete save ({backup_of(path).name}); the search "
                              f"cannot resume its trials. Run it again without --resume under another --name")
         return  # a search from before the backup existed, or killed before its first save
-    size = path.stat().st_size
+    size_before = path.stat().st_size
     stale = sorted(name for name, data in saved.items()
                    if not (trials / name).is_file() or (trials / name).read_bytes() != data)
     for name in stale:
@@ -128,7 +128,7 @@ def repair(trials: Path) -> None:
         os.replace(tmp, trials / name)
     if cut:
         log.warning("%s was cut short (%d bytes: the driver was killed while Ray Tune wrote it); restored the last "
-                    "complete save (%s), so trials resume from the checkpoints it records", path.name, size,
+                    "complete save (%s), so trials resume from the checkpoints it records", path.name, size_before,
                     ", ".join(stale))
     elif stale:
         log.warning("the experiment folder held an older or partial copy of the last save (%s: the driver was killed "

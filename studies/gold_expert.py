@@ -8,15 +8,17 @@ validation and test, and fused with the student's log-probabilities at the weigh
 validation ("nll": minimum fused cross-entropy; "wf1": best fused weighted F1), plus the test figure
 at every weight (what an oracle would pick, for reference only), and out of domain (RuSentiTweet's test file
 beside the data, or ``--ood-test``) alone and fused at the validation-chosen weight: measured, never selected on.
-``--c-values`` fixes the expert's C (each value a variant) instead of choosing it by cross-fitting. ``--silver``
-(a teacher-labelled transfer set, ``teacher/transfer/<name>.parquet``: texts and the teacher's logits) adds a variant
-of each chars+words expert fitted on the gold training posts plus those texts at the teacher's argmax label. Variants: "chars+words" (hashed
+``--c-values`` fixes the expert's C (each value a variant) instead of choosing it by cross-fitting. ``--silver
+EXPERIMENT RECIPE:SIZE`` (a transfer set that experiment's teacher labelled, read by
+``search.transfer_stage.load_transfer``) adds a variant of each chars+words expert fitted on the gold training posts
+plus those texts at the teacher's argmax label. Variants: "chars+words" (hashed
 char n-grams, 2-5 or each of ``--char-ranges``, and word 1-2 n-grams of the text, ``inference.lexical``)
 and "subwords" (hashed uni- and bigrams of the student's own token ids).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import time
@@ -61,9 +63,10 @@ def main(argv=None) -> int:
                    help="fixed C values of the expert's linear model (each a variant); default: cross-fitted from the grid")
     p.add_argument("--ood-test", default=None,
                    help="out-of-domain label,text test file (default: RuSentiTweet's test file beside --data-dir)")
-    p.add_argument("--silver", default=None,
-                   help="a teacher-labelled transfer set (.parquet with text and logit_<label> columns): each chars+words "
-                        "expert is also fitted on the training posts plus these texts at the teacher's labels")
+    p.add_argument("--silver", nargs=2, default=None, metavar=("EXPERIMENT", "RECIPE:SIZE"),
+                   help="a transfer set an experiment's teacher labelled (e.g. experiments/rusentiment real:40000): "
+                        "each chars+words expert is also fitted on the training posts plus these texts at the "
+                        "teacher's labels")
     p.add_argument("--out", default=None, help="folder for results.json")
     a = p.parse_args(argv)
     ranges = []
@@ -88,14 +91,11 @@ def main(argv=None) -> int:
         y = {k: v.label.to_numpy() for k, v in parts.items()}
         silver = None
         if a.silver:
-            import pandas as pd
+            from search.transfer_stage import load_transfer, parse_transfer
 
-            silver = pd.read_parquet(a.silver)
-            cols = [f"logit_{label}" for label in splits.labels]
-            if missing := [c for c in ["text", *cols] if c not in silver.columns]:
-                raise DataError(f"--silver {a.silver}: no column(s) {missing}; a transfer set has text and logit_<label> "
-                                f"for the labels {list(splits.labels)}")
-            y["silver"] = silver[cols].to_numpy().argmax(1)
+            silver_spec = parse_transfer(a.silver[1], a.seed, len(splits.train))
+            silver, logits, _ = load_transfer(Path(a.silver[0]), silver_spec)
+            y["silver"] = logits.argmax(1)
         # the student's own logits (a folder that carries an expert is not fused twice)
         student = {k: clf.student_logits(parts[k].text.tolist(), 64) for k in parts if k != "train"}
         base = {k: classification_metrics(y[k], student[k].argmax(1))["weighted_f1"] for k in student}
@@ -112,12 +112,12 @@ def main(argv=None) -> int:
             feat_s = time.time() - t0
             sources = ["gold"] + (["gold+silver"] if silver is not None and kind != "subwords" else [])
             if len(sources) > 1:
-                feats["silver"] = [features(t, spec) for t in silver.text.tolist()]
-            for model, c_grid, source in [(m, c, s) for m in a.models for s in sources
-                                          for c in ([(v,) for v in a.c_values] if a.c_values else [ExpertConfig.c_grid])]:
+                feats["silver"] = [features(t, spec) for t in silver]
+            grids = [(v,) for v in a.c_values] if a.c_values else [ExpertConfig.c_grid]
+            for model, source, c_grid in itertools.product(a.models, sources, grids):
                 texts, labels, fit_feats = parts["train"].text.tolist(), y["train"], feats["train"]
                 if source == "gold+silver":
-                    texts, labels = texts + silver.text.tolist(), np.r_[labels, y["silver"]]
+                    texts, labels = texts + silver, np.r_[labels, y["silver"]]
                     fit_feats = fit_feats + feats["silver"]
                 expert, rec = fit_expert(texts, labels, ExpertConfig(buckets=buckets, model=model, seed=a.seed,
                                                                      c_grid=c_grid), fit_feats)
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=1))
         return 0
 
-    return run_cli(work, (DataError, ModelFolderError, FileNotFoundError), log)
+    return run_cli(work, (DataError, ModelFolderError, FileNotFoundError, ValueError), log)
 
 
 if __name__ == "__main__":

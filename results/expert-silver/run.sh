@@ -5,4 +5,4 @@
 # test file is measured, never selected on.
 python -m studies.gold_expert --model inference/models/rusentiment-student --data-dir ../shared/data/rusentiment \
   --kinds chars+words --buckets 131072 --models svm --c-values 0.3 1.0 \
-  --silver experiments/rusentiment-banded/teacher/transfer/real-40000-s13.parquet --out results/expert-silver
+  --silver experiments/rusentiment-banded real:40000 --out results/expert-silver
