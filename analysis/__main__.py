@@ -24,8 +24,9 @@ def main(argv=None) -> int:
                    help="legend names of the two fronts")
     p.add_argument("--ood-test", default=None,
                    help="out-of-domain label,text test file (default: <data dir>/../rusentitweet/rusentitweet_test.csv)")
-    p.add_argument("--bench-texts", type=positive_int, default=300,
-                   help="validation texts timed one at a time for each measured model (fewer: quicker, noisier)")
+    p.add_argument("--bench-texts", type=positive_int, default=None,
+                   help="validation texts timed one at a time for each measured model (default: the search's "
+                        "--bench-texts, as the chosen trial recorded it, so that every latency compares like with like)")
     a = p.parse_args(argv)
     s = from_args(Selection, a)
     from corpus import DataError

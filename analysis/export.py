@@ -22,10 +22,10 @@ import pandas as pd
 from inference.atomic import atomic_directory
 from search.experiment import Experiment
 from search.provenance import portable_command
-from trainables.metrics import ACCURACY, EXPORT_BENCH_KEYS, EXPORTED, LATENCY, SIZE
+from trainables.metrics import ACCURACY, EXPORT_BENCH_KEYS, EXPORTED
 from analysis.model_card import model_card
 from inference.classifier import CONFIG_FILE
-from search.cli import add_options, from_args, option, run_cli
+from search.cli import add_options, from_args, option, positive_int, run_cli
 
 log = logging.getLogger("analysis.export")
 
@@ -39,7 +39,8 @@ class Selection:
     """which student: a given trial, else the most accurate member of the front within the limits (the options of
     ``python -m analysis`` and ``python -m analysis.export``)"""
     trial: str | None = option(None, "this trial id instead of the selection rule")
-    max_latency_ms: float | None = option(None, "selection limit on median latency (end to end when measured), ms",
+    max_latency_ms: float | None = option(None, "selection limit on median latency end to end (text in -> scores "
+                                          "out, the search's objective), ms",
                                           parse=float)
     max_size_mib: float | None = option(None, "selection limit on the folder's size (MiB)",
                                         flags=("--max-size-mib", "--max-size-mb"), parse=float)
@@ -49,9 +50,11 @@ class Selection:
 
 def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | None, max_size_mb: float | None,
                  table_name: str = "trials") -> dict:
-    """The trial to export: ``trial``, else the most accurate (int8 validation weighted F1) member of
-    the Pareto front (of ``trials.csv``; of every row of another table such as an ablation's) within
-    the limits (latency: end to end when measured)."""
+    """The trial to export: ``trial``, else the first by ``search.pareto.CHOICE_RULE`` among the Pareto front
+    (``pareto.csv``; for another table such as an ablation's, every row that is not failed or trivial) within the
+    limits (end-to-end latency, size)."""
+    from search.pareto import TRIVIAL, choose, limits_text
+
     table = Experiment(experiment).table(table_name)
     if not table.is_file():
         raise ExportError(f"{experiment}: no {table.name}; run the student search first (python search/run.py)"
@@ -64,18 +67,27 @@ def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | No
         row = rows.iloc[0]
         if row.status == "error" or not isinstance(row.get("model_dir"), str):
             raise ExportError(f"trial {trial} failed ({row.get('error')}); it has no model to export")
+        if bool(row.get(TRIVIAL, False)):
+            log.warning("trial %s is no better than the trivial predictor on validation (int8 weighted F1 %.4f)",
+                        trial, row[ACCURACY])
         return row.to_dict()
     front_file = Experiment(experiment).front
-    pool = pd.read_csv(front_file, dtype={"trial_id": str}) if front_file.is_file() and table_name == "trials" \
-        else df[df.status != "error"]
-    if max_latency_ms is not None:
-        pool = pool[pool[LATENCY if LATENCY in pool else "latency_ms_p50"] <= max_latency_ms]
-    if max_size_mb is not None:
-        pool = pool[pool[SIZE] <= max_size_mb]
-    if pool.empty:
-        raise ExportError(f"no front member of {experiment} meets --max-latency-ms {max_latency_ms} and "
-                          f"--max-size-mib {max_size_mb}; relax the limits or pass --trial")
-    return pool.sort_values(ACCURACY, ascending=False).iloc[0].to_dict()
+    pool = pd.read_csv(front_file, dtype={"trial_id": str}) if front_file.is_file() and table_name == "trials" else df
+    chosen = choose(pool, max_latency_ms, max_size_mb)
+    if chosen.empty:
+        raise ExportError(f"no front member of {experiment} fits the limits ({limits_text(max_latency_ms, max_size_mb)}); "
+                          f"relax --max-latency-ms / --max-size-mib or pass --trial")
+    return chosen.iloc[0].to_dict()
+
+
+def bench_texts_of(row: dict, given: int | None = None) -> int:
+    """How many texts a re-measurement times: ``given``, else what the trial's own benchmark timed (its
+    ``bench_texts``, the search's --bench-texts), else the default 300: the report and every export form then time
+    the texts the search timed (``inference.benchmark.bench_sample``)."""
+    if given is not None:
+        return int(given)
+    recorded = row.get("bench_texts")
+    return int(recorded) if recorded is not None and not pd.isna(recorded) else 300
 
 
 RUNTIME_PACKAGES = ("onnxruntime", "tokenizers", "numpy")
@@ -116,7 +128,7 @@ def calibration_batches(texts: list[str], tokenizer, prefix: str, max_length: in
 
 
 def export_form(experiment: Path, row: dict, form: str, out: Path, data_dir: str | None = None,
-                 calibration_posts: int = 200) -> tuple[Path, dict]:
+                 calibration_posts: int = 200, bench_texts: int | None = None) -> tuple[Path, dict]:
     """The trial's fp32 student (``<models>_fp32/<trial>``) exported in quantization ``form``
     (``modeling.onnx_export.QUANTIZATIONS``) to ``out`` and measured there as the search measures a
     trial: validation and test figures by the torch-free runtime, size and latency by the one
@@ -151,7 +163,7 @@ def export_form(experiment: Path, row: dict, form: str, out: Path, data_dir: str
                            expert_info={k: v for k, v in (own.get("expert") or {}).items()
                                         if k in ("weight", "weight_rule", "fit")})
     figures, _ = evaluate_folder(folder, {"val": splits.val, **({"test": splits.test} if splits.has_test else {})})
-    bench = benchmark(folder, splits.val.text.tolist()[:2000])
+    bench = benchmark(folder, splits.val.text.tolist(), bench_texts_of(row, bench_texts))
     return folder, {**{f"export_{k}" if k.startswith("val_") else k: v for k, v in figures.items()},
                     **{k: bench[k] for k in EXPORT_BENCH_KEYS},
                     "quantization_form": form}
@@ -185,11 +197,13 @@ def calibrate(folder: Path, data: dict, data_dir: str | None) -> dict:
 
 def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms: float | None = None,
            max_size_mb: float | None = None, with_runtime: bool = True, table: str = "trials",
-           quantization: str = "int8", data_dir: str | None = None, class_bias: str = "fit") -> Path:
+           quantization: str = "int8", data_dir: str | None = None, class_bias: str = "fit",
+           bench_texts: int | None = None) -> Path:
     """The chosen trial's folder (``int8``: the one the trial exported and measured) or, for another
     quantization form, a fresh export of its fp32 student measured in ``export_form``. ``class_bias="fit"``: a
     class-prior bias fitted on validation is added to its answers (``calibrate``), and its test (and
-    out-of-domain) figures are measured again with it."""
+    out-of-domain) figures are measured again with it. ``bench_texts``: texts a re-exported form's benchmark times
+    (default: the trial's, ``bench_texts_of``)."""
     import tempfile
 
     experiment = Path(experiment)
@@ -199,7 +213,8 @@ def export(experiment: Path, out: Path, trial: str | None = None, max_latency_ms
         raise ExportError(f"{src}: the trial's model folder is missing or incomplete")
     with tempfile.TemporaryDirectory() as scratch:  # holds a re-exported form until it is copied out
         if quantization != "int8":
-            src, measured = export_form(experiment, row, quantization, Path(scratch) / "model", data_dir)
+            src, measured = export_form(experiment, row, quantization, Path(scratch) / "model", data_dir,
+                                          bench_texts=bench_texts)
             row = {**row, **measured}  # the figures of the form exported, not of the trial's int8 folder
         layout = Experiment(experiment)
         data, teacher, run = layout.record("data"), layout.record("teacher_record"), layout.record("run", missing_ok=True)
@@ -246,6 +261,9 @@ def main(argv=None) -> int:
                    help="fit: add a class-prior bias fitted on the validation posts to the folder's answers "
                         "(config.json class_bias; docs/results.md: +.010 cross-fitted validation weighted F1); "
                         "the card's test figures are measured again with it. none: the trial's answers as they are")
+    p.add_argument("--bench-texts", type=positive_int, default=None,
+                   help="texts timed when a re-exported form is measured (default: the search's --bench-texts, as "
+                        "the trial recorded it)")
     p.add_argument("--without-runtime", action="store_true",
                    help="leave out the copy of inference/ and requirements.txt (for a folder kept inside this "
                         "repository, such as the shipped default model, whose runtime is the repository's own)")
@@ -255,7 +273,7 @@ def main(argv=None) -> int:
 
     def work() -> int:
         path = export(a.experiment, a.out, s.trial, s.max_latency_ms, s.max_size_mib, not a.without_runtime, s.table,
-                      a.quantization, a.data_dir, a.class_bias)
+                      a.quantization, a.data_dir, a.class_bias, a.bench_texts)
         print(f"exported {path}")
         return 0
 

@@ -104,10 +104,15 @@ def configs_markdown(r: dict) -> list[str]:
                      + (f"{_f(c.get('ood_weighted_f1'))}{_ci(c, 'ood')} | " if ood else "")
                      + f"{c.get('e2e_speedup_vs_teacher', float('nan')):.1f}x |")
     b = r["baseline"]
-    lines.append(f"| {b['name']} (C={b['C']}; {b.get('fit_posts', '?'):,} posts) | {_f(b['size_mib'], 2)} (pickled) | - | - | "
+    lines.append(f"| {b['name']} (C={b['C']:g}; {b.get('fit_posts', '?'):,} posts) | {_f(b['size_mib'], 2)} (pickled) | - | - | "
                  f"{_f(b['latency_ms_p50'], 3)} | - | {_f(b['test_accuracy'])} | {_f(b['test_weighted_f1'])}{_ci(b, 'test')} | "
                  f"{_f(b['test_macro_f1'])} | " + (f"{_f(b.get('ood_weighted_f1'))}{_ci(b, 'ood')} | " if ood else "")
                  + "- |")
+    if b.get("cv_weighted_f1"):
+        lines += ["", f"TF-IDF's C: 5-fold cross-validation over all {b.get('fit_posts', '?'):,} labelled posts (train + "
+                  "validation), mean weighted F1 by C: " + ", ".join(f"{c} {v:.4f}" for c, v in b["cv_weighted_f1"].items())
+                  + ("" if b.get("c_bracketed", True) else " (the best C is at the grid's edge: not bracketed)")
+                  + "; then refitted on all of them."]
     ra = r.get("ranking_agreement") or {}
     if ra:
         lines += ["", "Does validation rank students as test does? Spearman correlation of int8 validation and test "
@@ -142,8 +147,12 @@ def chosen_markdown(r: dict) -> list[str]:
     c = r["chosen"]
     keys = [f.name for f in fields(StudentConfig)] + ["vocab_size"]
     cm = r["confusion_matrix"]
-    lines = ["## Chosen student", "", f"Trial `{c['trial_id']}` ({r['selection']['rule']}; limits: "
-             f"latency {r['selection']['max_latency_ms']} ms, size {r['selection']['max_size_mb']} MiB).", "",
+    from search.pareto import limits_text
+
+    sel = r["selection"]
+    limits = sel.get("limits") or limits_text(sel.get("max_latency_ms"), sel.get("max_size_mb"))
+    rule = f"given with --trial {sel['trial']}" if sel.get("trial") else sel["rule"]
+    lines = ["## Chosen student", "", f"Trial `{c['trial_id']}` ({rule}; limits: {limits}).", "",
              "Configuration: " + ", ".join(f"{k}={c.get(k)}" for k in keys if k in c) + ".", ""]
     if c.get("fp32_e2e_ms_p50") is not None and not pd.isna(c.get("fp32_e2e_ms_p50")):
         lines += [f"Forms measured in its trial (end-to-end p50 / size): int8 {_f(c.get('e2e_ms_p50'), 3)} ms / "
@@ -165,7 +174,8 @@ def search_markdown(r: dict) -> list[str]:
         return []
     lines = ["## Student search", "", f"Command: `{prov.get('command', '?')}`; git commit {prov.get('git_commit')}.", "",
              f"{s['trials']} trials ({s['status_counts']}) in {s['wall_time_s']:.0f} s ({s['wall_time_s'] / 60:.1f} min).",
-             "", "Pareto front (int8 validation weighted F1 vs median latency vs size; test figures for front "
+             "", *trivial_lines(r),
+             "Pareto front (int8 validation weighted F1 vs median end-to-end latency vs size; test figures for front "
              "members only, never used for selection):", "",
              "| trial | layers x hidden (heads, FFN) | vocab | transfer | lexical branch | gold expert (w) | val wF1 fp32 | "
              "val wF1 int8 | test wF1 | end-to-end p50 ms | MiB | params |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -183,6 +193,28 @@ def search_markdown(r: dict) -> list[str]:
         lines += [f"| {c['option']} | {c['value']} | {c['trials']} | {c['median_round_train_s']:.1f} | "
                   f"{c['median_params']:,.0f} | {_f(c['best_int8_val_weighted_f1'])} |" for c in costs]
     return lines + [""]
+
+
+def trivial_lines(r: dict) -> list[str]:
+    """How many trials were no better than the trivial predictor on validation, and which."""
+    t = r.get("trivial")
+    if not t:
+        return []
+    n = len(t["trials"])
+    ids = f": {', '.join(f'`{i}`' for i in t['trials'])}" if n else ""
+    return [f"Trivial trials (int8 validation weighted F1 <= {t['val_weighted_f1']:.4f}, what the majority class or the "
+            f"label prior scores without reading the text): **{n}**{ids}; marked in the plots and `trials.csv`, kept off "
+            f"the front and out of the export's choices.", ""]
+
+
+def report_title(d: dict) -> str:
+    """RuSentiment's report, or own data's: named by its training file and classes."""
+    name = dataset_title(d)
+    if name == "RuSentiment":
+        return "RuSentiment distillation report"
+    train = str((d.get("dataset") or {}).get("train", "own data")).rstrip("/").rsplit("/", 1)[-1]
+    classes = len(d.get("labels") or d["classes"]["train"])
+    return f"Distillation report: own data `{train}` ({classes} classes)"
 
 
 def _expert(m: dict) -> str:
@@ -275,7 +307,7 @@ def ablation_markdown(a: pd.DataFrame) -> list[str]:
 def report_markdown(r: dict, trials: pd.DataFrame, front: pd.DataFrame) -> str:
     m = r["machine"]["cpu"]
     d = r["data"]
-    md = [f"# {dataset_title(d)} distillation report", ""]
+    md = [f"# {report_title(d)}", ""]
     if r.get("figures_on", "test") != "test":
         md += [f"**Every \"test\" figure in this report is on {r['figures_on']}**: the same posts chose the "
                f"student, so they overstate what new data would show.", ""]

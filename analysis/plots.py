@@ -1,4 +1,6 @@
-"""Pareto plots: weighted F1 against median batch-1 latency and against size."""
+"""Pareto plots: weighted F1 against median batch-1 latency end to end (text in -> class scores out, the figure the
+search optimises and the export limits, for the students, the teacher and TF-IDF alike) and against size. The
+front drawn is ``pareto.csv``, the front the search and the export use; trivial trials are drawn apart."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +9,10 @@ import numpy as np
 import pandas as pd
 
 from inference.atomic import atomic_file
+from search.pareto import TRIVIAL
+from trainables.metrics import LATENCY
+
+LATENCY_LABEL = "median batch-1 latency end to end, ms (text in -> scores out, 1 thread)"
 
 MARKERS = {"teacher (fp32, torch)": ("s", "black"), "teacher + int8 PTQ (ONNX Runtime)": ("s", "grey"),
            "TF-IDF + LinearSVC": ("D", "tab:red")}
@@ -32,6 +38,23 @@ def _figure():
     return plt.subplots(figsize=(7.5, 5))
 
 
+def readable_log_axis(axis) -> None:
+    """Log-axis ticks as plain numbers (0.3, 0.5, 1, 2, 5, 20) instead of 10^x and unlabelled minor ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_minor_locator(LogLocator(base=10, subs=(4.0, 6.0, 7.0, 8.0, 9.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def split_trivial(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the trials that ran, not trivial; the trivial ones), failed trials left out."""
+    ok = trials[trials.status != "error"]
+    mask = ok[TRIVIAL].fillna(False).astype(bool) if TRIVIAL in ok else pd.Series(False, index=ok.index)
+    return ok[~mask], ok[mask]
+
+
 def _save(fig, ax, path: Path, legend_size: int) -> str:
     import matplotlib.pyplot as plt
 
@@ -46,8 +69,11 @@ def _save(fig, ax, path: Path, legend_size: int) -> str:
 
 def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool) -> str:
     fig, ax = _figure()
-    ok = trials[trials.status != "error"]
+    ok, trivial = split_trivial(trials)
     ax.scatter(ok[x], ok["int8_val_weighted_f1"], s=14, c="lightsteelblue", label="every trial (int8, validation)")
+    if len(trivial):
+        ax.scatter(trivial[x], trivial["int8_val_weighted_f1"], s=30, marker="x", c="grey",
+                   label=f"trivial: no better than the majority/prior ({len(trivial)}, off the front)")
     # members of the 3-objective front (F1, latency, size) as dots; the line is the front on these two axes
     ax.scatter(front[x], front["int8_val_weighted_f1"], s=22, c="tab:blue", label="3-objective front (int8, validation)")
     f2 = front_2d(front, x, "int8_val_weighted_f1")
@@ -65,6 +91,7 @@ def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool) -> 
     ax.set_ylabel("weighted F1")
     if log_x:
         ax.set_xscale("log")
+        readable_log_axis(ax.xaxis)
     return _save(fig, ax, path, 7)
 
 
@@ -80,6 +107,7 @@ def _front_pair(ax, groups, x: str, xlabel: str) -> None:
             ax.scatter(t[x], t.test_weighted_f1, s=30, marker="^", facecolors="none", edgecolors=colour,
                        label=f"{label}: front members on test")
     ax.set_xscale("log")
+    readable_log_axis(ax.xaxis)
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3)
 
@@ -88,7 +116,7 @@ def _before_after(trials: pd.DataFrame, path: Path, before: pd.DataFrame | None 
                   labels: tuple[str, str] = ("before", "after")) -> str | None:
     """Two fronts side by side (latency | size): ``before`` (an earlier search's trials) against this
     search's; without ``before``, plain logit-KD trials against all trials of this search."""
-    ok = trials[trials.status != "error"]
+    ok, _ = split_trivial(trials)
     if before is not None:
         groups = [(before[before.status != "error"], labels[0], "tab:orange"), (ok, labels[1], "tab:blue")]
     elif "transfer" in trials and "feature_kd" in trials:
@@ -103,7 +131,7 @@ def _before_after(trials: pd.DataFrame, path: Path, before: pd.DataFrame | None 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
-    _front_pair(axes[0], groups, "latency_ms_p50", "median batch-1 latency, ms (1 thread, int8 ONNX Runtime)")
+    _front_pair(axes[0], groups, LATENCY, LATENCY_LABEL)
     _front_pair(axes[1], groups, "size_mib", "size on disk, MiB (int8 model + tokenizer)")
     axes[0].set_ylabel("weighted F1 (int8)")
     axes[1].legend(fontsize=7, loc="lower right")
@@ -116,8 +144,7 @@ def _before_after(trials: pd.DataFrame, path: Path, before: pd.DataFrame | None 
 
 def write_all(trials: pd.DataFrame, front: pd.DataFrame, out: Path, refs: list[dict],
               before: pd.DataFrame | None = None, labels: tuple[str, str] = ("before", "after")) -> list[str]:
-    names = [_plot(trials, front, refs, "latency_ms_p50", "median batch-1 latency, ms (1 thread)",
-                   out / "pareto_latency.png", True),
+    names = [_plot(trials, front, refs, LATENCY, LATENCY_LABEL, out / "pareto_latency.png", True),
              _plot(trials, front, refs, "size_mib", "size on disk, MiB (model + tokenizer)", out / "pareto_size.png", True),
              _before_after(_with_test(trials, front), out / "pareto_before_after.png", before, labels)]
     return [n for n in names if n]

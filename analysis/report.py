@@ -25,6 +25,7 @@ from analysis.interactive import write_html
 from analysis.export import choose_trial
 from inference.atomic import atomic_file, write_json, write_text
 from search.experiment import Experiment
+from trainables.metrics import LATENCY
 
 log = logging.getLogger(__name__)
 OLD_REPORT = [{"name": "old report: rubert-tiny2 fp32 (accuracy)", "test_accuracy": 0.5345, "size_mib": 111.4 / 1.048576},
@@ -220,9 +221,11 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
                  max_latency_ms: float | None = None, max_size_mb: float | None = None,
                  before: Path | None = None,
                  labels: tuple[str, str] = ("before", "after"), table: str = "trials",
-                 ood_test: str | None = None, bench_texts: int = 300) -> dict:
-    from analysis.markdown import report_markdown
+                 ood_test: str | None = None, bench_texts: int | None = None) -> dict:
+    from analysis.export import bench_texts_of
+    from analysis.markdown import dataset_title, report_markdown
     from corpus import splits_from_record
+    from search.pareto import CHOICE_RULE, TRIVIAL, limits_text, mark_trivial
     from corpus.rusentiment import load_ood_test, ood_test_path
     from search.provenance import provenance
     from sklearn.metrics import confusion_matrix, f1_score
@@ -237,6 +240,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
         log.warning("no test split: the report's figures are on validation, which also selected the student")
     labels_ = splits.labels
     chosen = choose_trial(experiment, trial, max_latency_ms, max_size_mb, table)
+    bench_texts = bench_texts_of(chosen, bench_texts)
     ood_path = ood_test_path(splits, ood_test)
     ood = load_ood_test(ood_path) if ood_path else None
     out.mkdir(parents=True, exist_ok=True)
@@ -246,6 +250,9 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     base, base_preds = baseline(experiment, splits, ood, bench_texts)
     y = splits.test.label.to_numpy()
     trials = pd.read_csv(layout.table(table), dtype={"trial_id": str})
+    marked, trivial_bar = mark_trivial(trials, splits.val.label)
+    if TRIVIAL not in trials:  # a table from before the rule: marked now, with the same rule
+        trials = marked
     front_file = layout.front
     front = pd.read_csv(front_file, dtype={"trial_id": str}) if table == "trials" and front_file.is_file() else \
         trials[trials.status != "error"]
@@ -260,7 +267,10 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
         "run": _load(layout.run),
         "chosen": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in chosen.items()},
         "selection": {"trial": trial, "max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb,
-                      "rule": "most accurate Pareto-front member on int8 validation weighted F1 within the limits"},
+                      "rule": CHOICE_RULE, "limits": limits_text(max_latency_ms, max_size_mb)},
+        "trivial": {"val_weighted_f1": trivial_bar,
+                    "trials": trials.trial_id[trials[TRIVIAL].fillna(False).astype(bool)].tolist()},
+        "bench_texts": bench_texts,
         "four_configurations": configs, "baseline": base,
         "old_report": OLD_REPORT,
         "per_class_f1": dict(zip(labels_, map(float, f1_score(y, pred, average=None, labels=range(len(labels_)))))),
@@ -277,7 +287,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     marks = [{**configs[0], "name": "teacher (fp32)", "val_weighted_f1": teacher_val},
              {**base, "name": "TF-IDF + LinearSVC"}]
     report["html"] = write_html(trials, front, marks, out, _trials(before), labels,
-                                title=f"Student search: {experiment.name} ({table})")
+                                title=f"Student search on {dataset_title(data)}: {experiment.name} ({table})")
     write_json(out / "report.json", report)
     write_text(out / "report.md", report_markdown(report, trials, front))
     return report
@@ -303,10 +313,11 @@ def option_costs(trials: pd.DataFrame) -> list[dict]:
 
 
 def references(configs: list[dict], base: dict) -> list[dict]:
-    refs = [{"name": c["name"], "test_weighted_f1": c["test_weighted_f1"], "latency_ms_p50": c["latency_ms_p50"],
+    """The systems the plots mark beside the students, at their end-to-end latency (the students' axis)."""
+    refs = [{"name": c["name"], "test_weighted_f1": c["test_weighted_f1"], LATENCY: c[LATENCY],
              "size_mib": c["size_mib"]} for c in configs if c["name"].startswith("teacher")]
     refs.append({"name": "TF-IDF + LinearSVC", "test_weighted_f1": base["test_weighted_f1"],
-                 "latency_ms_p50": base["latency_ms_p50"], "size_mib": base["size_mib"]})
+                 LATENCY: base[LATENCY], "size_mib": base["size_mib"]})
     return refs + OLD_REPORT
 
 

@@ -4,6 +4,7 @@ the lexical branch's n-gram hashing if any, the model) — tokenisation timed ap
 throughput, on-disk size."""
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -17,6 +18,19 @@ def folder_size_mib(path: Path) -> float:
     """What a deployment ships: the graph, the tokenizer, the lexical table and the gold expert if any."""
     return sum((path / n).stat().st_size for n in (MODEL_FILE, TOKENIZER_FILE, LEXICAL_FILE, EXPERT_FILE)
                if (path / n).is_file()) / 2**20
+
+
+POOL = 2000  # the benchmark samples from the first POOL non-empty texts it is given (the validation posts)
+
+
+def bench_sample(texts: list[str], n_latency: int, warmup: int, seed: int = 0) -> tuple[list[str], str]:
+    """The texts every benchmark of one experiment times, whoever calls it (a search trial, the report, an export,
+    the TF-IDF baseline): ``warmup + n_latency`` draws, seeded, from the first ``POOL`` non-empty ``texts``, and a
+    short fingerprint of the timed ones (``bench_sha``: equal fingerprints, the same texts timed)."""
+    pool = [t for t in texts[:POOL] if t.strip()] or ["Привет"]
+    rng = np.random.default_rng(seed)
+    sample = [pool[i] for i in rng.integers(0, len(pool), size=n_latency + warmup)]
+    return sample, hashlib.sha256("\n".join(sample[warmup:]).encode()).hexdigest()[:12]
 
 
 def pass_spread(ms: np.ndarray, passes: int) -> float:
@@ -44,9 +58,7 @@ def benchmark_runner(clf, texts: list[str], size_mib: float, n_latency: int = 30
     a smaller ``n_latency`` (``--bench-texts``) shortens every part of the benchmark."""
     warmup = min(30, n_latency) if warmup is None else warmup
     throughput_batches = max(1, n_latency // 30) if throughput_batches is None else throughput_batches
-    texts = [t for t in texts if t.strip()] or ["Привет"]
-    rng = np.random.default_rng(0)
-    sample = [texts[i] for i in rng.integers(0, len(texts), size=n_latency + warmup)]
+    sample, sha = bench_sample(texts, n_latency, warmup)
     encoded = [clf.encode([t]) for t in sample]
     for ids, mask in encoded[:warmup]:
         clf.run(ids, mask)
@@ -80,4 +92,4 @@ def benchmark_runner(clf, texts: list[str], size_mib: float, n_latency: int = 30
             "e2e_ms_p50": float(np.median(e2e_ms)), "e2e_ms_p95": float(np.percentile(e2e_ms, 95)),
             "e2e_ms_spread": pass_spread(e2e_ms, passes),
             "tokenize_ms_p50": float(np.median(tok) * 1e3), "throughput_b32_per_s": float(thr),
-            "size_mib": size_mib, "threads": threads, "n_latency": len(lat)}
+            "size_mib": size_mib, "bench_threads": threads, "n_latency": len(lat), "bench_sha": sha}

@@ -64,8 +64,14 @@ def from_args(cls, a: argparse.Namespace, section: str | None = None):
 
 def run_cli(work, errors: tuple[type[BaseException], ...], log: logging.Logger) -> int:
     """A CLI's common ending: INFO logging, ``work()``; an expected error (``errors``) ends in one logged line and
-    exit status 2, no traceback; an int ``work`` returns is the exit status (anything else: 0)."""
+    exit status 2, no traceback; an int ``work`` returns is the exit status (anything else: 0). The known harmless
+    library warnings are filtered first (``modeling/quiet.py``), said in one line."""
+    from trainables.quiet import KNOWN, quiet_known_warnings
+
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if quiet_known_warnings():
+        log.info("known harmless library warnings filtered (%s; modeling/quiet.py says why); "
+                 "RUSENTIMENT_KD_WARNINGS=all shows them", KNOWN)
     try:
         status = work()
     except errors as e:

@@ -16,6 +16,7 @@ from corpus import Splits
 from corpus.augment import TransferSpec
 from inference.atomic import atomic_file, write_json
 from search.experiment import Experiment
+from search.pareto import TRIVIAL, mark_trivial, pareto_front
 from search.tune_state import repair, state_backup
 from spaces.student import StudentConfig, StudentSpace, sample_student
 from trainables.worker import folder_bytes
@@ -291,14 +292,6 @@ def collect_trials(results, experiment: Path, base: StudentConfig, models: str =
     return pd.DataFrame(rows)
 
 
-def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
-    """Trials not dominated on ``OBJECTIVES`` (int8 val weighted F1 up, latency down, size down)."""
-    ok = df[df["status"] != "error"].dropna(subset=list(OBJECTIVES))
-    pts = ok[list(OBJECTIVES)].to_numpy(dtype=float) * np.array([-1.0 if m == "max" else 1.0 for m in OBJECTIVES.values()])
-    keep = [not any(np.all(q <= p) and np.any(q < p) for q in pts) for p in pts]
-    return ok[keep].sort_values(LATENCY)
-
-
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     with atomic_file(path) as tmp:
         df.to_csv(tmp, index=False)
@@ -363,12 +356,17 @@ def run_student_stage(cfg: StudentStageConfig, splits: Splits, experiment: Path)
     tuner = make_tuner(cfg, data, experiment)
     results = tuner.fit()
     name_objectives(experiment)
-    df = collect_trials(results, experiment, cfg.base_student())
+    df, trivial_bar = mark_trivial(collect_trials(results, experiment, cfg.base_student()), splits.val.label)
+    if df[TRIVIAL].any():
+        log.warning("%d trial(s) no better than the trivial predictor on validation (weighted F1 <= %.4f): "
+                    "marked in trials.csv, kept off the front: %s", int(df[TRIVIAL].sum()), trivial_bar,
+                    ", ".join(df.trial_id[df[TRIVIAL]]))
     layout = Experiment(experiment)
     write_csv_atomic(df, layout.table())
     front = evaluate_on_test(pareto_front(df), splits, experiment)
     write_csv_atomic(front, layout.front)
     summary = {"trials": len(df), "status_counts": df["status"].value_counts().to_dict(),
+               "trivial": {"val_weighted_f1": round(trivial_bar, 4), "trials": df.trial_id[df[TRIVIAL]].tolist()},
                "wall_time_s": round(time.time() - t0, 1), "front": front.to_dict(orient="records")}
     write_json(layout.search, summary)
     return summary

@@ -103,7 +103,7 @@ def test_benchmark_of_a_folder_given_as_string(exported):
 
     r = benchmark(str(exported), ["Отличный день!", "ужасно", ""], n_latency=5, warmup=2, throughput_batches=1)
     assert r["latency_ms_p50"] > 0 and r["latency_ms_p95"] >= r["latency_ms_p50"] and r["n_latency"] == 5
-    assert r["size_mib"] > 0 and r["throughput_b32_per_s"] > 0 and r["threads"] == 1
+    assert r["size_mib"] > 0 and r["throughput_b32_per_s"] > 0 and r["bench_threads"] == 1
     assert r["e2e_ms_spread"] >= 0 and r["latency_ms_spread"] >= 0  # spread of the per-pass medians
 
 

@@ -285,7 +285,8 @@ def test_failed_trial_is_recorded_with_its_error(tmp_path):
     its error; the others are collected as usual and the front ignores the failed one."""
     from types import SimpleNamespace
 
-    from search.student_stage import collect_trials, pareto_front
+    from search.pareto import pareto_front
+    from search.student_stage import collect_trials
     from spaces.student import StudentConfig
 
     ok = SimpleNamespace(metrics={"trial_id": "good", "round": 4, "epoch": 1.0, "int8_val_weighted_f1": 0.6,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.plots import front_2d
-from search.student_stage import pareto_front
+from search.pareto import pareto_front
 from trainables.loop import length_batches
 
 

@@ -42,15 +42,15 @@ def start_benchmark_slot(resource: str | None = None):
 
 def benchmark_serialised(folder: Path, texts: list[str], n_latency: int) -> dict:
     files = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
-    from inference.benchmark import benchmark
+    from inference.benchmark import POOL, benchmark
 
     try:
         slot = ray.get_actor(ACTOR_NAME, namespace=NAMESPACE)
     except ValueError:  # no driver-started slot (e.g. a trainable run by hand): measure in place
         return benchmark(Path(folder), texts, n_latency)
     try:
-        return ray.get(slot.run.remote(files, texts[:2000], n_latency))
+        return ray.get(slot.run.remote(files, texts[:POOL], n_latency))
     except ray.exceptions.RayActorError as e:  # its node died and Ray could not bring it back in time
         log.warning("the benchmark slot is unreachable (%s); measuring in this trial's process",
                     str(e).strip().splitlines()[0][:200])
-        return benchmark(Path(folder), texts[:2000], n_latency)
+        return benchmark(Path(folder), texts, n_latency)

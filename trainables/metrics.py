@@ -15,18 +15,18 @@ ASHA_METRIC = "val_weighted_f1"  # ASHA decides on fp32 validation (int8 exists 
 FP32_BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "e2e_ms_p50", "e2e_ms_p95", "size_mib")
 BENCH_KEYS = ("latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread",
               "tokenize_ms_p50", "throughput_b32_per_s",
-              "size_mib", "n_latency", "bench_s")
+              "size_mib", "n_latency", "bench_sha", "bench_threads", "bench_s")
 
 # what an export in another quantization form measures again (analysis/export.py:export_form)
 EXPORT_BENCH_KEYS = ("size_mib", "latency_ms_p50", "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95",
-                     "throughput_b32_per_s")
+                     "throughput_b32_per_s", "n_latency", "bench_sha", "bench_threads")
 
 # what reaches trials.csv beside the trial's StudentConfig (search/student_stage.py:collect_trials)
 TRIAL_METRICS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
                   "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "int8_round",
                   "student_val_weighted_f1", "int8_student_val_weighted_f1", "expert_weight", "fp32_expert_weight", "latency_ms_p50",
                   "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread", "tokenize_ms_p50",
-                  "throughput_b32_per_s", "size_mib", "n_latency", "params", "vocab_size",
+                  "throughput_b32_per_s", "size_mib", "n_latency", "bench_sha", "bench_threads", "params", "vocab_size",
                   "fp32_latency_ms_p50", "fp32_latency_ms_p95", "fp32_e2e_ms_p50", "fp32_e2e_ms_p95", "fp32_size_mib",
                   "train_pool", "epoch_posts", "node_id", "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
 
@@ -37,6 +37,7 @@ EXPORTED = ("val_weighted_f1", "int8_val_accuracy", "int8_val_weighted_f1", "int
             "export_val_accuracy", "export_val_weighted_f1", "export_val_macro_f1", "quantization_form",
             "test_accuracy", "test_weighted_f1", "test_macro_f1", "test_wf1_low", "test_wf1_high",
             "ood_accuracy", "ood_weighted_f1", "ood_macro_f1", "latency_ms_p50", "latency_ms_p95",
-            "e2e_ms_p50", "e2e_ms_p95", "throughput_b32_per_s", "size_mib", "params", "expert_weight",
+            "e2e_ms_p50", "e2e_ms_p95", "throughput_b32_per_s", "size_mib", "n_latency", "bench_sha", "bench_threads",
+            "params", "expert_weight",
             "int8_student_val_weighted_f1", "test_student_weighted_f1", "test_expert_weighted_f1",
             "ood_student_weighted_f1", "ood_expert_weighted_f1")

@@ -292,13 +292,16 @@ class FolderReporter:
     def benchmark(self, folder: Path, texts: list[str], n_latency: int) -> dict:
         from inference.benchmark import benchmark
 
-        return benchmark(folder, texts[:2000], n_latency)
+        return benchmark(folder, texts, n_latency)
 
 
 def train_student(config: dict, data: StudentData, base: StudentConfig) -> None:
     """The Ray Tune function trainable: ``base`` (``tune.with_parameters``) holds the settings the
     search does not sample; the trial's full StudentConfig is recorded in its exported
     ``config.json`` (provenance.student)."""
+    from trainables.quiet import quiet_known_warnings
+
+    quiet_known_warnings()
     fit_student(student_config(config, base), data, RayReporter())
 
 

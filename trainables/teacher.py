@@ -134,6 +134,9 @@ def train_epoch(model, data: TeacherData, cfg: TeacherTrainConfig, optimizer, sc
 
 def train_teacher(config: dict, data: TeacherData) -> None:
     """Ray Tune function trainable: one epoch = one report (validation metrics + checkpoint)."""
+    from trainables.quiet import quiet_known_warnings
+
+    quiet_known_warnings()
     from ray import tune
 
     setup_worker_logging()
