@@ -26,6 +26,7 @@ Each test here proves an exact behaviour that an earlier mutmut run showed no ot
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import re
 
 import numpy as np
@@ -1447,3 +1448,27 @@ def test_prune_shape_check_names_every_problem():
         with pytest.raises(ValueError) as e:
             shape.check(tc)
         assert str(e.value) == "cannot cut this student from the teacher: " + why, shape
+
+
+def test_config_writers_read_utf8_whatever_the_locale(tmp_path):
+    """``set_weight`` and ``set_class_bias`` read ``config.json`` as UTF-8, not in the locale's encoding: under an
+    ASCII locale (LC_ALL=C with Python's UTF-8 mode and locale coercion off) a Cyrillic label still reads, and
+    the written file keeps it. Kills the ``encoding=None`` mutants of both (docs/mutation_survivors.md)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    config = {"labels": ["плохо", "хорошо"], "expert": {"weight": 0.5, "buckets": 16}}
+    (folder / "config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    code = ("import locale, sys, numpy as np\n"
+            "assert locale.getpreferredencoding(False).upper() in ('ANSI_X3.4-1968', 'ASCII'), locale.getpreferredencoding(False)\n"
+            "from modeling.expert import set_weight\nfrom modeling.calibration import set_class_bias\n"
+            "set_weight(sys.argv[1], 0.25)\nset_class_bias(sys.argv[1], np.array([0.1, -0.1]), {})\n")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, env=env, cwd=Path(__file__).parents[1])
+    written = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    assert written["labels"] == ["плохо", "хорошо"] and written["expert"]["weight"] == 0.25
+    assert written["class_bias"]["bias"] == [0.1, -0.1]

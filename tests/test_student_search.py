@@ -183,14 +183,23 @@ def test_report_of_a_tiny_experiment(searched, tiny_data, tmp_path):
 
     out = tmp_path / "report"
     assert report_main(["--experiment", str(searched), "--out", str(out), "--data-dir", str(tiny_data),
-                        "--before", str(searched), "--labels", "old search", "new search", "--bench-texts", "20"]) == 0
+                        "--before", str(searched), "--labels", "old search", "new search"]) == 0
     md = (out / "report.md").read_text()
-    assert "median over 20 sampled validation posts" in md  # --bench-texts
-    assert {c["n_latency"] for c in json.loads((out / "report.json").read_text())["four_configurations"]} == {20}
+    assert "median over 20 sampled validation posts" in md  # the search's --bench-texts, without repeating it here
+    r = json.loads((out / "report.json").read_text())
+    # one benchmark: every system the report times (teacher, its int8, the student's forms, TF-IDF) timed the texts
+    # the chosen trial's own benchmark timed in the search, as many, on one thread
+    trial = pd.read_csv(searched / "trials.csv", dtype={"trial_id": str}).set_index("trial_id").loc[r["chosen"]["trial_id"]]
+    timed = r["four_configurations"] + [r["baseline"]]
+    assert {(c["n_latency"], c["bench_sha"], c["bench_threads"]) for c in timed} == {(20, trial.bench_sha, 1)}
+    assert trial.bench_threads == 1 and r["bench_texts"] == 20
+    assert "limits: latency no limit, size no limit" in md and "None ms" not in md
+    assert "Trivial trials (int8 validation weighted F1 <= " in md and r["trivial"]["val_weighted_f1"] > 0
+    assert "5-fold cross-validation over all" in md and r["baseline"]["fit_posts"] == r["data"]["sizes"]["train"] + \
+        r["data"]["sizes"]["val"]
     for section in ("## Targets", "## Four configurations", "## Chosen student", "## Student search", "## Teacher",
                     "## Transfer sets", "## Data", "Confusion matrix"):
         assert section in md, section
-    r = json.loads((out / "report.json").read_text())
     names = [c["name"] for c in r["four_configurations"]]
     assert names[0].startswith("teacher (fp32") and names[1].startswith("teacher + int8") and len(names) == 4
     for c in r["four_configurations"]:
@@ -247,6 +256,9 @@ def test_export_round_trip(searched, tiny_data, tmp_path, caplog):
                         "--quantization", "int4", "--data-dir", str(tiny_data)]) == 0
     q = json.loads((tmp_path / "q" / "config.json").read_text())
     assert q["quantization_form"] == "int4" and q["provenance"]["metrics"]["quantization_form"] == "int4"
+    # re-measured by the one benchmark on the texts the trial timed in the search (its --bench-texts 20), 1 thread
+    metrics = q["provenance"]["metrics"]
+    assert (metrics["n_latency"], metrics["bench_sha"], metrics["bench_threads"]) == (20, row.bench_sha, 1)
     assert 0 <= q["provenance"]["metrics"]["export_val_weighted_f1"] <= 1
     assert SentimentClassifier.load(tmp_path / "q")(["ура"])[0]["label"] in q["labels"]
     assert export_main(["--experiment", str(searched), "--out", str(tmp_path / "x"), "--trial", "nope"]) == 2
