@@ -70,7 +70,7 @@ def run_cli(work, errors: tuple[type[BaseException], ...], log: logging.Logger) 
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if quiet_known_warnings():
-        log.info("known harmless library warnings filtered (%s; modeling/quiet.py says why); "
+        log.info("known harmless library warnings filtered (%s; trainables/quiet.py says why); "
                  "RUSENTIMENT_KD_WARNINGS=all shows them", KNOWN)
     try:
         status = work()

@@ -5,8 +5,8 @@
 
 For each model folder (through ``SentimentClassifier``, the torch-free runtime): RuSentiment test and
 RuSentiTweet weighted F1 with bootstrap 95 % intervals and the paired difference to TF-IDF over the same
-posts. TF-IDF + LinearSVC is trained as a user would (``analysis.baseline``: C from validation, refitted on
-train + validation), in this run. Latency: end to end, text in -> class scores out, batch 1, 1 thread,
+posts. TF-IDF + LinearSVC is trained as a user would (``analysis.baseline``: C by 5-fold cross-validation over
+train + validation, then refitted on all of them), in this run. Latency: end to end, text in -> class scores out, batch 1, 1 thread,
 the same sampled validation posts for every system (``inference.benchmark.benchmark_runner`` for the
 students, ``analysis.baseline.tfidf_latency_ms`` for TF-IDF); ``--rounds`` rounds, the order of the systems
 rotated each round, so a slow minute of the machine falls on each system in turn. Reported: the median of the

@@ -291,3 +291,39 @@ def test_a_tune_state_the_kill_cut_short_is_restored_from_its_complete_save_or_r
     repair(trials)  # complete, and no save kept (a search from before the backup): left as it is
     assert json.loads(state.read_text()) == good
     assert json.loads(old.read_text()) == {"trial_data": [["old"]]}
+
+
+def test_known_library_warnings_are_filtered_and_nothing_else(tmp_path):
+    """``trainables/quiet.py``: after ``quiet_known_warnings()`` ONNX Runtime's pre-processing hint (root logger),
+    a TracerWarning-worded warning, Optuna's experimental note and torch's advanced-indexing note are gone, while
+    another warning and another log line still show; with RUSENTIMENT_KD_WARNINGS=all nothing is filtered."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import logging, sys, warnings
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+warnings.simplefilter("always")
+from trainables.quiet import quiet_known_warnings
+print("installed", quiet_known_warnings(), file=sys.stderr)
+logging.warning("Please consider to run pre-processing before quantization. Refer to example: ...")
+logging.warning("a line of the project's own")
+warnings.warn("Converting a tensor to a Python boolean might cause the trace to be incorrect.")
+warnings.warn("set_metric_names is experimental (supported from v3.2.0). The interface can change.")
+warnings.warn("Exporting aten::index operator of advanced indexing in opset 17 is achieved by ...")
+warnings.warn("something else entirely")
+"""
+    root = Path(__file__).resolve().parents[1]
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                           env={k: v for k, v in os.environ.items() if k != "RUSENTIMENT_KD_WARNINGS"})
+    assert "installed True" in quiet.stderr and "a line of the project's own" in quiet.stderr
+    assert "something else entirely" in quiet.stderr
+    for gone in ("pre-processing", "Converting a tensor", "is experimental", "aten::index"):
+        assert gone not in quiet.stderr, quiet.stderr
+    loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "RUSENTIMENT_KD_WARNINGS": "all"})
+    assert "installed False" in loud.stderr
+    for shown in ("pre-processing", "Converting a tensor", "is experimental", "aten::index"):
+        assert shown in loud.stderr, loud.stderr

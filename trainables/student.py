@@ -301,7 +301,7 @@ def train_student(config: dict, data: StudentData, base: StudentConfig) -> None:
     ``config.json`` (provenance.student)."""
     from trainables.quiet import quiet_known_warnings
 
-    quiet_known_warnings()
+    quiet_known_warnings(worker=True)
     fit_student(student_config(config, base), data, RayReporter())
 
 

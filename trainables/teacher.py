@@ -136,7 +136,7 @@ def train_teacher(config: dict, data: TeacherData) -> None:
     """Ray Tune function trainable: one epoch = one report (validation metrics + checkpoint)."""
     from trainables.quiet import quiet_known_warnings
 
-    quiet_known_warnings()
+    quiet_known_warnings(worker=True)
     from ray import tune
 
     setup_worker_logging()
