@@ -67,7 +67,7 @@ def _save(fig, ax, path: Path, legend_size: int) -> str:
     return path.name
 
 
-def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool) -> str:
+def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool, chosen: dict | None = None) -> str:
     fig, ax = _figure()
     ok, trivial = split_trivial(trials)
     ax.scatter(ok[x], ok["int8_val_weighted_f1"], s=14, c="lightsteelblue", label="every trial (int8, validation)")
@@ -81,6 +81,9 @@ def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool) -> 
     if "test_weighted_f1" in front:
         ax.scatter(front[x], front["test_weighted_f1"], s=22, facecolors="none", edgecolors="tab:green",
                    label="3-objective front (int8, test)")
+    if chosen is not None and chosen.get(x) is not None:  # where the report's choice is, on the same axis
+        ax.scatter([chosen[x]], [chosen["int8_val_weighted_f1"]], marker="*", s=160, c="gold", edgecolors="black",
+                   zorder=5, label=f"chosen: {chosen.get('trial_id')} (int8, validation)")
     for r in refs:
         if r.get(x) is None:
             continue
@@ -143,9 +146,11 @@ def _before_after(trials: pd.DataFrame, path: Path, before: pd.DataFrame | None 
 
 
 def write_all(trials: pd.DataFrame, front: pd.DataFrame, out: Path, refs: list[dict],
-              before: pd.DataFrame | None = None, labels: tuple[str, str] = ("before", "after")) -> list[str]:
-    names = [_plot(trials, front, refs, LATENCY, LATENCY_LABEL, out / "pareto_latency.png", True),
-             _plot(trials, front, refs, "size_mib", "size on disk, MiB (model + tokenizer)", out / "pareto_size.png", True),
+              before: pd.DataFrame | None = None, labels: tuple[str, str] = ("before", "after"),
+              chosen: dict | None = None) -> list[str]:
+    names = [_plot(trials, front, refs, LATENCY, LATENCY_LABEL, out / "pareto_latency.png", True, chosen),
+             _plot(trials, front, refs, "size_mib", "size on disk, MiB (model + tokenizer)", out / "pareto_size.png", True,
+                   chosen),
              _before_after(_with_test(trials, front), out / "pareto_before_after.png", before, labels)]
     return [n for n in names if n]
 

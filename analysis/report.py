@@ -281,7 +281,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
         "ablation_parts": ablations(experiment, "_parts"),
         "option_costs": option_costs(trials),
         "before": {"experiment": Path(before).name, "labels": list(labels)} if before else None,
-        "plots": plots.write_all(trials, front, out, references(configs, base), _trials(before), labels),
+        "plots": plots.write_all(trials, front, out, references(configs, base), _trials(before), labels, chosen),
     }
     teacher_val = report["teacher"]["val"]["weighted_f1"]
     marks = [{**configs[0], "name": "teacher (fp32)", "val_weighted_f1": teacher_val},

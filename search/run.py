@@ -261,7 +261,7 @@ def print_front(search: dict, experiment: Path) -> None:
 
     cols = [c for c in ("trial_id", "layers", "hidden", "heads", "ffn", "vocab", *FRONT_SHOWN) if c in front]
     print(f"student search: {search['trials']} trials {search['status_counts']} in {search['wall_time_s']:.0f} s")
-    print("Pareto front (int8 validation weighted F1 vs median batch-1 latency vs size):")
+    print("Pareto front (int8 validation weighted F1 vs median end-to-end latency vs size; trivial trials left out):")
     print(front[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     layout = Experiment(experiment)
     print(f"trials table: {layout.table()}; front: {layout.front}")
