@@ -210,10 +210,12 @@ def ranking_agreement(table: pd.DataFrame, before: Path | None) -> dict:
 
 
 def portable_data(data: dict) -> dict:
-    """``data.json`` as a committed report shows it: the data folder by its last two parts, not this machine's path."""
+    """``data.json`` as a committed report shows it: the data folder and the own-data files (train / val / test) by
+    their last two parts, not this machine's path (a hub dataset name stays as it is)."""
     dataset = dict(data.get("dataset") or {})
-    if dataset.get("data_dir"):
-        dataset["data_dir"] = str(Path(*Path(dataset["data_dir"]).parts[-2:]))
+    for key in ("data_dir", "train", "val", "test"):
+        if isinstance(dataset.get(key), str) and Path(dataset[key]).is_absolute():
+            dataset[key] = str(Path(*Path(dataset[key]).parts[-2:]))
     return {**data, "dataset": dataset}
 
 
