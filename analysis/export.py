@@ -73,7 +73,10 @@ def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | No
         return row.to_dict()
     front_file = Experiment(experiment).front
     pool = pd.read_csv(front_file, dtype={"trial_id": str}) if front_file.is_file() and table_name == "trials" else df
-    chosen = choose(pool, max_latency_ms, max_size_mb)
+    try:
+        chosen = choose(pool, max_latency_ms, max_size_mb)
+    except ValueError as e:  # a table from before the objectives it is chosen on
+        raise ExportError(f"{front_file if front_file.is_file() and table_name == 'trials' else table}: {e}") from e
     if chosen.empty:
         raise ExportError(f"no front member of {experiment} fits the limits ({limits_text(max_latency_ms, max_size_mb)}); "
                           f"relax --max-latency-ms / --max-size-mib or pass --trial")

@@ -43,6 +43,10 @@ def candidates(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[df["status"] != "error"] if "status" in df else df
     if TRIVIAL in ok:
         ok = ok[~ok[TRIVIAL].fillna(False).astype(bool)]
+    missing = [k for k in OBJECTIVES if k not in ok]
+    if missing and len(ok):
+        raise ValueError(f"the trials table has no {', '.join(missing)} column: it predates the search's objectives; "
+                         f"run the search again, or pass --trial")
     return ok.dropna(subset=list(OBJECTIVES))
 
 

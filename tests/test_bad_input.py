@@ -93,7 +93,7 @@ def fake_experiment(ctx: Ctx, status: str = "error") -> Path:
     exp = ctx.root / "fake-exp"
     exp.mkdir(exist_ok=True)
     (exp / "data.json").write_text("{}")
-    (exp / "trials.csv").write_text(f"trial_id,status,error,model_dir,int8_val_weighted_f1,latency_ms_p50,size_mib\n"
+    (exp / "trials.csv").write_text(f"trial_id,status,error,model_dir,int8_val_weighted_f1,e2e_ms_p50,size_mib\n"
                                     f"t1,{status},CUDA out of memory,,0.5,1.0,2.0\n")
     return exp
 

@@ -93,6 +93,10 @@ def test_choose_trial_reads_the_front_and_says_when_nothing_fits(tmp_path):
     assert choose_trial(tmp_path, "m", None, None)["trial_id"] == "m"  # --trial: the user's call, with a warning
     with pytest.raises(ExportError, match=r"latency 0\.2 ms end to end, size no limit"):
         choose_trial(tmp_path, None, 0.2, None)
+    # a table from before the end-to-end objective: one clear error, not a KeyError
+    df.drop(columns="e2e_ms_p50").to_csv(Experiment(tmp_path).front, index=False)
+    with pytest.raises(ExportError, match=r"pareto.csv: the trials table has no e2e_ms_p50 column"):
+        choose_trial(tmp_path, None, None, None)
 
 
 def test_limits_text_says_no_limit_not_none():
