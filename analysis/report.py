@@ -213,10 +213,16 @@ def portable_data(data: dict) -> dict:
     """``data.json`` as a committed report shows it: the data folder and the own-data files (train / val / test) by
     their last two parts, not this machine's path (a hub dataset name stays as it is)."""
     dataset = dict(data.get("dataset") or {})
+    def portable(path):
+        return str(Path(*Path(path).parts[-2:])) if isinstance(path, str) and Path(path).is_absolute() else path
+
     for key in ("data_dir", "train", "val", "test"):
-        if isinstance(dataset.get(key), str) and Path(dataset[key]).is_absolute():
-            dataset[key] = str(Path(*Path(dataset[key]).parts[-2:]))
-    return {**data, "dataset": dataset}
+        dataset[key] = portable(dataset.get(key))
+    dataset = {k: v for k, v in dataset.items() if v is not None or k in (data.get("dataset") or {})}
+    out = {**data, "dataset": dataset}
+    if isinstance(data.get("checksums"), dict):  # own data: keyed by the files' paths
+        out["checksums"] = {portable(k): v for k, v in data["checksums"].items()}
+    return out
 
 
 def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial: str | None = None,

@@ -310,6 +310,8 @@ from trainables.quiet import quiet_known_warnings
 print("installed", quiet_known_warnings(), file=sys.stderr)
 logging.warning("Please consider to run pre-processing before quantization. Refer to example: ...")
 logging.warning("a line of the project's own")
+import onnxruntime.quantization.quantize as q
+logging.getLogger().handle(logging.LogRecord("root", logging.INFO, q.__file__, 1, "Quantization parameters for tensor", None, None))
 warnings.warn("Converting a tensor to a Python boolean might cause the trace to be incorrect.")
 warnings.warn("set_metric_names is experimental (supported from v3.2.0). The interface can change.")
 warnings.warn("Exporting aten::index operator of advanced indexing in opset 17 is achieved by ...")
@@ -320,10 +322,10 @@ warnings.warn("something else entirely")
                            env={k: v for k, v in os.environ.items() if k != "RUSENTIMENT_KD_WARNINGS"})
     assert "installed True" in quiet.stderr and "a line of the project's own" in quiet.stderr
     assert "something else entirely" in quiet.stderr
-    for gone in ("pre-processing", "Converting a tensor", "is experimental", "aten::index"):
+    for gone in ("pre-processing", "Converting a tensor", "is experimental", "aten::index", "Quantization parameters"):
         assert gone not in quiet.stderr, quiet.stderr
     loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
                           env={**os.environ, "RUSENTIMENT_KD_WARNINGS": "all"})
     assert "installed False" in loud.stderr
-    for shown in ("pre-processing", "Converting a tensor", "is experimental", "aten::index"):
+    for shown in ("pre-processing", "Converting a tensor", "is experimental", "aten::index", "Quantization parameters"):
         assert shown in loud.stderr, loud.stderr

@@ -2,7 +2,7 @@
 the project's own progress (``RUSENTIMENT_KD_WARNINGS=all`` keeps them):
 
 - ONNX Runtime's quantizer logs "Please consider (to run) pre-processing before quantization" on the root logger
-  for every model: a suggestion (shape inference before PTQ); the graphs are fused by ``fuse_for_cpu`` first and
+  for every model (and INFO lines per tensor, dropped too): a suggestion (shape inference before PTQ); the graphs are fused by ``fuse_for_cpu`` first and
   every int8 model is validated after quantization (``trainables/student.py:validate_int8``).
 - torch's ``TracerWarning`` from ``torch.onnx.export`` (tracing turns Python conditions on shapes into constants):
   the exported graph is checked against torch (``tests/test_trained_export.py``) and has dynamic batch and length.
@@ -34,8 +34,13 @@ ORT_HINTS = ("Please consider to run pre-processing before quantization", "Pleas
 
 
 class _DropOrtHint(logging.Filter):
+    """ONNX Runtime's quantizer logs on the root logger: its pre-processing hint, and INFO lines per tensor
+    ("Quantization parameters for tensor ... not specified") that drown a report's console."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(ORT_HINTS)
+        if str(record.msg).startswith(ORT_HINTS):
+            return False
+        return not (record.levelno < logging.WARNING and "onnxruntime" in record.pathname.replace("\\", "/"))
 
 
 _installed = False
