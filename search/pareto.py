@@ -70,7 +70,7 @@ def choose(pool: pd.DataFrame, max_latency_ms: float | None = None, max_size_mib
     if max_size_mib is not None:
         pool = pool[pool[SIZE] <= max_size_mib]
     keys = [ACCURACY, LATENCY, SIZE] + (["trial_id"] if "trial_id" in pool else [])
-    return pool.sort_values(keys, ascending=[False, True, True] + [True] * (len(keys) - 3), kind="mergesort")
+    return pool.sort_values(keys, ascending=[False, True, True] + [True] * (len(keys) - 3))
 
 
 def limits_text(max_latency_ms: float | None, max_size_mib: float | None) -> str:

@@ -42,6 +42,22 @@ def test_mark_trivial_marks_at_or_below_the_bar_only():
     assert dict(zip(marked.trial_id, marked[TRIVIAL])) == {"at": True, "below": True, "above": False, "none": False}
 
 
+def test_mark_trivial_without_an_int8_figure_marks_nothing():
+    df = pd.DataFrame({"trial_id": ["a", "b"], "status": ["completed", "error"]})  # no int8 column at all
+    marked, _ = mark_trivial(df, [0, 1, 1])
+    assert marked[TRIVIAL].tolist() == [False, False]
+    odd = pd.DataFrame({"trial_id": ["a", "b"], "int8_val_weighted_f1": ["n/a", "0.1"]})  # a table read as text
+    assert mark_trivial(odd, [0, 1, 1])[0][TRIVIAL].tolist() == [False, True]
+
+
+def test_candidates_keep_unmarked_rows_and_tables_without_status_or_ids():
+    df = _trials([("a", "completed", 0.70, 1.0, 4.0), ("b", "completed", 0.65, 0.5, 3.0)],
+                 trivial=[np.nan, False])  # a row the rule has not marked is not trivial
+    assert sorted(pareto_front(df).trial_id) == ["a", "b"]
+    bare = df.drop(columns=["status", "trial_id", TRIVIAL])  # e.g. a study's table
+    assert len(pareto_front(bare)) == 2 and choose(bare).iloc[0].int8_val_weighted_f1 == 0.70
+
+
 def test_trivial_trials_never_enter_the_front_even_when_fastest():
     df = _trials([("majority", "completed", 0.636, 0.12, 1.0),   # fastest and smallest, but trivial
                   ("real", "completed", 0.702, 0.60, 3.0)], trivial=[True, False])
@@ -57,7 +73,7 @@ def test_front_with_ties_on_one_objective():
         ("d", "completed", 0.68, 0.8, 6.0),   # ties c on latency and size, less accurate: dominated
         ("e", "completed", 0.70, 1.0, 4.0),   # equal to a on all three: both kept
     ])
-    front = pareto_front(df)
+    front = pareto_front(df.iloc[::-1])  # whatever the table's order
     assert list(front.trial_id) == ["c", "a", "e"]  # by latency, then trial id
 
 

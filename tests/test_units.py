@@ -310,8 +310,8 @@ from trainables.quiet import quiet_known_warnings
 print("installed", quiet_known_warnings(), file=sys.stderr)
 logging.warning("Please consider to run pre-processing before quantization. Refer to example: ...")
 logging.warning("a line of the project's own")
-import onnxruntime.quantization.quantize as q
-logging.getLogger().handle(logging.LogRecord("root", logging.INFO, q.__file__, 1, "Quantization parameters for tensor", None, None))
+ort_file = "/site-packages/onnxruntime/quantization/quantize.py"  # where ONNX Runtime's quantizer logs from
+logging.getLogger().handle(logging.LogRecord("root", logging.INFO, ort_file, 1, "Quantization parameters for tensor", None, None))
 warnings.warn("Converting a tensor to a Python boolean might cause the trace to be incorrect.")
 warnings.warn("set_metric_names is experimental (supported from v3.2.0). The interface can change.")
 warnings.warn("Exporting aten::index operator of advanced indexing in opset 17 is achieved by ...")
