@@ -116,14 +116,15 @@ def tfidf_baseline(splits, n_latency: int = 300, seed: int = 0, ood=None, return
     return (figures, preds, model) if return_model else (figures, preds)
 
 
-def tfidf_latency_ms(model, texts: list[str], n_latency: int = 300, warmup: int = 30) -> tuple[np.ndarray, str]:
+def tfidf_latency_ms(model, texts: list[str], n_latency: int = 300, warmup: int | None = None) -> tuple[np.ndarray, str]:
     """Per-text latency (ms) of the fitted pipeline, one text at a time (``decision_function([text])``, text
     in -> class scores out), 1 thread, on the texts ``inference.benchmark.bench_sample`` draws (the ones the
-    students' benchmark times), after ``warmup`` calls; and their fingerprint."""
+    students' benchmark times), after ``warmup`` calls (default: the students' rule); and their fingerprint."""
     from threadpoolctl import threadpool_limits
 
-    from inference.benchmark import bench_sample
+    from inference.benchmark import bench_sample, default_warmup
 
+    warmup = default_warmup(n_latency) if warmup is None else warmup  # as the students' benchmark
     sample, sha = bench_sample(texts, n_latency, warmup)
     lat = []
     with threadpool_limits(1):

@@ -23,6 +23,11 @@ def folder_size_mib(path: Path) -> float:
 POOL = 2000  # the benchmark samples from the first POOL non-empty texts it is given (the validation posts)
 
 
+def default_warmup(n_latency: int) -> int:
+    """Untimed calls before the timed ones: 30, or fewer for a smaller benchmark (``--bench-texts``)."""
+    return min(30, n_latency)
+
+
 def bench_sample(texts: list[str], n_latency: int, warmup: int, seed: int = 0) -> tuple[list[str], str]:
     """The texts every benchmark of one experiment times, whoever calls it (a search trial, the report, an export,
     the TF-IDF baseline): ``warmup + n_latency`` draws, seeded, from the first ``POOL`` non-empty ``texts``, and a
@@ -56,7 +61,7 @@ def benchmark_runner(clf, texts: list[str], size_mib: float, n_latency: int = 30
     texts; ``*_spread`` is the relative spread of the medians of ``passes`` consecutive slices. By default ``warmup``
     is min(30, ``n_latency``) texts and the throughput runs ``n_latency // 30`` batches of 32 (at least one), so
     a smaller ``n_latency`` (``--bench-texts``) shortens every part of the benchmark."""
-    warmup = min(30, n_latency) if warmup is None else warmup
+    warmup = default_warmup(n_latency) if warmup is None else warmup
     throughput_batches = max(1, n_latency // 30) if throughput_batches is None else throughput_batches
     sample, sha = bench_sample(texts, n_latency, warmup)
     encoded = [clf.encode([t]) for t in sample]
