@@ -217,8 +217,8 @@ def portable_data(data: dict) -> dict:
         return str(Path(*Path(path).parts[-2:])) if isinstance(path, str) and Path(path).is_absolute() else path
 
     for key in ("data_dir", "train", "val", "test"):
-        dataset[key] = portable(dataset.get(key))
-    dataset = {k: v for k, v in dataset.items() if v is not None or k in (data.get("dataset") or {})}
+        if key in dataset:
+            dataset[key] = portable(dataset[key])
     out = {**data, "dataset": dataset}
     if isinstance(data.get("checksums"), dict):  # own data: keyed by the files' paths
         out["checksums"] = {portable(k): v for k, v in data["checksums"].items()}
@@ -233,7 +233,7 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     from analysis.export import bench_texts_of
     from analysis.markdown import dataset_title, report_markdown
     from corpus import splits_from_record
-    from search.pareto import CHOICE_RULE, TRIVIAL, limits_text, mark_trivial
+    from search.pareto import CHOICE_RULE, TRIVIAL, limits_text, mark_trivial, trivial_weighted_f1
     from corpus.rusentiment import load_ood_test, ood_test_path
     from search.provenance import provenance
     from sklearn.metrics import confusion_matrix, f1_score
@@ -258,9 +258,9 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     base, base_preds = baseline(experiment, splits, ood, bench_texts)
     y = splits.test.label.to_numpy()
     trials = pd.read_csv(layout.table(table), dtype={"trial_id": str})
-    marked, trivial_bar = mark_trivial(trials, splits.val.label)
+    trivial_bar = trivial_weighted_f1(splits.val.label)
     if TRIVIAL not in trials:  # a table from before the rule: marked now, with the same rule
-        trials = marked
+        trials, _ = mark_trivial(trials, splits.val.label)
     front_file = layout.front
     front = pd.read_csv(front_file, dtype={"trial_id": str}) if table == "trials" and front_file.is_file() else \
         trials[trials.status != "error"]
