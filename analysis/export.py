@@ -50,9 +50,9 @@ class Selection:
 
 def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | None, max_size_mb: float | None,
                  table_name: str = "trials") -> dict:
-    """The trial to export: ``trial``, else the first by ``search.pareto.CHOICE_RULE`` among the Pareto front
-    (``pareto.csv``; for another table such as an ablation's, every row that is not failed or trivial) within the
-    limits (end-to-end latency, size)."""
+    """The trial to export: ``trial``, else the first by ``search.pareto.choose`` (``FIDELITY_RULE`` when the trials
+    have fidelity figures, else ``CHOICE_RULE``) among the Pareto front (``pareto.csv``; for another table such as an
+    ablation's, every row that is not failed or trivial) within the limits (end-to-end latency, size)."""
     from search.pareto import TRIVIAL, choose, limits_text
 
     table = Experiment(experiment).table(table_name)
@@ -74,13 +74,21 @@ def choose_trial(experiment: Path, trial: str | None, max_latency_ms: float | No
     front_file = Experiment(experiment).front
     pool = pd.read_csv(front_file, dtype={"trial_id": str}) if front_file.is_file() and table_name == "trials" else df
     try:
-        chosen = choose(pool, max_latency_ms, max_size_mb)
+        chosen = choose(pool, max_latency_ms, max_size_mb, n_val=validation_size(experiment))
     except ValueError as e:  # a table from before the objectives it is chosen on
         raise ExportError(f"{front_file if front_file.is_file() and table_name == 'trials' else table}: {e}") from e
     if chosen.empty:
         raise ExportError(f"no front member of {experiment} fits the limits ({limits_text(max_latency_ms, max_size_mb)}); "
                           f"relax --max-latency-ms / --max-size-mib or pass --trial")
     return chosen.iloc[0].to_dict()
+
+
+def validation_size(experiment: Path) -> int | None:
+    """How many validation posts the experiment's figures are on (``data.json``), or None when it does not say."""
+    try:
+        return int(Experiment(experiment).record("data")["sizes"]["val"])
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        return None
 
 
 def bench_texts_of(row: dict, given: int | None = None) -> int:
@@ -164,7 +172,7 @@ def export_form(experiment: Path, row: dict, form: str, out: Path, data_dir: str
     folder = export_folder(model, tokenizer, out, quantize=form, calibration=calibration,
                            provenance={"student": student_record(own, row)}, expert=expert,
                            expert_info={k: v for k, v in (own.get("expert") or {}).items()
-                                        if k in ("weight", "weight_rule", "fit")})
+                                        if k in ("weight", "weight_rule", "gate", "fit")})
     figures, _ = evaluate_folder(folder, {"val": splits.val, **({"test": splits.test} if splits.has_test else {})})
     bench = benchmark(folder, splits.val.text.tolist(), bench_texts_of(row, bench_texts))
     return folder, {**{f"export_{k}" if k.startswith("val_") else k: v for k, v in figures.items()},

@@ -160,6 +160,7 @@ def chosen_markdown(r: dict) -> list[str]:
                   f"{_f(c.get('fp32_size_mib'), 2)} MiB (validation wF1 int8 {_f(c.get('int8_val_weighted_f1'))}, "
                   f"fp32 {_f(c.get('val_weighted_f1'))}); `python -m analysis.export --quantization fp32` exports "
                   f"the other.", ""]
+    lines += fidelity_lines(r.get("fidelity"))
     lines += ["Per-class F1 (int8, test): " + ", ".join(f"{k} {v:.3f}" for k, v in r["per_class_f1"].items()) + ".", "",
               "Confusion matrix (rows: true, columns: predicted):", "",
               "| | " + " | ".join(cm["labels"]) + " |", "|---" * (len(cm["labels"]) + 1) + "|"]
@@ -178,11 +179,13 @@ def search_markdown(r: dict) -> list[str]:
              "Pareto front (int8 validation weighted F1 vs median end-to-end latency vs size; test figures for front "
              "members only, never used for selection):", "",
              "| trial | layers x hidden (heads, FFN) | vocab | transfer | lexical branch | gold expert (w) | val wF1 fp32 | "
-             "val wF1 int8 | test wF1 | end-to-end p50 ms | MiB | params |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "val wF1 int8 | test wF1 | fidelity | end-to-end p50 ms | MiB | params |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in s["front"]:
         lines.append(f"| {m['trial_id']} | {m['layers']} x {m['hidden']} ({m['heads']}, {m['ffn']}) | {m['vocab_size']} | "
                      f"{m.get('transfer', 'none')} | {m.get('lexical_buckets', 0)} | {_expert(m)} | {_f(m['val_weighted_f1'])} | "
-                     f"{_f(m['int8_val_weighted_f1'])} | {_f(m.get('test_weighted_f1'))} | {_f(m['e2e_ms_p50'], 3)} | "
+                     f"{_f(m['int8_val_weighted_f1'])} | {_f(m.get('test_weighted_f1'))} | "
+                     f"{_f(m.get('fidelity_agreement'), 3)} | {_f(m['e2e_ms_p50'], 3)} | "
                      f"{_f(m['size_mib'], 2)} | {int(m['params']):,} |")
     costs = r.get("option_costs") or []
     if costs:
@@ -192,6 +195,22 @@ def search_markdown(r: dict) -> list[str]:
                   "|---|---|---|---|---|---|"]
         lines += [f"| {c['option']} | {c['value']} | {c['trials']} | {c['median_round_train_s']:.1f} | "
                   f"{c['median_params']:,.0f} | {_f(c['best_int8_val_weighted_f1'])} |" for c in costs]
+    return lines + [""]
+
+
+def fidelity_lines(f: dict | None) -> list[str]:
+    """The chosen folder's fidelity to the teacher: overall, then one line per source of the held-out slice."""
+    if not f:
+        return ["Fidelity: no unlabelled pool was given, so no held-out slice to compare the student with its "
+                "teacher on.", ""]
+    from modeling.metrics import FIDELITY_PREFIX
+
+    lines = [f"Fidelity to the teacher on {f['texts']:,} held-out unlabelled texts (`corpus/fidelity.py`: never "
+             f"trained on, never selected on; the folder as shipped, int8 and fused): argmax agreement "
+             f"**{f['fidelity_agreement']:.3f}**, mean KL(teacher || student) {f['fidelity_kl']:.3f} nats.", "",
+             "| source | texts | agreement with the teacher |", "|---|---|---|"]
+    for name, n in f["per_source_texts"].items():
+        lines.append(f"| {name} | {n} | {f[FIDELITY_PREFIX + name]:.3f} |")
     return lines + [""]
 
 

@@ -116,7 +116,7 @@ def four_configurations(experiment: Path, trial: dict, splits, workdir: Path, oo
         folder = export_folder(student, stok, workdir / "student_fp32", quantize=False,
                                expert=shipped.expert if shipped.fused else None)
         if shipped.fused:
-            set_weight(folder, shipped.expert_weight)
+            set_weight(folder, shipped.expert_weight, gate=shipped.gate)
         rows.append(_measure(f"student (fp32, ONNX Runtime){fused}", SentimentClassifier.load(folder, 1),
                              folder_size_mib(folder), trial["params"], splits, SentimentClassifier.load(folder, 2), ood,
                              n_latency)[0])
@@ -233,7 +233,8 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
     from analysis.export import bench_texts_of
     from analysis.markdown import dataset_title, report_markdown
     from corpus import splits_from_record
-    from search.pareto import CHOICE_RULE, TRIVIAL, limits_text, mark_trivial, trivial_weighted_f1
+    from search.pareto import (CHOICE_RULE, FIDELITY_RULE, TRIVIAL, fidelity_applies, limits_text, mark_trivial,
+                               trivial_weighted_f1)
     from corpus.rusentiment import load_ood_test, ood_test_path
     from search.provenance import provenance
     from sklearn.metrics import confusion_matrix, f1_score
@@ -275,7 +276,9 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
         "run": _load(layout.run),
         "chosen": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in chosen.items()},
         "selection": {"trial": trial, "max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb,
-                      "rule": CHOICE_RULE, "limits": limits_text(max_latency_ms, max_size_mb)},
+                      "rule": FIDELITY_RULE if not trial and fidelity_applies(front, len(splits.val)) else CHOICE_RULE,
+                      "limits": limits_text(max_latency_ms, max_size_mb)},
+        "fidelity": fidelity_figures(experiment, chosen),
         "trivial": {"val_weighted_f1": trivial_bar,
                     "trials": trials.trial_id[trials[TRIVIAL].fillna(False).astype(bool)].tolist()},
         "bench_texts": bench_texts,
@@ -302,6 +305,21 @@ def build_report(experiment: Path, out: Path, data_dir: str | None = None, trial
 
 
 OPTION_COLUMNS = ("init", "transfer", "feature_kd", "hidden_kd", "lexical_buckets")
+
+
+def fidelity_figures(experiment: Path, chosen: dict) -> dict | None:
+    """The chosen folder's fidelity to the teacher on the held-out slice (``corpus.fidelity``): overall agreement
+    and KL, agreement per source, and how many texts each source has; None without a slice."""
+    from modeling.metrics import folder_fidelity
+    from search.transfer_stage import load_fidelity
+
+    slice_ = load_fidelity(experiment)
+    if slice_ is None or not isinstance(chosen.get("model_dir"), str):
+        return None
+    figures = folder_fidelity(experiment / chosen["model_dir"], slice_, threads=2)
+    counts = pd.Series(slice_.sources).value_counts()
+    return {"texts": len(slice_.texts), "per_source_texts": {k: int(counts[k]) for k in slice_.names},
+            **{k: round(v, 4) for k, v in figures.items()}}
 
 
 def option_costs(trials: pd.DataFrame) -> list[dict]:

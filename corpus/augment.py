@@ -22,7 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 RECIPES = ("tang", "span", "join")
-SOURCES = RECIPES + ("real",)  # "real": a sample of unlabelled real text (corpus.transfer_text), not generated
+# real text, not generated (corpus.transfer_text): "real" samples --transfer-texts (the first pool: news, forums,
+# VK-style posts), "broad" samples --broad-texts (reviews, tweets, comments, dialogue)
+REAL = ("real", "broad")
+SOURCES = RECIPES + REAL
 MASK = "<mask>"
 
 

@@ -13,17 +13,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .cache import cache_root
+from .fidelity import PER_SOURCE
 from .rusentiment import sibling_file
 from .splits import DataError
 
 log = logging.getLogger(__name__)
 FILE_NAME = "transfer_texts.csv"
+BROAD_FOLDER, BROAD_FILE = "transfer-broad", "broad_texts.csv"
+# the broad pool's sources whose repositories state a licence (MIT, CC BY 4.0; ../shared/data/transfer-broad/README.md)
+LICENSED_BROAD_SOURCES = ("wb_marketplace_reviews", "multiwoz_ru_dialogues", "xed_subtitles")
 
 
 def default_transfer_texts(data_dir: str | Path | None) -> Path | None:
@@ -31,6 +36,38 @@ def default_transfer_texts(data_dir: str | Path | None) -> Path | None:
     ``python -m corpus.transfer_text fetch`` rebuilt into the cache (``<cache>/transfer/``), else None."""
     fetched = cache_root() / "transfer" / FILE_NAME
     return sibling_file(data_dir, "transfer", FILE_NAME) or (fetched if fetched.is_file() else None)
+
+
+@dataclass(frozen=True)
+class Pools:
+    """The unlabelled text files a run draws its real-text transfer sets from (one per recipe in
+    ``corpus.augment.REAL``), and holds its fidelity slice out of (``corpus.fidelity``)."""
+    real: str | None = None                # --transfer-texts: the first pool (news, forums, VK-style posts, CEDR)
+    broad: str | None = None               # --broad-texts: reviews, tweets, comments, dialogue
+    broad_sources: tuple[str, ...] = ()    # the broad pool's sources drawn from (all when empty)
+    fidelity_per_source: int = PER_SOURCE  # texts of each source held out as the fidelity slice (corpus.fidelity)
+
+    def file(self, recipe: str) -> str | None:
+        return {"real": self.real, "broad": self.broad}.get(recipe)
+
+    def sources(self, recipe: str) -> tuple[str, ...]:
+        return self.broad_sources if recipe == "broad" else ()
+
+    @property
+    def files(self) -> list[str]:
+        """The pool files given, first pool first."""
+        return [f for f in (self.real, self.broad) if f]
+
+    def record(self) -> dict:
+        """What reports show: file names only (no machine paths)."""
+        return {"real": self.real and Path(self.real).name, "broad": self.broad and Path(self.broad).name,
+                "broad_sources": list(self.broad_sources) or "all"}
+
+
+def default_broad_texts(data_dir: str | Path | None) -> Path | None:
+    """``<data dir>/../transfer-broad/broad_texts.csv`` when it exists (the shared layout: reviews, tweets,
+    comments, dialogue; the domains the first pool lacks), else None."""
+    return sibling_file(data_dir, BROAD_FOLDER, BROAD_FILE)
 
 
 def read_transfer_texts(path: str | Path) -> pd.DataFrame:
@@ -52,21 +89,31 @@ def read_transfer_texts(path: str | Path) -> pd.DataFrame:
     return df[["source", "text"]]
 
 
-def sample_transfer_texts(path: str | Path, size: int, seed: int, exclude: set[str]) -> tuple[list[str], dict]:
-    """A seeded sample of ``size`` texts not in ``exclude`` (validation and test posts); returns the
-    texts and a summary (rows read, excluded, drawn per source)."""
+def sample_transfer_texts(path: str | Path, size: int, seed: int, exclude: set[str],
+                          sources: tuple[str, ...] = (), recipe: str = "real") -> tuple[list[str], dict]:
+    """A seeded sample of ``size`` texts not in ``exclude`` (validation and test posts, the fidelity slice
+    ``corpus.fidelity``), from ``sources`` only when given; returns the texts and a summary (rows read,
+    excluded, drawn per source)."""
     df = read_transfer_texts(path)
+    if sources:
+        unknown = sorted(set(sources) - set(df["source"]))
+        if unknown:
+            raise DataError(f"{path}: no source {', '.join(unknown)}; its sources are "
+                            f"{', '.join(sorted(df['source'].unique()))}")
+        df = df[df["source"].isin(sources)]
     clash = df["text"].isin(exclude)
     pool = df[~clash].reset_index(drop=True)
     if size > len(pool):
-        raise DataError(f"--transfer real:{size}: {path} holds only {len(pool)} usable texts "
-                        f"({int(clash.sum())} equal a validation or test post); ask for at most {len(pool)}")
+        raise DataError(f"--transfer {recipe}:{size}: {path} holds only {len(pool)} usable texts "
+                        f"({int(clash.sum())} equal a validation or test post or are held out for fidelity); "
+                        f"ask for at most {len(pool)}")
     pick = np.sort(np.random.default_rng(seed).choice(len(pool), size, replace=False))
     chosen = pool.iloc[pick]
-    summary = {"file": Path(path).name, "rows_usable": int(len(pool)), "excluded_eval_duplicates": int(clash.sum()),
+    summary = {"file": Path(path).name, "rows_usable": int(len(pool)), "excluded": int(clash.sum()),
+               **({"sources": list(sources)} if sources else {}),
                "drawn_per_source": {k: int(v) for k, v in chosen["source"].value_counts().items()}}
-    log.info("real transfer text: %d of %d usable texts from %s (%d dropped: equal to a validation/test post)",
-             size, len(pool), path, int(clash.sum()))
+    log.info("%s transfer text: %d of %d usable texts from %s (%d left out: a validation/test post or held out "
+             "for fidelity)", recipe, size, len(pool), path, int(clash.sum()))
     return chosen["text"].tolist(), summary
 
 

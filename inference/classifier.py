@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .expert import EXPERT_FILE, GoldExpert, fuse
+from .expert import EXPERT_FILE, Gate, GoldExpert, fuse
 from .lexical import LexicalSpec, features, lexical_logits_of
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class SentimentClassifier:
         self.lexical = None  # (table, scale or None, LexicalSpec) when the model has a lexical branch
         self.expert: GoldExpert | None = None  # the gold-label lexical expert, when the folder has one
         self.expert_weight: float = 0.0       # its fusion weight (config.json expert.weight)
+        self.gate: Gate | None = None         # the weight's dependence on the text (config.json expert.gate), if any
         self.class_bias: np.ndarray | None = None  # added to the answer (config.json class_bias, fitted on validation)
 
     @classmethod
@@ -107,11 +108,16 @@ class SentimentClassifier:
                 spec = LexicalSpec(**{k: e[k] for k in ("buckets", "char_min", "char_max", "word_bigrams")})
                 clf.expert = GoldExpert.load(path / EXPERT_FILE, spec)
                 clf.expert_weight = float(e.get("weight", 0.0))
+                if e.get("gate"):
+                    clf.gate = Gate(knee=float(e["gate"]["knee"]), slope=float(e["gate"]["slope"]))
             except (OSError, KeyError, ValueError, TypeError) as err:
                 raise ModelFolderError(f"{path / EXPERT_FILE}: the gold expert cannot be read ({err}); "
                                        f"re-export the model folder") from err
             if not 0.0 <= clf.expert_weight <= 1.0:
                 raise ModelFolderError(f"{path / CONFIG_FILE}: expert.weight {clf.expert_weight} is not in [0, 1]")
+            if clf.gate is not None and not (np.isfinite(clf.gate.knee) and 0.0 <= clf.gate.slope < np.inf):
+                raise ModelFolderError(f"{path / CONFIG_FILE}: expert.gate needs a finite knee and a slope >= 0, got "
+                                       f"{config['expert']['gate']!r}; re-export the folder")
         if config.get("class_bias"):
             bias = np.asarray(config["class_bias"].get("bias", []), dtype=np.float64)
             if bias.shape != (len(clf.labels),) or not np.isfinite(bias).all():
@@ -150,9 +156,12 @@ class SentimentClassifier:
         """The student's own logits (the graph, plus the KD-trained lexical branch if any), no expert."""
         return self._scores(texts, batch_size, truncated, fused=False)
 
-    def expert_log_probs(self, texts: list[str]) -> np.ndarray | None:
-        """The gold expert's calibrated log-probabilities (None for a folder without an expert)."""
-        return None if self.expert is None else self.expert.log_probs([clean_text(t) for t in texts])
+    def expert_log_probs(self, texts: list[str], rarity: np.ndarray | None = None) -> np.ndarray | None:
+        """The gold expert's calibrated log-probabilities (None for a folder without an expert); ``rarity``
+        ([texts], when given) receives each text's rarity (``inference.expert``)."""
+        if self.expert is None:
+            return None
+        return self.expert.log_probs_of([features(clean_text(t), self.expert.spec) for t in texts], rarity)
 
     def logits(self, texts: list[str], batch_size: int = 32, truncated: list | None = None,
                progress: bool = False) -> np.ndarray:
@@ -181,7 +190,12 @@ class SentimentClassifier:
             if fused:
                 same = feats is not None and self.lexical[2] == self.expert.spec  # n-grams once for both parts
                 ids = feats if same else [features(t, self.expert.spec) for t in batch]
-                logits = fuse(logits, self.expert.log_probs_of(ids), self.expert_weight)
+                if self.gate is None:
+                    logits = fuse(logits, self.expert.log_probs_of(ids), self.expert_weight)
+                else:
+                    rarity = np.empty(len(ids), np.float32)
+                    expert = self.expert.log_probs_of(ids, rarity)
+                    logits = fuse(logits, expert, self.gate.weights(self.expert_weight, rarity))
             out.append(logits)
         if len(out) == 1:
             return out[0]

@@ -10,7 +10,15 @@ student's. A model folder with an expert fuses the two::
 
     log p(c | text) = (1 - w) * log_softmax(student logits) + w * log p_expert(c | text)
 
-with ``w`` (``config.json`` ``expert.weight``) chosen on validation for each trial.
+with ``w`` (``config.json`` ``expert.weight``) chosen on validation for each trial. The weight may follow the
+text (``config.json`` ``expert.gate``, ``gate_weights``): the expert knows the n-grams of the labelled posts, and
+on text whose n-grams are rarer than nearly all of theirs (other platforms, other domains) its word counts
+say less than the student, so its weight falls with the text's *rarity* (the mean idf of its n-grams)::
+
+    w(text) = w * clip(1 - slope * max(0, rarity(text) - knee), 0, 1)
+
+``knee`` is a high quantile of the validation posts' rarity (in-domain text keeps ``w``) and ``slope`` is fitted
+on teacher-labelled transfer text (``modeling.expert.choose_gate``); ``slope = 0`` is the fixed weight.
 
 Stored in ``expert.npz``: ``table`` (int8, [buckets, classes]) with per-class ``scale``, ``idf``
 (float16, [buckets]), ``bias``, ``calib`` ([classes, classes]) and ``calib_bias``.
@@ -87,8 +95,9 @@ class GoldExpert:
         packed[:, -1] = self.idf
         return packed, (self.bias @ self.calib + self.calib_bias).astype(np.float32)
 
-    def log_probs_of(self, ids_per_text: list[np.ndarray]) -> np.ndarray:
-        """[texts, classes] calibrated log-probabilities from each text's n-gram ids."""
+    def log_probs_of(self, ids_per_text: list[np.ndarray], rarity: np.ndarray | None = None) -> np.ndarray:
+        """[texts, classes] calibrated log-probabilities from each text's n-gram ids; ``rarity`` ([texts], when
+        given) receives each text's mean n-gram idf (``gate_weights``; 0 for a text without n-grams)."""
         packed, bias = self._packed
         z = np.empty((len(ids_per_text), packed.shape[1] - 1), np.float32)
         for i, ids in enumerate(ids_per_text):
@@ -97,6 +106,8 @@ class GoldExpert:
             x = (1.0 + np.log(tf)).astype(np.float32) * rows[:, -1]
             n = float(np.sqrt(x @ x))
             z[i] = (x @ rows[:, :-1]) / n + bias if n > 0 else bias
+            if rarity is not None:
+                rarity[i] = float(tf @ rows[:, -1]) / len(ids) if len(ids) else 0.0
         return log_softmax(z)
 
     def log_probs(self, texts: list[str]) -> np.ndarray:
@@ -136,10 +147,25 @@ class GoldExpert:
         return sum(a.nbytes for a in self.arrays().values())
 
 
-def fuse(student_logits: np.ndarray, expert_log_probs: np.ndarray | None, weight: float) -> np.ndarray:
+@dataclass(frozen=True)
+class Gate:
+    """The text-dependent weight's two numbers (``config.json`` ``expert.gate``)."""
+    knee: float   # rarity up to which a text keeps the full weight
+    slope: float  # how fast the weight falls beyond it, per unit of rarity (0: the fixed weight)
+
+    def weights(self, weight: float, rarity: np.ndarray) -> np.ndarray:
+        """Each text's weight: ``weight * clip(1 - slope * max(0, rarity - knee), 0, 1)``."""
+        r = np.asarray(rarity, np.float32)
+        return (weight * np.clip(1.0 - self.slope * np.maximum(0.0, r - self.knee), 0.0, 1.0)).astype(np.float32)
+
+
+def fuse(student_logits: np.ndarray, expert_log_probs: np.ndarray | None, weight) -> np.ndarray:
     """The fused model's log-probabilities: ``(1 - w) * log_softmax(student) + w * expert``; with no
-    expert (or ``w == 0``) the student's log-probabilities alone."""
+    expert (or ``w == 0``) the student's log-probabilities alone. ``weight``: one number, or one per text
+    (``Gate.weights``)."""
     s = log_softmax(np.asarray(student_logits, np.float32))
-    if expert_log_probs is None or weight == 0:
+    if expert_log_probs is None or (np.ndim(weight) == 0 and weight == 0):
         return s
-    return (1.0 - weight) * s + weight * np.asarray(expert_log_probs, np.float32)
+    w = np.asarray(weight, np.float32)
+    w = w[:, None] if w.ndim == 1 else w
+    return (1.0 - w) * s + w * np.asarray(expert_log_probs, np.float32)

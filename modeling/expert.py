@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from inference.expert import GoldExpert, fuse, log_softmax
+from inference.expert import Gate, GoldExpert, fuse, log_softmax
 from inference.lexical import LexicalSpec, features
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,32 @@ def choose_weight(student_logits: np.ndarray, expert_log_probs: np.ndarray, labe
     return best, rows
 
 
-def set_weight(folder, weight: float, rule: str = "nll") -> None:
+GATE_SLOPES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+GATE_TEXTS = 2000  # teacher-labelled transfer texts the slope is fitted on (a seeded sample of the real-text sets)
+GATE_KNEE_QUANTILE = 0.9  # the validation posts' rarity quantile beyond which the expert's weight falls
+
+
+def choose_gate(student_logits: np.ndarray, expert_log_probs: np.ndarray, rarity: np.ndarray, weight: float,
+                teacher_logits: np.ndarray, val_rarity: np.ndarray, slopes=GATE_SLOPES) -> tuple[Gate, dict]:
+    """The text-dependent weight (``inference.expert.Gate``) at validation weight ``weight``: the knee at the
+    ``GATE_KNEE_QUANTILE`` of the validation posts' rarity (``val_rarity``), the slope that brings the fused
+    model closest to the teacher (mean KL(teacher || fused)) on teacher-labelled transfer text (``student_logits``,
+    ``expert_log_probs``, ``rarity`` and ``teacher_logits`` of those texts: no label, no test text, no fidelity
+    slice). Ties go to the smaller slope, so a slope is used only where it changes the answer. Returns the gate
+    and each slope's KL and argmax agreement with the teacher."""
+    knee = float(np.quantile(np.asarray(val_rarity, np.float64), GATE_KNEE_QUANTILE))
+    t = log_softmax(np.asarray(teacher_logits, np.float64))
+    rows = {}
+    for slope in slopes:
+        lp = fuse(student_logits, expert_log_probs, Gate(knee, float(slope)).weights(weight, rarity))
+        lp = lp - np.log(np.exp(lp).sum(1, keepdims=True))
+        rows[float(slope)] = {"kl": float((np.exp(t) * (t - lp)).sum(1).mean()),
+                              "agreement": float((lp.argmax(1) == t.argmax(1)).mean())}
+    best = min(rows, key=lambda k: (round(rows[k]["kl"], 6), k))
+    return Gate(knee=round(knee, 4), slope=best), rows
+
+
+def set_weight(folder, weight: float, rule: str = "nll", gate: Gate | None = None) -> None:
     """Write the fusion weight into an exported folder's ``config.json`` (``expert.weight``), atomically."""
     import json
     from pathlib import Path
@@ -215,4 +240,9 @@ def set_weight(folder, weight: float, rule: str = "nll") -> None:
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"expert weight must be in [0, 1], got {weight}")
     config["expert"].update(weight=float(weight), weight_rule=f"{rule} on validation")
+    if gate is not None:
+        config["expert"]["gate"] = {"knee": float(gate.knee), "slope": float(gate.slope),
+                                    "rule": "knee: validation rarity q0.9; slope: KL to the teacher on transfer text"}
+    else:
+        config["expert"].pop("gate", None)
     write_text(path, json.dumps(config, indent=2, ensure_ascii=False))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -62,3 +64,59 @@ def paired_bootstrap(y_true, pred_a, pred_b, n: int = 1000, seed: int = 0, level
     lo, hi = np.percentile(diffs, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     diff = weighted_f1(y_true, pred_a) - weighted_f1(y_true, pred_b)
     return {"diff": float(diff), "low": float(lo), "high": float(hi)}
+
+
+FIDELITY_PREFIX = "fidelity_"  # trials.csv: fidelity_agreement, fidelity_kl, fidelity_<source> (agreement per source)
+
+
+@dataclass(frozen=True)
+class FidelitySlice:
+    """Held-out unlabelled texts (``corpus.fidelity``), their sources and the teacher's logits of them."""
+    texts: list[str]
+    sources: list[str]
+    teacher_logits: np.ndarray
+
+    @property
+    def names(self) -> list[str]:
+        """The sources, sorted: the per-source columns' order."""
+        return sorted(set(self.sources))
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    x = x - x.max(1, keepdims=True)
+    return x - np.log(np.exp(x).sum(1, keepdims=True))
+
+
+def fidelity(student_scores: np.ndarray, teacher_logits: np.ndarray, sources: list[str]) -> dict[str, float]:
+    """How closely a student answers like its teacher, without labels: ``fidelity_agreement`` (the share of texts
+    where the two argmaxes agree), ``fidelity_kl`` (mean KL(teacher || student) in nats, both softmaxed: the
+    student's scores may be logits or log-probabilities) and ``fidelity_<source>`` (agreement within each source).
+    The overall figures weigh every text alike."""
+    s, t = _log_softmax(student_scores), _log_softmax(teacher_logits)
+    agree = s.argmax(1) == t.argmax(1)
+    kl = (np.exp(t) * (t - s)).sum(1)
+    src = np.asarray(sources)
+    out = {f"{FIDELITY_PREFIX}agreement": float(agree.mean()), f"{FIDELITY_PREFIX}kl": float(kl.mean())}
+    for name in sorted(set(sources)):
+        out[f"{FIDELITY_PREFIX}{name}"] = float(agree[src == name].mean())
+    return out
+
+
+def fidelity_keys(slice_: FidelitySlice | None) -> list[str]:
+    """The fidelity columns a trial reports with this slice (none without one)."""
+    if slice_ is None:
+        return []
+    return [f"{FIDELITY_PREFIX}agreement", f"{FIDELITY_PREFIX}kl", *(FIDELITY_PREFIX + n for n in slice_.names)]
+
+
+def folder_fidelity(folder, slice_: FidelitySlice, threads: int = 1) -> dict:
+    """An exported folder's ``fidelity`` to the teacher on the held-out slice, from what the torch-free runtime
+    answers (int8, fused, gated, with its class bias when it has one); ``fidelity_s``: what it cost."""
+    import time
+
+    from inference import SentimentClassifier
+
+    t0 = time.time()
+    scores = SentimentClassifier.load(folder, threads=threads).logits(slice_.texts, 64)
+    return {**fidelity(scores, slice_.teacher_logits, slice_.sources), "fidelity_s": time.time() - t0}

@@ -86,6 +86,14 @@ class TransferConfig:
     texts: str | None = option(None, "unlabelled text (CSV with a 'text' column) for --transfer real:SIZE; "
                                "default <data-dir>/../transfer/transfer_texts.csv when it exists",
                                flags=("--transfer-texts",))
+    broad_texts: str | None = option(None, "unlabelled text of other domains (reviews, tweets, comments, dialogue; "
+                                     "CSV with 'source,text') for --transfer broad:SIZE; default "
+                                     "<data-dir>/../transfer-broad/broad_texts.csv when it exists",
+                                     flags=("--broad-texts",))
+    broad_sources: tuple[str, ...] = option((), "the sources of --broad-texts that broad:SIZE draws from (default: "
+                                            "all); 'licensed': the three whose repositories state a licence "
+                                            "(wb_marketplace_reviews, multiwoz_ru_dialogues, xed_subtitles)",
+                                            flags=("--broad-sources",), nargs="*")
     ratio: float = option(0.5, "transfer posts drawn per epoch, as a multiple of the labelled posts (all labelled "
                           "posts are seen every epoch)", flags=("--transfer-ratio",))
 

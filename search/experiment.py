@@ -65,6 +65,9 @@ class Experiment:
     def transfer_file(self, name: str, suffix: str = ".parquet") -> Path:  # one set's .parquet, .pooled.npy or .json
         return self.transfer / f"{name}{suffix}"
 
+    def fidelity(self, suffix: str = ".parquet") -> Path:  # the fidelity slice, teacher-labelled: .parquet and .json
+        return self.teacher / f"fidelity{suffix}"
+
     # the student search
     def table(self, name: str = "trials") -> Path:  # trials.csv, or a study's <tag>.csv
         return self.root / f"{name}.csv"

@@ -9,11 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from trainables.metrics import ACCURACY, LATENCY, OBJECTIVES, SIZE
+from trainables.metrics import ACCURACY, FIDELITY, LATENCY, OBJECTIVES, SIZE
 
 TRIVIAL = "trivial"  # trials.csv's column: True for a trial no better than the trivial predictor on validation
 CHOICE_RULE = ("the most accurate Pareto-front member on int8 validation weighted F1 within the limits (ties: the "
                "faster end to end, then the smaller, then the lower trial id); trivial trials are never chosen")
+FIDELITY_RULE = ("among the members within the validation noise of the most accurate (one standard error of its "
+                 "int8 validation weighted F1, sqrt(f(1-f)/n) on the n validation posts), the one with the highest "
+                 "fidelity (argmax agreement with the teacher on the held-out unlabelled slice); then as before")
 
 
 def trivial_weighted_f1(labels) -> float:
@@ -61,16 +64,41 @@ def pareto_front(df: pd.DataFrame) -> pd.DataFrame:
     return ok[keep].sort_values([LATENCY, "trial_id"] if "trial_id" in ok else LATENCY)
 
 
-def choose(pool: pd.DataFrame, max_latency_ms: float | None = None, max_size_mib: float | None = None) -> pd.DataFrame:
-    """``pool``'s members within the limits (end-to-end latency, size), best first by ``CHOICE_RULE``; empty when
-    none fits."""
+def validation_noise(best: float, n_val: int) -> float:
+    """One standard error of a validation figure ``best`` on ``n_val`` posts (binomial): differences smaller than
+    this are not told apart by validation."""
+    if n_val <= 0:
+        raise ValueError(f"validation_noise: n_val must be positive, got {n_val}")
+    return float(np.sqrt(max(best * (1 - best), 0.0) / n_val))
+
+
+def choose(pool: pd.DataFrame, max_latency_ms: float | None = None, max_size_mib: float | None = None,
+           n_val: int | None = None) -> pd.DataFrame:
+    """``pool``'s members within the limits (end-to-end latency, size), best first: by ``FIDELITY_RULE`` when
+    ``n_val`` (validation posts) is given and the members have a fidelity figure, else by ``CHOICE_RULE``;
+    empty when none fits."""
     pool = candidates(pool)
     if max_latency_ms is not None:
         pool = pool[pool[LATENCY] <= max_latency_ms]
     if max_size_mib is not None:
         pool = pool[pool[SIZE] <= max_size_mib]
     keys = [ACCURACY, LATENCY, SIZE] + (["trial_id"] if "trial_id" in pool else [])
-    return pool.sort_values(keys, ascending=[False, True, True] + [True] * (len(keys) - 3))
+    ranked = pool.sort_values(keys, ascending=[False, True, True] + [True] * (len(keys) - 3))
+    if not fidelity_applies(ranked, n_val):
+        return ranked
+    acc = pd.to_numeric(ranked[ACCURACY])
+    best = float(acc.iloc[0])
+    close = (acc >= best - validation_noise(best, n_val) - 1e-12).to_numpy()
+    fid = pd.to_numeric(ranked[FIDELITY], errors="coerce").fillna(-1.0)
+    tied = ranked[close].assign(_fid=fid[close]).sort_values("_fid", ascending=False, kind="stable").drop(columns="_fid")
+    return pd.concat([tied, ranked[~close]])
+
+
+def fidelity_applies(pool: pd.DataFrame, n_val: int | None) -> bool:
+    """Whether ``choose`` breaks validation ties by fidelity: a validation size is known and some member has a
+    fidelity figure."""
+    return (n_val is not None and len(pool) > 0 and FIDELITY in pool
+            and pd.to_numeric(pool[FIDELITY], errors="coerce").notna().any())
 
 
 def limits_text(max_latency_ms: float | None, max_size_mib: float | None) -> str:

@@ -23,6 +23,7 @@ from search.config import RunConfig, parse_run_config  # noqa: E402
 
 if TYPE_CHECKING:  # the stages import torch and Ray: loaded when a run needs them, not for --help
     from corpus import Splits
+    from corpus.transfer_text import Pools
     from search.student_stage import StudentStageConfig
     from search.teacher_stage import TeacherStageConfig
 
@@ -50,7 +51,7 @@ class RunPlan:
     cfg: RunConfig
     experiment: Path
     splits: Splits
-    texts_file: str | None   # unlabelled text the transfer sets sample (None: none)
+    pools: Pools             # unlabelled text the transfer sets sample and the fidelity slice is held out of
     teacher: TeacherStageConfig  # gpus_per_trial is filled in once Ray runs (``run``)
     students: StudentStageConfig
     checks_s: float = 0.0
@@ -84,10 +85,10 @@ def plan(cfg: RunConfig) -> RunPlan:
     e = cfg.experiment
     experiment = Experiment.open(Path(e.storage).expanduser().resolve() / e.name, e.resume, e.min_free_gib)
     splits = plan_data(cfg)
-    transfer, texts_file = plan_transfer(cfg, len(splits.train))
+    transfer, pools = plan_transfer(cfg, len(splits.train))
     students = plan_students(cfg, transfer)
     teacher = plan_teacher(cfg, experiment.root, students, splits)
-    return RunPlan(cfg, experiment.root, splits, texts_file, teacher, students, checks_s=round(time.time() - t0, 1))
+    return RunPlan(cfg, experiment.root, splits, pools, teacher, students, checks_s=round(time.time() - t0, 1))
 
 
 def data_record(cfg: RunConfig, splits: Splits) -> dict:
@@ -147,31 +148,38 @@ def plan_teacher(cfg: RunConfig, experiment: Path, students: StudentStageConfig,
                               seed=cfg.experiment.seed if t.seed is None else t.seed)
 
 
-def plan_transfer(cfg: RunConfig, n_train: int) -> tuple[tuple, str | None]:
-    """The transfer sets to build (``--transfer``, or real text when there is some) and the text file they sample;
-    without any, one warning says what is missing and what it costs."""
+def plan_transfer(cfg: RunConfig, n_train: int) -> tuple[tuple, Pools]:
+    """The transfer sets to build (``--transfer``, or real text when there is some) and the unlabelled text files
+    they sample; without any, one warning says what is missing and what it costs."""
     from corpus import DataError
-    from corpus.transfer_text import default_transfer_texts, read_transfer_texts
+    from corpus.augment import REAL
+    from corpus.transfer_text import (LICENSED_BROAD_SOURCES, Pools, default_broad_texts, default_transfer_texts,
+                                      read_transfer_texts)
     from search.transfer_stage import parse_transfer
 
+    t = cfg.transfer
     # own data (--train) never borrows the RuSentiment pool beside the default data dir: another domain
-    texts_file = cfg.transfer.texts or (None if cfg.data.train else default_transfer_texts(cfg.data.data_dir))
-    asked = cfg.transfer.sets
+    texts_file = t.texts or (None if cfg.data.train else default_transfer_texts(cfg.data.data_dir))
+    broad_file = t.broad_texts or (None if cfg.data.train else default_broad_texts(cfg.data.data_dir))
+    sources = LICENSED_BROAD_SOURCES if tuple(t.broad_sources) == ("licensed",) else tuple(t.broad_sources)
+    pools = Pools(real=texts_file and str(texts_file), broad=broad_file and str(broad_file), broad_sources=sources)
+    asked = t.sets
     if asked is None:  # the default: real text when there is some
-        asked = DEFAULT_TRANSFER if texts_file else ()
-        if not texts_file:
+        asked = tuple(d for d in DEFAULT_TRANSFER if pools.file(d.partition(":")[0]))
+        if not asked:
             where = "" if cfg.data.train else (", no transfer/transfer_texts.csv beside the data dir, and no pool "
                                                "fetched by `python -m corpus.transfer_text fetch`")
             log.warning(f"no transfer text (no --transfer-texts{where}): the students learn from the labelled "
                         "posts only, which costs accuracy (the 'no transfer text' row of docs/results.md); give "
                         "unlabelled text of the same domain with --transfer-texts FILE.csv")
-    transfer = tuple(parse_transfer(t, cfg.experiment.seed, n_train) for t in asked)
-    if any(t.recipe == "real" for t in transfer):
-        if texts_file is None:
-            raise DataError("--transfer real:SIZE needs unlabelled text: pass --transfer-texts FILE (a CSV with a "
+    transfer = tuple(parse_transfer(x, cfg.experiment.seed, n_train) for x in asked)
+    for recipe in sorted({x.recipe for x in transfer} & set(REAL)):
+        if pools.file(recipe) is None:
+            flag = "--transfer-texts" if recipe == "real" else "--broad-texts"
+            raise DataError(f"--transfer {recipe}:SIZE needs unlabelled text: pass {flag} FILE (a CSV with a "
                             "'text' column)")
-        read_transfer_texts(texts_file)  # a missing or malformed file fails before the teacher trains
-    return transfer, texts_file
+        read_transfer_texts(pools.file(recipe))  # a missing or malformed file fails before the teacher trains
+    return transfer, pools
 
 
 def run(p: RunPlan) -> tuple[dict, dict | None, Path]:
@@ -199,7 +207,7 @@ def run(p: RunPlan) -> tuple[dict, dict | None, Path]:
     teacher = timed("teacher", run_teacher_stage, teacher_cfg, p.splits, p.experiment, cache_root())
     search = None
     if p.cfg.experiment.stage in ("prepare", "all"):
-        prepare_teacher_outputs(p.students, p.splits, p.experiment, teacher_cfg.cpus_per_trial, p.texts_file, timed)
+        prepare_teacher_outputs(p.students, p.splits, p.experiment, teacher_cfg.cpus_per_trial, p.pools, timed)
     if p.cfg.experiment.stage == "all":
         search = timed("student_search", run_student_stage, p.students, p.splits, p.experiment)
     write_json(layout.run, {

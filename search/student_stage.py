@@ -14,7 +14,9 @@ import pandas as pd
 
 from corpus import Splits
 from corpus.augment import TransferSpec
+from corpus.transfer_text import Pools
 from inference.atomic import atomic_file, write_json
+from modeling.metrics import FIDELITY_PREFIX
 from search.experiment import Experiment
 from search.pareto import TRIVIAL, mark_trivial, pareto_front
 from search.tune_state import repair, state_backup
@@ -72,18 +74,19 @@ class TeacherOutputs:
 
 
 def prepare_teacher_outputs(cfg: StudentStageConfig, splits: Splits, experiment: Path, threads: int,
-                            texts_file: str | None, timed=lambda name, fn, *a, **k: fn(*a, **k)) -> None:
+                            pools: Pools, timed=lambda name, fn, *a, **k: fn(*a, **k)) -> None:
     """Everything the search reads from the teacher, computed once and cached in the experiment: the transfer
     sets (teacher-labelled), and the pooled features, layer outputs and activation statistics ``TeacherOutputs``
     asks for. ``timed(name, fn, *args)`` runs each step (``search/run.py`` times them)."""
     from corpus.cache import cache_root
     from search.teacher_stage import ensure_importance, ensure_train_layers
-    from search.transfer_stage import run_transfer_stage
+    from search.transfer_stage import label_fidelity_slice, run_transfer_stage
 
     needs = TeacherOutputs.of(cfg.space)
     if cfg.transfer or needs.pooled:
         timed("transfer", run_transfer_stage, list(cfg.transfer), splits, experiment, cache_root(), threads,
-              features=needs.pooled, transfer_texts=texts_file)
+              features=needs.pooled, pools=pools)
+    timed("fidelity_slice", label_fidelity_slice, pools, experiment, cache_root(), threads)
     if needs.importance:
         timed("importance", ensure_importance, splits, experiment, cache_root(), threads, seed=splits.seed)
     if needs.layers:
@@ -98,7 +101,7 @@ def teacher_shape(experiment: Path) -> tuple[int, int, int, int]:
 
 def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> StudentData:
     from search.teacher_stage import load_importance
-    from search.transfer_stage import load_transfer
+    from search.transfer_stage import load_fidelity, load_transfer
 
     layout = Experiment(experiment)
     pooled, layers = layout.teacher_output("pooled_train.npy"), layout.teacher_output("layers_train.npy")
@@ -119,6 +122,8 @@ def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> Stud
         log.info("lexical features of %d pool texts for %s buckets: %.0f s", len(data.train_texts) + sum(
             len(t[0]) for t in data.transfer.values()), "/".join(map(str, data.lexical)), time.time() - t0)
     data.experts, train_log_probs = fit_experts(splits, cfg, experiment)
+    data.fidelity = load_fidelity(experiment)
+    data.gate_texts = gate_texts(data.transfer, cfg.seed) if data.experts else None
     if any(w > 0 for w in cfg.space.fused_weight):  # fused training: the expert's view of every pool post
         t0 = time.time()
         for buckets, (expert, _, _) in data.experts.items():
@@ -126,6 +131,21 @@ def make_data(splits: Splits, experiment: Path, cfg: StudentStageConfig) -> Stud
                                          **{recipe: expert.log_probs(t[0]) for recipe, t in data.transfer.items()}}
         log.info("gold expert's log-probabilities of the pool for fused training: %.0f s", time.time() - t0)
     return data
+
+
+def gate_texts(transfer: dict, seed: int) -> tuple[list[str], np.ndarray] | None:
+    """A seeded sample (``modeling.expert.GATE_TEXTS``) of the real-text transfer sets' texts and teacher logits,
+    which the expert's text-dependent weight is fitted on; None without a real-text set."""
+    from corpus.augment import REAL
+    from modeling.expert import GATE_TEXTS
+
+    sets = [transfer[r] for r in REAL if r in transfer]
+    if not sets:
+        return None
+    texts = [t for s in sets for t in s[0]]
+    logits = np.concatenate([s[1] for s in sets])
+    pick = np.sort(np.random.default_rng(seed).choice(len(texts), min(GATE_TEXTS, len(texts)), replace=False))
+    return [texts[i] for i in pick], logits[pick]
 
 
 def fit_experts(splits: Splits, cfg: StudentStageConfig, experiment: Path) -> tuple[dict, dict]:
@@ -251,7 +271,9 @@ def trial_row(trial_id: str, student: dict, metrics: dict, status: str, error: s
     """One row of ``trials.csv`` (a study's ``<tag>.csv`` has the same columns, its ``extra`` ones after them):
     the trial's full StudentConfig, ``TRIAL_METRICS`` (None where the trial measured nothing), status, error."""
     return {"trial_id": trial_id, **{c: student.get(c) for c in CONFIG_COLUMNS},
-            **{c: metrics.get(c) for c in TRIAL_METRICS}, "status": status, "error": error, **(extra or {})}
+            **{c: metrics.get(c) for c in TRIAL_METRICS},
+            **{c: v for c, v in metrics.items() if c.startswith(FIDELITY_PREFIX)},
+            "status": status, "error": error, **(extra or {})}
 
 
 def collect_trials(results, experiment: Path, base: StudentConfig, models: str = "students") -> pd.DataFrame:
@@ -338,7 +360,13 @@ def evaluate_folder(folder: Path, tests: dict[str, pd.DataFrame]) -> tuple[dict,
         if clf.fused:
             preds[f"{name}_student"] = clf.student_logits(texts, 64).argmax(1)
             preds[f"{name}_expert"] = clf.expert_log_probs(texts).argmax(1)
-            for part in ("student", "expert"):
+            parts = ["student", "expert"]
+            if clf.gate is not None and clf.gate.slope > 0:  # the same folder at one weight for every text
+                gate, clf.gate = clf.gate, None
+                preds[f"{name}_fixed"] = clf.logits(texts, 64).argmax(1)
+                clf.gate = gate
+                parts.append("fixed")
+            for part in parts:
                 figures.update(classification_metrics(y, preds[f"{name}_{part}"], f"{name}_{part}_"))
     return figures, preds
 

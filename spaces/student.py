@@ -59,6 +59,8 @@ class StudentConfig:
                                # 0: it trains alone and is fused only after training. Either way the exported
                                # folder's weight is chosen on validation afterwards (it lands near this one when
                                # the student learned to complement the expert)
+    expert_gate: bool = True   # the expert's weight falls on text rarer than the labelled posts (inference.expert:
+                               # the slope fitted on teacher-labelled transfer text); False: one weight for every text
     feature_kd: float = 0.0    # weight of the pooled-feature (cosine) distillation term
     hidden_kd: float = 0.0     # weight of the mapped-layer hidden-state (cosine) distillation term
     token_kd: float = 0.0      # weight of token-level hidden-state distillation (teacher run alongside)

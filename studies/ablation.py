@@ -44,6 +44,8 @@ class AblationConfig:
                                        nargs="*")
     transfer_texts: str | None = option(None, "unlabelled text for real:SIZE sets (else "
                                         "<data dir>/../transfer/transfer_texts.csv)")
+    broad_texts: str | None = option(None, "unlabelled text of other domains for broad:SIZE sets (else "
+                                     "<data dir>/../transfer-broad/broad_texts.csv)")
     ood_test: str | None = option(None, "an out-of-domain label,text test file, report only (else "
                                   "<data dir>/../rusentitweet/rusentitweet_test.csv)")
     cpus_per_trial: int = option(1, "CPUs per row's trial")
@@ -98,7 +100,7 @@ def run_ablation(cfg: AblationConfig) -> dict:
 
     from corpus import splits_from_record
     from corpus.rusentiment import ood_test_for
-    from corpus.transfer_text import default_transfer_texts
+    from corpus.transfer_text import Pools, default_broad_texts, default_transfer_texts
     from search.experiment import Experiment
     from search.student_stage import StudentStageConfig, make_data, prepare_teacher_outputs
     from search.transfer_stage import parse_transfer
@@ -137,7 +139,10 @@ def run_ablation(cfg: AblationConfig) -> dict:
                for name in ("feature_kd", "hidden_kd", "expert_buckets", "init", "fused_weight")}
     stage = StudentStageConfig(cpus_per_trial=cfg.cpus_per_trial, seed=cfg.seed, transfer=specs, student=shared,
                                space=StudentSpace(**offered, lexical_buckets=(0,)))
-    prepare_teacher_outputs(stage, splits, experiment, 2, cfg.transfer_texts or default_transfer_texts(cfg.data_dir))
+    real, broad = (cfg.transfer_texts or default_transfer_texts(cfg.data_dir),
+                   cfg.broad_texts or default_broad_texts(cfg.data_dir))
+    pools = Pools(real=real and str(real), broad=broad and str(broad))
+    prepare_teacher_outputs(stage, splits, experiment, 2, pools)
     student_data = make_data(splits, experiment, stage)
     start_benchmark_slot()
     keys = sorted({k for r in rows.values() for k in r})
@@ -210,6 +215,8 @@ def lexical_parts(df, experiment: Path, splits, extra: dict):
     for _, r in df.iterrows():
         has = layout.prediction(r.trial_id, "test_student").is_file() if splits.has_test else False
         entries.append((f"{r.row}", "student alone", r.trial_id, "_student" if has else ""))
+        if has and layout.prediction(r.trial_id, "test_fixed").is_file():
+            entries.append((f"{r.row}", "fused, one weight for every text", r.trial_id, "_fixed"))
         if has:
             entries.append((f"{r.row}", "fused with the gold expert", r.trial_id, ""))
     out = []
@@ -240,7 +247,8 @@ def print_rows(out: dict) -> None:
     import pandas as pd
 
     cols = ["row", "int8_val_weighted_f1", "test_weighted_f1", "test_wf1_low", "test_wf1_high", "test_delta_wf1",
-            "ood_weighted_f1", "ood_delta_wf1", "e2e_ms_p50", "size_mib", "time_total_s"]
+            "ood_weighted_f1", "ood_delta_wf1", "fidelity_agreement", "fidelity_kl", "gate_slope", "e2e_ms_p50",
+            "size_mib", "time_total_s"]
     df = pd.DataFrame(out["rows"])
     print(df[[c for c in cols if c in df]].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
 

@@ -94,7 +94,8 @@ def install(source: Path, target: Path, data_dir: str | None, transfer: list[str
         agree = float((fused.argmax(1) == set_logits.argmax(1)).mean())
         write_transfer_set(Experiment(target).transfer, spec, set_texts, fused, splits.labels, source=meta.get("source"),
                            labelling_s=meta.get("labelling_s"), pooled=pooled,
-                           labelled_by=f"the teacher fused with the gold expert (weight {weight:.2f})")
+                           labelled_by=f"the teacher fused with the gold expert (weight {weight:.2f})",
+                           held_out=meta.get("fidelity_held_out"))
         summary.setdefault("transfer", {})[spec.name] = {"texts": len(set_texts), "argmax_agrees_with_teacher": round(agree, 4)}
         log.info("transfer set %s: %d texts relabelled; argmax agrees with the teacher on %.1f %%",
                  spec.name, len(set_texts), 100 * agree)

@@ -247,7 +247,7 @@ def test_real_transfer_text_excludes_evaluated_posts(tmp_path):
     pd.DataFrame({"source": ["a"] * 5 + ["b"] * 5,
                   "text": [f"текст {i}" for i in range(9)] + ["тестовый пост"]}).to_csv(path, index=False)
     texts, summary = sample_transfer_texts(path, 9, 0, exclude={"тестовый пост"})
-    assert "тестовый пост" not in texts and summary["excluded_eval_duplicates"] == 1 and len(set(texts)) == 9
+    assert "тестовый пост" not in texts and summary["excluded"] == 1 and len(set(texts)) == 9
     with pytest.raises(DataError, match="holds only 9 usable texts"):
         sample_transfer_texts(path, 10, 0, exclude={"тестовый пост"})
 

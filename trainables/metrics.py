@@ -24,20 +24,26 @@ EXPORT_BENCH_KEYS = ("size_mib", "latency_ms_p50", "latency_ms_p95", "latency_ms
 # what reaches trials.csv beside the trial's StudentConfig (search/student_stage.py:collect_trials)
 TRIAL_METRICS = ["round", "epoch", "val_accuracy", "val_weighted_f1", "val_macro_f1", "int8_val_accuracy",
                   "int8_val_weighted_f1", "int8_val_macro_f1", "int8_fp32_agreement", "int8_round",
-                  "student_val_weighted_f1", "int8_student_val_weighted_f1", "expert_weight", "fp32_expert_weight", "latency_ms_p50",
+                  "student_val_weighted_f1", "int8_student_val_weighted_f1", "expert_weight", "fp32_expert_weight", "gate_slope",
+                  "gate_knee", "latency_ms_p50",
                   "latency_ms_p95", "latency_ms_spread", "e2e_ms_p50", "e2e_ms_p95", "e2e_ms_spread", "tokenize_ms_p50",
                   "throughput_b32_per_s", "size_mib", "n_latency", "bench_sha", "bench_threads", "params", "vocab_size",
                   "fp32_latency_ms_p50", "fp32_latency_ms_p95", "fp32_e2e_ms_p50", "fp32_e2e_ms_p95", "fp32_size_mib",
-                  "train_pool", "epoch_posts", "node_id", "build_s", "round_train_s", "ptq_eval_s", "bench_s", "time_total_s"]
+                  "train_pool", "epoch_posts", "node_id", "build_s", "round_train_s", "ptq_eval_s", "bench_s", "fidelity_s",
+                  "time_total_s"]
+# after them, the fidelity columns (modeling.metrics.fidelity: fidelity_agreement, fidelity_kl, fidelity_<source>),
+# whose sources depend on the run's unlabelled pools
+FIDELITY = "fidelity_agreement"  # the export's tie-break among members validation cannot tell apart
 
 # the front as search/run.py prints it and as report.html's hover shows it
-FRONT_SHOWN = ("int8_val_weighted_f1", "test_weighted_f1", "e2e_ms_p50", "latency_ms_p50", "size_mib", "params")
+FRONT_SHOWN = ("int8_val_weighted_f1", "test_weighted_f1", "fidelity_agreement", "e2e_ms_p50", "latency_ms_p50",
+               "size_mib", "params")
 # what an exported folder's config.json records (analysis/export.py)
 EXPORTED = ("val_weighted_f1", "int8_val_accuracy", "int8_val_weighted_f1", "int8_val_macro_f1",
             "export_val_accuracy", "export_val_weighted_f1", "export_val_macro_f1", "quantization_form",
             "test_accuracy", "test_weighted_f1", "test_macro_f1", "test_wf1_low", "test_wf1_high",
             "ood_accuracy", "ood_weighted_f1", "ood_macro_f1", "latency_ms_p50", "latency_ms_p95",
             "e2e_ms_p50", "e2e_ms_p95", "throughput_b32_per_s", "size_mib", "n_latency", "bench_sha", "bench_threads",
-            "params", "expert_weight",
+            "params", "expert_weight", "gate_slope", "fidelity_agreement", "fidelity_kl",
             "int8_student_val_weighted_f1", "test_student_weighted_f1", "test_expert_weighted_f1",
             "ood_student_weighted_f1", "ood_expert_weighted_f1")

@@ -25,6 +25,7 @@ import torch
 from corpus import encode_texts
 from corpus.cache import cache_root
 from modeling import ClassifierConfig, EncoderClassifier, classification_metrics
+from modeling.metrics import FidelitySlice, fidelity_keys, folder_fidelity
 from inference.lexical import LexicalSpec, batch_features
 from modeling.onnx_export import export_folder
 from modeling.prune import PruneShape, prune_encoder
@@ -61,6 +62,9 @@ class StudentData:
     # the gold-label lexical experts, fitted once for the search (search.student_stage.fit_experts)
     expert_pool: dict = field(default_factory=dict)  # expert buckets -> block ("train" or a transfer recipe) -> the
     # expert's log-probabilities of its texts (cross-fitted on the labelled posts), for fused training (fused_weight)
+    fidelity: FidelitySlice | None = None  # held-out unlabelled texts and the teacher's logits (corpus.fidelity)
+    gate_texts: tuple[list[str], np.ndarray] | None = None  # teacher-labelled real transfer texts (texts, logits):
+    # what the expert's text-dependent weight is fitted on (modeling.expert.choose_gate); None: no gate
 
     def lexical_features(self, buckets: tuple[int, ...]) -> None:
         """Compute, once, the lexical branch's features of every block for each bucket count."""
@@ -514,15 +518,17 @@ def int8_due(round_: int, n_rounds: int, rungs: int, grace: int = 1) -> bool:
 
 
 def unmeasured(data: StudentData, expert=None) -> dict:
-    """NaN for every key a round with an int8 model reports (int8 metrics, benchmark), for the rounds before
-    the first rung: every round of a trial reports the same keys. Ray's CSV logger fixes ``progress.csv``'s
+    """NaN for every key a round with an int8 model reports (int8 metrics, benchmark, fidelity), for the rounds
+    before the first rung: every round of a trial reports the same keys. Ray's CSV logger fixes ``progress.csv``'s
     columns from a trial's first result (later keys are dropped, and a resumed trial appends rows of another
     width), and its strict metric check wants the searcher's OBJECTIVES in every result."""
     blank = np.zeros((len(data.val_labels), data.train_logits.shape[1]), dtype=np.float32)
     metrics, _ = fused_metrics(blank, data, expert, "int8_")
     if expert is not None:
         metrics["expert_weight"] = metrics.pop("int8_expert_weight")
-    keys = [*metrics, "int8_fp32_agreement", "int8_round", *BENCH_KEYS, *(f"fp32_{k}" for k in FP32_BENCH_KEYS)]
+        metrics.update(gate_slope=None, gate_knee=None)  # NaN below, like every key
+    keys = [*metrics, "int8_fp32_agreement", "int8_round", *BENCH_KEYS, *(f"fp32_{k}" for k in FP32_BENCH_KEYS),
+            *fidelity_keys(data.fidelity), *(["fidelity_s"] if data.fidelity is not None else [])]
     assert set(OBJECTIVES) <= set(keys)
     return dict.fromkeys(keys, float("nan"))
 
@@ -570,17 +576,47 @@ def export_onnx(model, tokenizer, cfg: StudentConfig, out: Path, form: str = "in
 
 def validate_int8(folder: Path, data: StudentData, cfg: StudentConfig, fp32: np.ndarray, expert=None) -> dict:
     """int8 validation metrics of the exported folder, run by the torch-free runtime (the fused
-    model's, with the weight chosen on these int8 logits written into the folder's config.json), and
-    the agreement of the student's own int8 and fp32 predictions."""
+    model's, with the weight chosen on these int8 logits and, with ``cfg.expert_gate``, the text-dependent weight
+    fitted on teacher-labelled transfer text, both written into the folder's config.json), the agreement of the
+    student's own int8 and fp32 predictions, and the folder's fidelity to the teacher on the held-out slice."""
     from inference import SentimentClassifier
     from modeling.expert import set_weight
 
-    logits = SentimentClassifier.load(folder, threads=cfg.threads).student_logits(data.val_texts, 64)
+    clf = SentimentClassifier.load(folder, threads=cfg.threads)
+    logits = clf.student_logits(data.val_texts, 64)
     metrics, own = fused_metrics(logits, data, expert, "int8_")
     if expert is not None:
-        set_weight(folder, metrics["int8_expert_weight"])
-        metrics["expert_weight"] = metrics.pop("int8_expert_weight")
-    return {**metrics, "int8_fp32_agreement": float((own == fp32).mean())}
+        weight = metrics.pop("int8_expert_weight")
+        gate = fit_gate(clf, data, weight) if cfg.expert_gate and weight > 0 and data.gate_texts else None
+        set_weight(folder, weight, gate=gate)
+        metrics.update(expert_weight=weight, gate_slope=gate.slope if gate else 0.0,
+                       gate_knee=gate.knee if gate else float("nan"))
+        if gate is not None and gate.slope > 0:  # what the folder answers on validation: the gated fusion
+            from inference.expert import fuse
+
+            rarity = np.empty(len(data.val_texts), np.float32)
+            val_expert = clf.expert_log_probs(data.val_texts, rarity)
+            answer = fuse(logits, val_expert, gate.weights(weight, rarity)).argmax(1)
+            metrics.update(classification_metrics(data.val_labels, answer, prefix="int8_val_"))
+    out = {**metrics, "int8_fp32_agreement": float((own == fp32).mean())}
+    if data.fidelity is not None:
+        out.update(folder_fidelity(folder, data.fidelity, cfg.threads))
+    return out
+
+
+def fit_gate(clf, data: StudentData, weight: float):
+    """The expert's text-dependent weight for this student (``modeling.expert.choose_gate``): knee from the
+    validation posts' rarity, slope from the teacher's answers on ``data.gate_texts``."""
+    from modeling.expert import choose_gate
+
+    texts, teacher_logits = data.gate_texts
+    rarity, val_rarity = np.empty(len(texts), np.float32), np.empty(len(data.val_texts), np.float32)
+    clf.expert_log_probs(data.val_texts, val_rarity)
+    expert = clf.expert_log_probs(texts, rarity)
+    gate, rows = choose_gate(clf.student_logits(texts, 64), expert, rarity, weight, teacher_logits, val_rarity)
+    log.info("expert gate: knee %.3f slope %.2f (KL to the teacher on %d transfer texts %.4f; slope 0: %.4f)",
+             gate.knee, gate.slope, len(texts), rows[gate.slope]["kl"], rows[0.0]["kl"])
+    return gate
 
 
 def measure(folder: Path, data: StudentData, reporter, n_latency: int, fp32=None) -> dict:
