@@ -205,9 +205,12 @@ def test_the_baseline_is_refitted_on_train_and_validation(tiny_data):
 def test_a_trial_with_the_expert_and_half_an_epoch_grace(tiny_bert, labelled, expert, tmp_path):
     """fit_student (the search's trainable, outside Ray) with a gold expert and ASHA grace 2: no int8
     export before the first rung (round 1 reports fp32 only), then every int8 round reports the fused
-    figures, the student's own, and a weight in [0, 1] that the exported folder carries and applies."""
+    figures, the student's own, a weight in [0, 1] and its gate that the exported folder carries and applies,
+    and the folder's fidelity on a held-out slice (the same keys, NaN, before the first rung)."""
     from inference import SentimentClassifier
     from modeling import classification_metrics
+    from modeling.expert import GATE_SLOPES
+    from modeling.metrics import FidelitySlice, folder_fidelity
     from spaces.student import StudentConfig
     from trainables.worker import folder_bytes
     from trainables.student import FolderReporter, StudentData, fit_student
@@ -216,10 +219,14 @@ def test_a_trial_with_the_expert_and_half_an_epoch_grace(tiny_bert, labelled, ex
     model.save(tmp_path / "teacher", tok)
     texts, labels = labelled
     gold, record = expert
+    other = [f"{t} совсем другие слова {i}" for i, t in enumerate(texts[:60])]  # rarer n-grams than the posts
     data = StudentData(teacher_files=folder_bytes(tmp_path / "teacher"), train_texts=texts[:200],
                        train_labels=labels[:200], train_logits=np.eye(5, dtype=np.float32)[labels[:200]] * 4,
                        val_texts=texts[200:], val_labels=labels[200:],
-                       experts={4096: (gold, gold.log_probs(texts[200:]), record)})
+                       experts={4096: (gold, gold.log_probs(texts[200:]), record)},
+                       fidelity=FidelitySlice(other[:30], ["a"] * 10 + ["b"] * 20,
+                                              np.eye(5, dtype=np.float32)[labels[:30]] * 4),
+                       gate_texts=(other[30:], np.eye(5, dtype=np.float32)[labels[30:60]] * 4))
     cfg = StudentConfig(layers=1, hidden=64, heads=2, ffn=128, vocab=0, init="random", epochs=1, evals_per_epoch=4,
                         ptq_rungs=3, ptq_grace=2, expert_buckets=4096, threads=1, batch_size=32, max_length=64)
     fit_student(cfg, data, FolderReporter(tmp_path / "run"))
@@ -235,8 +242,14 @@ def test_a_trial_with_the_expert_and_half_an_epoch_grace(tiny_bert, labelled, ex
     folder = tmp_path / "run" / "checkpoint" / "model"
     clf = SentimentClassifier.load(folder)
     assert clf.expert_weight == last["expert_weight"]
+    assert last["gate_slope"] in GATE_SLOPES and (clf.gate is None) == (last["expert_weight"] == 0)
+    assert clf.gate is None or clf.gate.slope == last["gate_slope"]
     wf1 = classification_metrics(labels[200:], clf.logits(texts[200:]).argmax(1))["weighted_f1"]
     assert wf1 == pytest.approx(last["int8_val_weighted_f1"])  # the folder answers what the trial reported
+    again = folder_fidelity(folder, data.fidelity)  # and its fidelity is the folder's, as shipped
+    assert {k: last[k] for k in ("fidelity_agreement", "fidelity_kl", "fidelity_a", "fidelity_b")} == pytest.approx(
+        {k: again[k] for k in ("fidelity_agreement", "fidelity_kl", "fidelity_a", "fidelity_b")})
+    assert np.isnan(rounds[0]["fidelity_agreement"]) and last["fidelity_s"] > 0
     majority = np.bincount(labels[200:]).max() / len(labels[200:])
     assert last["int8_val_accuracy"] > majority + 0.2  # a learnable task: the fused model beats the majority class
 
@@ -332,10 +345,14 @@ def test_fused_training_puts_the_fused_model_into_the_loss(tiny_bert, labelled, 
     assert oof.shape == (200, 5) and np.allclose(np.exp(oof).sum(1), 1, atol=1e-4)
     model, tok = _student(tiny_bert)
     model.save(tmp_path / "teacher", tok)
+    other = [f"{t} совсем другие слова {i}" for i, t in enumerate(texts[:60])]  # rarer n-grams than the posts
     data = StudentData(teacher_files=folder_bytes(tmp_path / "teacher"), train_texts=texts[:200],
                        train_labels=labels[:200], train_logits=np.eye(5, dtype=np.float32)[labels[:200]] * 4,
                        val_texts=texts[200:], val_labels=labels[200:],
-                       experts={4096: (gold, gold.log_probs(texts[200:]), record)})
+                       experts={4096: (gold, gold.log_probs(texts[200:]), record)},
+                       fidelity=FidelitySlice(other[:30], ["a"] * 10 + ["b"] * 20,
+                                              np.eye(5, dtype=np.float32)[labels[:30]] * 4),
+                       gate_texts=(other[30:], np.eye(5, dtype=np.float32)[labels[30:60]] * 4))
     cfg = StudentConfig(layers=1, hidden=64, heads=2, ffn=128, vocab=0, init="random", epochs=1, evals_per_epoch=2,
                         expert_buckets=4096, fused_weight=0.5, threads=1, batch_size=32, max_length=64, bf16="off")
     with pytest.raises(ValueError, match="fused_weight > 0 needs the expert's log-probabilities"):

@@ -95,6 +95,27 @@ def test_choose_applies_limits_and_breaks_ties_by_latency_size_then_id():
     assert choose(df, max_latency_ms=0.2).empty  # none fits (the trivial one at 0.1 ms does not count)
 
 
+def test_choose_breaks_validation_ties_by_fidelity_and_only_within_the_noise():
+    """n=1,000 validation posts, best .70: one standard error is sqrt(.7 * .3 / 1000) = .01449. Members within it
+    are ordered by fidelity; one just outside it is not lifted by its higher fidelity; without n_val or without a
+    fidelity column the rule is the plain one."""
+    from search.pareto import validation_noise
+
+    assert validation_noise(0.7, 1000) == pytest.approx(0.014491, abs=1e-6)
+    df = _trials([("best", "completed", 0.700, 0.5, 3.0), ("close", "completed", 0.690, 0.6, 3.0),
+                  ("edge", "completed", 0.700 - 0.014491, 0.4, 3.0), ("far", "completed", 0.684, 0.3, 3.0)])
+    df["fidelity_agreement"] = [0.80, 0.86, 0.84, 0.95]
+    assert choose(df, n_val=1000).trial_id.tolist() == ["close", "edge", "best", "far"]
+    assert choose(df).trial_id.tolist() == ["best", "close", "edge", "far"]  # no n_val: CHOICE_RULE
+    assert choose(df.drop(columns="fidelity_agreement"), n_val=1000).trial_id.tolist() == ["best", "close", "edge",
+                                                                                         "far"]
+    nan = df.assign(fidelity_agreement=[np.nan, 0.86, np.nan, 0.95])  # a member without a figure ranks last of its tie
+    assert choose(nan, n_val=1000).trial_id.tolist() == ["close", "best", "edge", "far"]
+    assert choose(df, max_latency_ms=0.55, n_val=1000).trial_id.tolist() == ["edge", "best", "far"]
+    with pytest.raises(ValueError, match="n_val"):
+        validation_noise(0.7, 0)
+
+
 def test_choose_trial_reads_the_front_and_says_when_nothing_fits(tmp_path):
     from analysis.export import ExportError, choose_trial
     from search.experiment import Experiment
