@@ -4,7 +4,8 @@ its teacher (argmax agreement, KL divergence; ``modeling.metrics.fidelity``).
 Fidelity measures what a student inherits from its teacher *without labels* (Stanton et al. 2021, "Does
 knowledge distillation really work?"), so it works on any user's unlabelled text, and on text of domains the
 labelled posts never cover. The slice is drawn from each unlabelled pool a run uses (``--transfer-texts``,
-``--broad-texts``): ``PER_SOURCE`` texts of every source, the ones whose text hashes lowest (a fixed choice:
+``--broad-texts``): ``PER_SOURCE`` texts of every source (at most ``MAX_SHARE`` of it), the ones whose text hashes
+lowest (a fixed choice:
 the same texts for every run, seed and transfer size, so fidelity figures of different runs compare).
 ``corpus.transfer_text.sample_transfer_texts`` never draws them: no student trains on the slice, and no
 choice of the run's is made on it (it is a report and a tie-break, ``search.pareto.choose``).
@@ -14,10 +15,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 PER_SOURCE = 200  # texts per source (corpus.transfer_text.Pools.fidelity_per_source): an agreement of ~.8 is then
                   # known to about +-.06 (95 %) per source, and the slice of both shared pools costs a trial ~2,800 texts
+MAX_SHARE = 0.1   # never more than this share of a source (a small pool of the user's keeps 90 % for training)
 VERSION = 1       # a transfer set built before the slice existed (or with another rule) is rebuilt
 
 
@@ -27,12 +30,15 @@ def text_key(text: str) -> str:
 
 
 def slice_of(pool: pd.DataFrame, per_source: int = PER_SOURCE) -> pd.DataFrame:
-    """``per_source`` rows of each source of ``pool`` (``source,text``; fewer when a source has fewer), the
-    lowest-hashing texts; sorted by source, then hash."""
+    """``per_source`` rows of each source of ``pool`` (``source,text``), at most ``MAX_SHARE`` of the source's
+    rows: the lowest-hashing texts; sorted by source, then hash."""
     if per_source <= 0:
         raise ValueError(f"fidelity slice: per_source must be positive, got {per_source}")
     keyed = pool.assign(key=pool["text"].map(text_key)).sort_values(["source", "key"], kind="stable")
-    return keyed.groupby("source", sort=True).head(per_source).drop(columns="key").reset_index(drop=True)
+    rank = keyed.groupby("source", sort=True).cumcount()
+    size = keyed.groupby("source", sort=True)["text"].transform("size")
+    keep = rank < np.minimum(per_source, np.floor(size * MAX_SHARE))
+    return keyed[keep].drop(columns="key").reset_index(drop=True)
 
 
 def fidelity_slice(files: list[str | Path], per_source: int = PER_SOURCE) -> pd.DataFrame:

@@ -31,14 +31,15 @@ def test_fidelity_equals_a_hand_computed_case():
 
 
 def test_the_slice_is_a_fixed_choice_per_source():
-    """PER_SOURCE texts of each source, the same ones whatever the rows' order; a short source gives all it has."""
+    """PER_SOURCE texts of each source, the same ones whatever the rows' order; never more than MAX_SHARE of a
+    source."""
     from corpus.fidelity import slice_of
 
-    rows = [("x", f"текст {i}") for i in range(50)] + [("y", f"другой {i}") for i in range(3)]
+    rows = [("x", f"текст {i}") for i in range(500)] + [("y", f"другой {i}") for i in range(35)]
     pool = pd.DataFrame(rows, columns=["source", "text"])
     a = slice_of(pool, 10)
     b = slice_of(pool.sample(frac=1, random_state=1), 10)
-    assert a.equals(b) and a.source.value_counts().to_dict() == {"x": 10, "y": 3}
+    assert a.equals(b) and a.source.value_counts().to_dict() == {"x": 10, "y": 3}  # y: at most 10 % of 35
     with pytest.raises(ValueError, match="per_source"):
         slice_of(pool, 0)
 
@@ -67,13 +68,13 @@ def test_the_held_out_slice_never_reaches_a_transfer_set(tiny_teacher, tiny_data
 
     experiment = with_teacher(tiny_teacher, tmp_path / "exp", "fid")
     splits = load_splits(str(tiny_data), seed=13)
-    pools = Pools(real=str(_pool(tmp_path / "real.csv", {"news": 30, "forum": 25}, 1)),
-                  broad=str(_pool(tmp_path / "broad.csv", {"tweets": 30, "reviews": 40}, 2)))
+    pools = Pools(real=str(_pool(tmp_path / "real.csv", {"news": 100, "forum": 90}, 1)),
+                  broad=str(_pool(tmp_path / "broad.csv", {"tweets": 100, "reviews": 120}, 2)))
     slice_ = fidelity_slice(pools.files, per_source=8)
     held = set(slice_.text)
     assert len(held) == 32
     pools = replace(pools, fidelity_per_source=8)  # the run's default is 200: these pools are small
-    for recipe, usable in (("real", 55 - 16), ("broad", 70 - 16)):
+    for recipe, usable in (("real", 190 - 16), ("broad", 220 - 16)):
         meta = build_transfer(TransferSpec(recipe, usable, 13), splits, experiment, cache_root(), 1, pools)
         texts = set(pd.read_parquet(experiment / "teacher" / "transfer" / f"{recipe}-{usable}-s13.parquet").text)
         assert len(texts) == usable and not texts & held, texts & held

@@ -308,8 +308,11 @@ def test_ablation_runs_each_row_on_one_student(ablated, tiny_data):
     assert real.init == "pruned" and df.set_index("row").loc["base"].hidden_kd == 1
     assert out["rows"] and (searched / "ablation_students").is_dir()
     parts = pd.read_csv(searched / "ablation_parts.csv")  # the row with the expert: the same student alone and fused
-    assert parts.part.tolist() == ["student alone", "student alone", "fused with the gold expert"]
-    assert parts.row.tolist() == ["base", "real", "real"] and parts.test_delta_wf1.iloc[0] == 0
+    fixed = ["fused, one weight for every text"] if real.gate_slope > 0 else []  # a gated folder, also ungated
+    assert parts.part.tolist() == ["student alone", "student alone", *fixed, "fused with the gold expert"]
+    assert parts.row.tolist() == ["base", "real", "real", *(["real"] * len(fixed))] and parts.test_delta_wf1.iloc[0] == 0
+    # the pool's held-out slice (8 of its 80 texts) measures every row's fidelity to the teacher
+    assert df.fidelity_agreement.between(0, 1).all() and df.fidelity_t.notna().all()
     assert (searched / real.model_dir / "expert.npz").is_file()
     with pytest.raises(ValueError, match="not FIELD=VALUE over a student field"):
         run_ablation(AblationConfig(experiment=str(searched), data_dir=str(tiny_data), rows=("x:nope=1",)))
