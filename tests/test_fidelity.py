@@ -190,3 +190,32 @@ def test_a_bad_gate_is_named(tiny_bert, tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelFolderError, match="expert.gate"):
         SentimentClassifier.load(folder)
+
+
+def test_plan_transfer_finds_both_pools_beside_the_data_and_own_data_borrows_neither(tmp_path):
+    """The shared layout: transfer/ and transfer-broad/ beside the RuSentiment folder give the two pools; broad:SIZE
+    without a broad file fails before any work, naming the flag; own data (--train) takes neither unless given."""
+    from corpus import DataError
+    from corpus.transfer_text import LICENSED_BROAD_SOURCES
+    from search.run import parse_args, plan_transfer
+    from tests.fixtures import write_tiny_rusentiment
+
+    data = write_tiny_rusentiment(tmp_path / "rusentiment")
+    (tmp_path / "transfer").mkdir()
+    (tmp_path / "transfer-broad").mkdir()
+    real = _pool(tmp_path / "transfer" / "transfer_texts.csv", {"news": 50}, 1)
+    broad = _pool(tmp_path / "transfer-broad" / "broad_texts.csv", {"wb_marketplace_reviews": 50, "ira_tweets": 50}, 2)
+    transfer, pools = plan_transfer(parse_args(["--data-dir", str(data), "--transfer", "real:10", "broad:x0.1",
+                                                "--broad-sources", "licensed"]), 100)
+    assert [(t.recipe, t.size) for t in transfer] == [("real", 10), ("broad", 10)]
+    assert (pools.real, pools.broad, pools.broad_sources) == (str(real), str(broad), LICENSED_BROAD_SOURCES)
+    assert pools.record() == {"real": "transfer_texts.csv", "broad": "broad_texts.csv",
+                              "broad_sources": list(LICENSED_BROAD_SOURCES)}
+    own = write_tiny_rusentiment(tmp_path / "own") / "rusentiment_random_posts.csv"
+    transfer, pools = plan_transfer(parse_args(["--train", str(own)]), 100)
+    assert transfer == () and pools.files == []
+    with pytest.raises(DataError, match="--broad-texts"):
+        plan_transfer(parse_args(["--train", str(own), "--transfer", "broad:10"]), 100)
+    transfer, pools = plan_transfer(parse_args(["--train", str(own), "--broad-texts", str(broad), "--transfer",
+                                                "broad:10"]), 100)
+    assert pools.files == [str(broad)] and transfer[0].recipe == "broad"
