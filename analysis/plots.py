@@ -10,7 +10,7 @@ import pandas as pd
 
 from inference.atomic import atomic_file
 from search.pareto import TRIVIAL
-from trainables.metrics import LATENCY
+from trainables.metrics import FIDELITY, LATENCY
 
 LATENCY_LABEL = "median batch-1 latency end to end, ms (text in -> scores out, 1 thread)"
 
@@ -81,6 +81,7 @@ def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool, cho
     if "test_weighted_f1" in front:
         ax.scatter(front[x], front["test_weighted_f1"], s=22, facecolors="none", edgecolors="tab:green",
                    label="3-objective front (int8, test)")
+    annotate_fidelity(ax, front, x)
     if chosen is not None and chosen.get(x) is not None:  # where the report's choice is, on the same axis
         ax.scatter([chosen[x]], [chosen["int8_val_weighted_f1"]], marker="*", s=160, c="gold", edgecolors="black",
                    zorder=5, label=f"chosen: {chosen.get('trial_id')} (int8, validation)")
@@ -96,6 +97,18 @@ def _plot(trials, front, refs, x: str, xlabel: str, path: Path, log_x: bool, cho
         ax.set_xscale("log")
         readable_log_axis(ax.xaxis)
     return _save(fig, ax, path, 7)
+
+
+def annotate_fidelity(ax, front: pd.DataFrame, x: str) -> None:
+    """Each front member's fidelity to the teacher (argmax agreement on the held-out unlabelled slice) written
+    beside its validation dot, when the trials measured it."""
+    if FIDELITY not in front:
+        return
+    for _, r in front.iterrows():
+        if pd.notna(r.get(FIDELITY)) and pd.notna(r.get(x)):
+            ax.annotate(f"{r[FIDELITY]:.2f}", (r[x], r["int8_val_weighted_f1"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=6, color="tab:blue")
+    ax.plot([], [], " ", label="numbers: front members' agreement with the teacher (held-out slice)")
 
 
 def _front_pair(ax, groups, x: str, xlabel: str) -> None:

@@ -219,3 +219,14 @@ def test_plan_transfer_finds_both_pools_beside_the_data_and_own_data_borrows_nei
     transfer, pools = plan_transfer(parse_args(["--train", str(own), "--broad-texts", str(broad), "--transfer",
                                                 "broad:10"]), 100)
     assert pools.files == [str(broad)] and transfer[0].recipe == "broad"
+
+
+def test_the_report_states_fidelity_per_source_and_says_when_there_is_none():
+    from analysis.markdown import fidelity_lines
+
+    f = {"texts": 400, "per_source_texts": {"reviews": 200, "tweets": 200}, "fidelity_agreement": 0.8125,
+         "fidelity_kl": 0.2345, "fidelity_reviews": 0.75, "fidelity_tweets": 0.875, "fidelity_s": 1.0}
+    lines = fidelity_lines(f)
+    assert "argmax agreement **0.812**" in lines[0] and "400 held-out" in lines[0] and "0.234 nats" in lines[0]
+    assert "| reviews | 200 | 0.750 |" in lines and "| tweets | 200 | 0.875 |" in lines
+    assert "no unlabelled pool" in fidelity_lines(None)[0]
