@@ -15,7 +15,7 @@ text (``config.json`` ``expert.gate``, ``gate_weights``): the expert knows the n
 on text whose n-grams are rarer than nearly all of theirs (other platforms, other domains) its word counts
 say less than the student, so its weight falls with the text's *rarity* (the mean idf of its n-grams)::
 
-    w(text) = w * clip(1 - slope * max(0, rarity(text) - knee), 0, 1)
+    w(text) = w * clip(1 - slope * (rarity(text) - knee), 0, 1)      (the full w up to the knee)
 
 ``knee`` is a high quantile of the validation posts' rarity (in-domain text keeps ``w``) and ``slope`` is fitted
 on teacher-labelled transfer text (``modeling.expert.choose_gate``); ``slope = 0`` is the fixed weight.
@@ -154,9 +154,10 @@ class Gate:
     slope: float  # how fast the weight falls beyond it, per unit of rarity (0: the fixed weight)
 
     def weights(self, weight: float, rarity: np.ndarray) -> np.ndarray:
-        """Each text's weight: ``weight * clip(1 - slope * max(0, rarity - knee), 0, 1)``."""
+        """Each text's weight: ``weight * clip(1 - slope * (rarity - knee), 0, 1)``: the full weight up to the knee
+        (the clip's upper bound), falling linearly beyond it."""
         r = np.asarray(rarity, np.float32)
-        return (weight * np.clip(1.0 - self.slope * np.maximum(0.0, r - self.knee), 0.0, 1.0)).astype(np.float32)
+        return (weight * np.clip(1.0 - self.slope * (r - self.knee), 0.0, 1.0)).astype(np.float32)
 
 
 def fuse(student_logits: np.ndarray, expert_log_probs: np.ndarray | None, weight) -> np.ndarray:
