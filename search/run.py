@@ -171,7 +171,10 @@ def plan_transfer(cfg: RunConfig, n_train: int) -> tuple[tuple, Pools]:
                                                "fetched by `python -m corpus.transfer_text fetch`")
             log.warning(f"no transfer text (no --transfer-texts{where}): the students learn from the labelled "
                         "posts only, which costs accuracy (the 'no transfer text' row of docs/results.md); give "
-                        "unlabelled text of the same domain with --transfer-texts FILE.csv")
+                        "unlabelled text of the same domain with --transfer-texts FILE.csv, or general Russian text: "
+                        "--transfer-texts .../transfer/transfer_texts.csv --broad-texts .../transfer-broad/"
+                        "broad_texts.csv --transfer real:5000 broad:5000 (on a tweets task: +.008 [-.006, +.019] "
+                        "test wF1, fidelity +.016; docs/results.md, issue 35)")
     transfer = tuple(parse_transfer(x, cfg.experiment.seed, n_train) for x in asked)
     for recipe in sorted({x.recipe for x in transfer} & set(REAL)):
         if pools.file(recipe) is None:

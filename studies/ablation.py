@@ -199,8 +199,9 @@ def lexical_parts(df, experiment: Path, splits, extra: dict):
     """With the gold expert, one trained student gives two rows: the student alone and the student
     fused with the expert (the expert is fitted apart and changes no training step, so the pair is the
     same student with and without it). Every (row, part) gets test / out-of-domain weighted F1 with a
-    bootstrap interval and the paired difference to the first row's student alone; None when no row
-    has an expert."""
+    bootstrap interval and the paired difference to the first row's student alone (and, for a folder whose expert
+    weight follows the text, the paired difference of the gate: gated minus one weight); None when no row has an
+    expert."""
     import numpy as np
     import pandas as pd
 
@@ -234,6 +235,11 @@ def lexical_parts(df, experiment: Path, splits, extra: dict):
             rec[f"{name}_wf1_low"], rec[f"{name}_wf1_high"] = bootstrap_interval(y, pred)
             d = paired_bootstrap(y, pred, ref)
             rec.update({f"{name}_delta_wf1": d["diff"], f"{name}_delta_low": d["low"], f"{name}_delta_high": d["high"]})
+            fixed = layout.prediction(trial, f"{name}_fixed")
+            if suffix == "" and fixed.is_file():  # the gate's own effect: the same folder at one weight, paired
+                g = paired_bootstrap(y, pred, np.load(fixed))
+                rec.update({f"{name}_gate_delta_wf1": g["diff"], f"{name}_gate_delta_low": g["low"],
+                            f"{name}_gate_delta_high": g["high"]})
         out.append(rec)
     return pd.DataFrame(out)
 

@@ -311,6 +311,10 @@ def test_ablation_runs_each_row_on_one_student(ablated, tiny_data):
     fixed = ["fused, one weight for every text"] if real.gate_slope > 0 else []  # a gated folder, also ungated
     assert parts.part.tolist() == ["student alone", "student alone", *fixed, "fused with the gold expert"]
     assert parts.row.tolist() == ["base", "real", "real", *(["real"] * len(fixed))] and parts.test_delta_wf1.iloc[0] == 0
+    if fixed:  # the gate's own paired effect, on the gated (shipped) part only
+        gated = parts[parts.part == "fused with the gold expert"].iloc[0]
+        assert gated.test_gate_delta_low <= gated.test_gate_delta_wf1 <= gated.test_gate_delta_high
+        assert parts[parts.part != "fused with the gold expert"].test_gate_delta_wf1.isna().all()
     # the pool's held-out slice (8 of its 80 texts) measures every row's fidelity to the teacher
     assert df.fidelity_agreement.between(0, 1).all() and df.fidelity_t.notna().all()
     assert (searched / real.model_dir / "expert.npz").is_file()
