@@ -102,20 +102,25 @@ def run(models: list[Path], data_dir: str | None, experiment: Path | None, round
                                  n_latency=min(n_latency, 150))
         teacher = {"e2e_ms_p50": bench["e2e_ms_p50"], "size_mib": bench["size_mib"],
                    "speedup": {s: bench["e2e_ms_p50"] / latency[s]["e2e_ms_p50"] for s in names}}
+    rusentiment = (splits.dataset or {}).get("kind", "rusentiment") == "rusentiment"
+    test_name = "RuSentiment test" if rusentiment else "the own data's test file"
     return {"machine": cpu_info(), "commit": git_commit(), "rounds": rounds, "n_latency": n_latency,
+            "test_name": test_name, "ood_name": "RuSentiTweet test" if ood is not None else None,
             "tfidf": {k: v for k, v in base.items() if k not in ("e2e_ms_p50", "latency_ms_p50", "latency_ms_p95")},
             "models": rows, "latency": latency, "teacher": teacher, "wall_s": round(time.time() - t0, 1)}
 
 
 def markdown(out: dict) -> str:
     lat, tf = out["latency"], out["tfidf"]
+    ood_name = out.get("ood_name", "RuSentiTweet test")  # records before the key: RuSentiment with RuSentiTweet
     md = ["# Students beside the fair TF-IDF baseline (one run)", "",
           f"Machine: {out['machine']['model']}, {out['machine']['cores']} cores, has {', '.join(out['machine']['simd_flags'])}; "
           f"commit {out['commit']}. Latency: end to end, batch 1, 1 thread, median of {out['rounds']} rounds' medians "
-          f"({out['n_latency']} validation posts each; range in brackets). Test = RuSentiment test, OOD = RuSentiTweet test; "
+          f"({out['n_latency']} validation posts each; range in brackets). Test = {out.get('test_name', 'RuSentiment test')}"
+          + (f", OOD = {ood_name}" if ood_name else " (no out-of-domain test)") + "; "
           "95 % bootstrap intervals; differences paired over the same posts.", "",
-          "| system | MiB | e2e p50 ms [range] | x TF-IDF latency [range] | test wF1 | test minus TF-IDF | OOD wF1 | OOD minus TF-IDF |",
-          "|---|---|---|---|---|---|---|---|"]
+          "| system | MiB | e2e p50 ms [range] | x TF-IDF latency [range] | test wF1 | test minus TF-IDF |"
+          + (" OOD wF1 | OOD minus TF-IDF |" if ood_name else ""), "|---" * (8 if ood_name else 6) + "|"]
     for name, r in out["models"].items():
         la, d = lat[name], r["minus_tfidf"]
         dt = d.get("test", {})
@@ -124,13 +129,14 @@ def markdown(out: dict) -> str:
                   f"{la['e2e_ms_p50']:.3f} [{la['e2e_ms_min']:.3f}, {la['e2e_ms_max']:.3f}] | "
                   f"{la['ratio_to_tfidf']:.2f} [{la['ratio_min']:.2f}, {la['ratio_max']:.2f}] | "
                   f"{r['test_weighted_f1']:.4f} [{r['test_wf1_low']:.3f}, {r['test_wf1_high']:.3f}] | "
-                  f"{dt.get('diff', float('nan')):+.4f} [{dt.get('low', float('nan')):+.3f}, {dt.get('high', float('nan')):+.3f}] | "
-                  f"{r.get('ood_weighted_f1', float('nan')):.4f} | "
-                  f"{do.get('diff', float('nan')):+.4f} [{do.get('low', float('nan')):+.3f}, {do.get('high', float('nan')):+.3f}] |")
+                  f"{dt.get('diff', float('nan')):+.4f} [{dt.get('low', float('nan')):+.3f}, {dt.get('high', float('nan')):+.3f}] |"
+                  + (f" {r.get('ood_weighted_f1', float('nan')):.4f} | "
+                     f"{do.get('diff', float('nan')):+.4f} [{do.get('low', float('nan')):+.3f}, "
+                     f"{do.get('high', float('nan')):+.3f}] |" if ood_name else ""))
     lt = lat["tfidf"]
     md.append(f"| {tf['name']} (C={tf['C']}) | {tf['size_mib']:.2f} | {lt['e2e_ms_p50']:.3f} [{lt['e2e_ms_min']:.3f}, "
-              f"{lt['e2e_ms_max']:.3f}] | 1 | {tf['test_weighted_f1']:.4f} [{tf['test_wf1_low']:.3f}, {tf['test_wf1_high']:.3f}] | - | "
-              f"{tf.get('ood_weighted_f1', float('nan')):.4f} | - |")
+              f"{lt['e2e_ms_max']:.3f}] | 1 | {tf['test_weighted_f1']:.4f} [{tf['test_wf1_low']:.3f}, {tf['test_wf1_high']:.3f}] | - |"
+              + (f" {tf.get('ood_weighted_f1', float('nan')):.4f} | - |" if ood_name else ""))
     if out["teacher"]:
         t = out["teacher"]
         md += ["", f"Teacher (fp32, torch, 1 thread): {t['e2e_ms_p50']:.2f} ms end to end, {t['size_mib']:.1f} MiB; speed-up: "
