@@ -337,6 +337,7 @@ def test_fused_training_puts_the_fused_model_into_the_loss(tiny_bert, labelled, 
     from trainables.distill import kd_loss
     from trainables.loop import collate
     from trainables.worker import folder_bytes
+    from modeling.metrics import FidelitySlice
     from trainables.student import FolderReporter, StudentData, StudentRun, fit_student
 
     texts, labels = labelled

@@ -146,9 +146,11 @@ def build_student(cfg: StudentConfig, teacher: EncoderClassifier, teacher_tok, t
     tc = teacher.config
     enc = encode_texts(train_texts, teacher_tok, cfg.max_length, tc.text_prefix, cache_dir)
     counts = piece_counts(enc, len(teacher_tok))
-    vocab = fit_vocab(cfg, int((counts > 0).sum()) + len(teacher_tok.all_special_ids))
-    if vocab != (cfg.vocab or vocab):
-        log.info("vocabulary %d -> %d pieces to fit %.1f MiB", cfg.vocab, vocab, cfg.max_size_mib)
+    seen = int((counts > 0).sum()) + len(teacher_tok.all_special_ids)
+    vocab = fit_vocab(cfg, seen)
+    if vocab != (cfg.vocab or vocab):  # fewer pieces seen than asked for, or cut to the size limit
+        log.info("vocabulary %d -> %d pieces (%d seen in the training posts; size limit: %s MiB)", cfg.vocab, vocab,
+                 seen, "none" if cfg.max_size_mib is None else f"{cfg.max_size_mib:g}")
     keep = choose_kept_ids(counts, teacher_tok, vocab)
     tokenizer = trim_tokenizer(teacher_tok, keep)
     lexical = LexicalSpec(buckets=cfg.lexical_buckets).to_dict() if cfg.lexical_buckets else None
