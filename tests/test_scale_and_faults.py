@@ -93,11 +93,19 @@ def wait_for(condition, timeout: float, what: str, driver: subprocess.Popen, log
 
 
 def checkpoint_rounds(trial: Path) -> list[int]:
-    """The rounds of the checkpoints a trial persisted (each holds ``train_state.pt`` with its round)."""
+    """The rounds of the checkpoints a trial persisted (each holds ``train_state.pt`` with its round). A file still
+    being written (the trial runs while the test polls: a zip without its central directory yet) is not counted
+    until a later poll reads it whole."""
     import torch
 
-    return sorted(torch.load(c / "train_state.pt", weights_only=False)["round"]
-                  for c in trial.glob("checkpoint_*") if (c / "train_state.pt").is_file())
+    rounds = []
+    for c in trial.glob("checkpoint_*"):
+        if (c / "train_state.pt").is_file():
+            try:
+                rounds.append(torch.load(c / "train_state.pt", weights_only=False)["round"])
+            except (RuntimeError, EOFError, OSError):  # half-written: read again at the next poll
+                continue
+    return sorted(rounds)
 
 
 def end_group(proc: subprocess.Popen) -> None:
