@@ -589,16 +589,14 @@ def validate_int8(folder: Path, data: StudentData, cfg: StudentConfig, fp32: np.
     metrics, own = fused_metrics(logits, data, expert, "int8_")
     if expert is not None:
         weight = metrics.pop("int8_expert_weight")
-        gate = fit_gate(clf, data, weight) if cfg.expert_gate and weight > 0 and data.gate_texts else None
+        gate, rarity = fit_gate(clf, data, weight) if cfg.expert_gate and weight > 0 and data.gate_texts else (None, None)
         set_weight(folder, weight, gate=gate)
         metrics.update(expert_weight=weight, gate_slope=gate.slope if gate else 0.0,
                        gate_knee=gate.knee if gate else float("nan"))
         if gate is not None and gate.slope > 0:  # what the folder answers on validation: the gated fusion
             from inference.expert import fuse
 
-            rarity = np.empty(len(data.val_texts), np.float32)
-            val_expert = clf.expert_log_probs(data.val_texts, rarity)
-            answer = fuse(logits, val_expert, gate.weights(weight, rarity)).argmax(1)
+            answer = fuse(logits, expert[1], gate.weights(weight, rarity)).argmax(1)
             metrics.update(classification_metrics(data.val_labels, answer, prefix="int8_val_"))
     out = {**metrics, "int8_fp32_agreement": float((own == fp32).mean())}
     if data.fidelity is not None:
@@ -608,7 +606,8 @@ def validate_int8(folder: Path, data: StudentData, cfg: StudentConfig, fp32: np.
 
 def fit_gate(clf, data: StudentData, weight: float):
     """The expert's text-dependent weight for this student (``modeling.expert.choose_gate``): knee from the
-    validation posts' rarity, slope from the teacher's answers on ``data.gate_texts``."""
+    validation posts' rarity, slope from the teacher's answers on ``data.gate_texts``; returns the gate and the
+    validation posts' rarity."""
     from modeling.expert import choose_gate
 
     texts, teacher_logits = data.gate_texts
@@ -618,7 +617,7 @@ def fit_gate(clf, data: StudentData, weight: float):
     gate, rows = choose_gate(clf.student_logits(texts, 64), expert, rarity, weight, teacher_logits, val_rarity)
     log.info("expert gate: knee %.3f slope %.2f (KL to the teacher on %d transfer texts %.4f; slope 0: %.4f)",
              gate.knee, gate.slope, len(texts), rows[gate.slope]["kl"], rows[0.0]["kl"])
-    return gate
+    return gate, val_rarity
 
 
 def measure(folder: Path, data: StudentData, reporter, n_latency: int, fp32=None) -> dict:
